@@ -1,0 +1,408 @@
+"""WorldModelAgent: a goal-conditioned policy that plans in LeWM's latent space.
+
+`predict(obs)` has the stable-baselines3 signature, so the agent drops into
+ordinary Gymnasium loops and `evaluate_policy`. Per environment it keeps a
+queue of planned actions, the embeddings of the last `history` block-boundary
+frames with the action blocks between them, and the previous plan for a warm
+start; all envs that need a new plan are planned together in one batched call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import (
+    ModelConfig,
+    PlanConfig,
+    TrainConfig,
+    from_dict,
+    get_preset,
+    replace,
+    to_dict,
+)
+from .data import ActionNormalizer, Dataset
+from .model import LeWM
+from .planning import make_planner
+from .train import autocast_context, resolve_device, train
+
+# Normalised-space bound used where the env's own bound is infinite.
+UNBOUNDED_LIMIT = 3.0
+
+
+@dataclass
+class _EnvSlot:
+    """What the agent remembers about one environment of a (vector) env."""
+
+    generator: torch.Generator
+    queue: deque = field(default_factory=deque)  # (env action (A,), normalised action (A,))
+    z_hist: list[Tensor] = field(default_factory=list)  # block-boundary embeddings (D,)
+    a_hist: list[Tensor] = field(default_factory=list)  # executed normalised blocks (fs*A,)
+    current_block: list[np.ndarray] = field(default_factory=list)
+    warm: Tensor | None = None  # (H, fs*A) shifted previous plan
+    goal_image: np.ndarray | None = None
+    goal_z: Tensor | None = None
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.z_hist.clear()
+        self.a_hist.clear()
+        self.current_block.clear()
+        self.warm = None
+
+
+class WorldModelAgent:
+    """Plans toward a goal image with CEM or MPPI over LeWM's predictions."""
+
+    def __init__(
+        self,
+        model: LeWM,
+        normalizer: ActionNormalizer,
+        action_low: np.ndarray,
+        action_high: np.ndarray,
+        plan_config: PlanConfig | None = None,
+        *,
+        train_config: TrainConfig | None = None,
+        env_id: str | None = None,
+        device: str | torch.device = "auto",
+        training_stats: dict[str, Any] | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.model_config: ModelConfig = model.cfg
+        self.plan_config = plan_config or PlanConfig()
+        self.train_config = train_config
+        self.env_id = env_id
+        self.normalizer = normalizer
+        self.training_stats = training_stats or {}
+        a = self.model_config.action_dim
+        self.action_low = np.asarray(action_low, dtype=np.float32).reshape(a)
+        self.action_high = np.asarray(action_high, dtype=np.float32).reshape(a)
+        self._mean = np.asarray(normalizer.mean, dtype=np.float32).reshape(a)
+        self._std = np.asarray(normalizer.std, dtype=np.float32).reshape(a)
+        fs = self.model_config.frameskip
+        low_n = np.where(
+            np.isfinite(self.action_low),
+            (self.action_low - self._mean) / self._std,
+            -UNBOUNDED_LIMIT,
+        )
+        high_n = np.where(
+            np.isfinite(self.action_high),
+            (self.action_high - self._mean) / self._std,
+            UNBOUNDED_LIMIT,
+        )
+        # Bounds of one flattened block (fs*A,) in normalised units.
+        self._low_n = torch.tensor(np.tile(low_n, fs), dtype=torch.float32, device=self.device)
+        self._high_n = torch.tensor(np.tile(high_n, fs), dtype=torch.float32, device=self.device)
+        self.planner = make_planner(self.plan_config, self._low_n, self._high_n)
+        self._slots: list[_EnvSlot] = []
+        self._manual_goal: np.ndarray | None = None
+        if not 1 <= self.plan_config.receding_horizon <= self.plan_config.horizon:
+            raise ValueError("receding_horizon must be between 1 and horizon")
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def fit(
+        cls,
+        dataset: Dataset | str | os.PathLike,
+        preset: str = "cpu",
+        *,
+        steps: int | None = None,
+        model_overrides: dict[str, Any] | None = None,
+        train_overrides: dict[str, Any] | None = None,
+        plan_overrides: dict[str, Any] | None = None,
+        log_dir: str | os.PathLike | None = None,
+        device: str | torch.device = "auto",
+        progress: bool = True,
+    ) -> WorldModelAgent:
+        """Train LeWM on a recorded dataset with a named preset and return the agent."""
+        p = get_preset(preset)
+        model_cfg = replace(p.model, **(model_overrides or {}))
+        train_cfg = replace(p.train, **(train_overrides or {}))
+        if steps is not None:
+            train_cfg = replace(train_cfg, steps=steps)
+        plan_cfg = replace(p.plan, **(plan_overrides or {}))
+        result = train(
+            dataset, model_cfg, train_cfg, log_dir=log_dir, device=device, progress=progress
+        )
+        meta = result.dataset_meta
+        last = result.log[-1] if result.log else {}
+        return cls(
+            result.model,
+            result.normalizer,
+            np.asarray(meta["action_low"]),
+            np.asarray(meta["action_high"]),
+            plan_cfg,
+            train_config=train_cfg,
+            env_id=meta.get("env_id"),
+            device=device,
+            training_stats={
+                "seconds": result.seconds,
+                "steps": train_cfg.steps,
+                "final": last,
+                "dataset": meta,
+            },
+        )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write config.json + model.safetensors + stats.json to a folder."""
+        config = {
+            "model": to_dict(self.model_config),
+            "plan": to_dict(self.plan_config),
+            "train": to_dict(self.train_config) if self.train_config else None,
+            "env": {
+                "env_id": self.env_id,
+                "action_low": self.action_low.tolist(),
+                "action_high": self.action_high.tolist(),
+            },
+        }
+        stats = {"action_normalizer": self.normalizer.to_dict(), "training": self.training_stats}
+        return save_checkpoint(path, self.model, config, stats)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        planner: str | PlanConfig | None = None,
+        device: str | torch.device = "auto",
+        **plan_overrides: Any,
+    ) -> WorldModelAgent:
+        """Load a saved agent; `planner` picks "cem"/"mppi" or a full PlanConfig."""
+        dev = resolve_device(device)
+        model, config, stats = load_checkpoint(path, device=dev)
+        try:
+            plan_cfg = from_dict(PlanConfig, config.get("plan") or {})
+            train_cfg = from_dict(TrainConfig, config["train"]) if config.get("train") else None
+            env = config["env"]
+            normalizer = ActionNormalizer.from_dict(stats["action_normalizer"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt: {e!r}") from e
+        if isinstance(planner, PlanConfig):
+            plan_cfg = planner
+        elif isinstance(planner, str):
+            plan_cfg = replace(plan_cfg, planner=planner)
+        elif planner is not None:
+            raise TypeError("planner must be 'cem', 'mppi', a PlanConfig or None")
+        if plan_overrides:
+            plan_cfg = replace(plan_cfg, **plan_overrides)
+        return cls(
+            model,
+            normalizer,
+            np.asarray(env["action_low"]),
+            np.asarray(env["action_high"]),
+            plan_cfg,
+            train_config=train_cfg,
+            env_id=env.get("env_id"),
+            device=dev,
+            training_stats=stats.get("training"),
+        )
+
+    # ------------------------------------------------------------------ goals
+    def set_goal(self, image: np.ndarray) -> None:
+        """Goal image (H, W, 3) or one per env (N, H, W, 3) for observations without a goal."""
+        image = self._check_images(np.asarray(image), "goal image")
+        self._manual_goal = image
+
+    def reset(self, env_indices: list[int] | None = None) -> None:
+        """Forget plans, frame history and warm starts (of some envs, or all)."""
+        indices = range(len(self._slots)) if env_indices is None else env_indices
+        for i in indices:
+            self._slots[i].clear()
+
+    # ---------------------------------------------------------------- predict
+    supports_env_indices = True
+    """`predict` takes `env_indices`: act for a subset of the envs it tracks."""
+
+    def predict(
+        self,
+        observation: dict[str, np.ndarray] | np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+        env_indices: list[int] | None = None,
+    ) -> tuple[np.ndarray, None]:
+        """Next action(s) in the env's units, clipped to its bounds.
+
+        Args:
+            observation: {"pixels": (H,W,3) or (N,H,W,3) uint8, "goal": same} or
+                the pixels alone when a goal was given with `set_goal`.
+            state: unused (the agent keeps its per-env memory itself); accepted for
+                the stable-baselines3 signature.
+            episode_start: (N,) bools; True clears that env's plan queue, frame
+                history and warm start.
+            deterministic: accepted for the SB3 signature; the plan is the
+                planner's final mean either way, reproducible through its seed.
+            env_indices: which tracked envs the N observations belong to (for a
+                vector env whose finished members no longer act); default 0..N-1.
+        Returns:
+            (actions (A,) or (N, A), None).
+        """
+        pixels, goals, batched = self._parse_observation(observation)
+        n = pixels.shape[0]
+        if env_indices is None:
+            if len(self._slots) != n:  # a new (vector) env: start fresh
+                self._slots = [self._new_slot(i) for i in range(n)]
+            ids = list(range(n))
+        else:
+            ids = [int(i) for i in env_indices]
+            if len(ids) != n or len(set(ids)) != n or min(ids) < 0:
+                raise ValueError(f"env_indices must be {n} distinct non-negative ints, got {ids}")
+            while len(self._slots) <= max(ids):
+                self._slots.append(self._new_slot(len(self._slots)))
+        slots = [self._slots[i] for i in ids]
+        if episode_start is not None:
+            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+            if starts.shape[0] != n:
+                raise ValueError(f"episode_start has {starts.shape[0]} entries for {n} envs")
+            for j in np.flatnonzero(starts):
+                slots[j].clear()
+        self._update_goals(slots, goals)
+        self._observe_boundaries(slots, pixels)
+        self._plan([sl for sl in slots if not sl.queue])
+        actions = np.empty((n, self.model_config.action_dim), dtype=np.float32)
+        fs = self.model_config.frameskip
+        for j, slot in enumerate(slots):
+            env_action, norm_action = slot.queue.popleft()
+            actions[j] = env_action
+            slot.current_block.append(norm_action)
+            if len(slot.current_block) == fs:  # a whole block executed: remember it
+                block = torch.as_tensor(np.concatenate(slot.current_block), device=self.device)
+                slot.a_hist.append(block)
+                del slot.a_hist[: -self.model_config.history]
+                slot.current_block.clear()
+        return (actions if batched else actions[0]), None
+
+    # ------------------------------------------------------------- internals
+    def _new_slot(self, index: int) -> _EnvSlot:
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.plan_config.seed + index)
+        return _EnvSlot(generator=gen)
+
+    def _check_images(self, images: np.ndarray, what: str) -> np.ndarray:
+        size = self.model_config.image_size
+        if images.dtype != np.uint8:
+            raise ValueError(f"{what} must be uint8 RGB (0-255), got dtype {images.dtype}")
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[1:] != (size, size, 3):
+            raise ValueError(
+                f"{what} has shape {images.shape}; this model expects ({size}, {size}, 3) or "
+                f"(N, {size}, {size}, 3): make the env with image_size={size}"
+            )
+        return images
+
+    def _parse_observation(self, obs: Any) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        if isinstance(obs, dict):
+            if "pixels" not in obs:
+                raise ValueError(
+                    f"observation dict has keys {sorted(obs)}; expected 'pixels' "
+                    "(and 'goal'): wrap the env with envs.wrappers.PixelGoal"
+                )
+            raw, goal = np.asarray(obs["pixels"]), obs.get("goal")
+        else:
+            raw, goal = np.asarray(obs), None
+        batched = raw.ndim == 4
+        pixels = self._check_images(raw, "observation pixels")
+        goals = None
+        if goal is not None:
+            goals = self._check_images(np.asarray(goal), "observation goal")
+        elif self._manual_goal is not None:
+            goals = self._manual_goal
+        else:
+            raise ValueError(
+                "no goal: pass observations with a 'goal' image or call agent.set_goal(image) first"
+            )
+        if goals.shape[0] == 1 and pixels.shape[0] > 1:
+            goals = np.broadcast_to(goals, pixels.shape)
+        if goals.shape[0] != pixels.shape[0]:
+            raise ValueError(f"{goals.shape[0]} goal images for {pixels.shape[0]} observations")
+        return pixels, goals, batched
+
+    @torch.inference_mode()
+    def _encode(self, images: np.ndarray) -> Tensor:
+        """uint8 (N, H, W, 3) -> (N, D) on the agent's device."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        with autocast_context(self.device):
+            return self.model.encode(x).float()
+
+    def _update_goals(self, slots: list[_EnvSlot], goals: np.ndarray) -> None:
+        changed = [
+            j
+            for j, s in enumerate(slots)
+            if s.goal_image is None or not np.array_equal(s.goal_image, goals[j])
+        ]
+        if not changed:
+            return
+        z = self._encode(goals[changed])  # (C, D): the goal is encoded once per goal
+        for k, j in enumerate(changed):
+            slot = slots[j]
+            slot.goal_image, slot.goal_z = goals[j].copy(), z[k]
+            slot.queue.clear()  # a new goal invalidates the plan and its warm start
+            slot.warm = None
+
+    def _observe_boundaries(self, slots: list[_EnvSlot], pixels: np.ndarray) -> None:
+        """Encode the frames of envs at a block boundary and push them into history."""
+        at_boundary = [j for j, s in enumerate(slots) if not s.current_block]
+        if not at_boundary:
+            return
+        z = self._encode(pixels[at_boundary])  # (K, D)
+        h = self.model_config.history
+        for k, j in enumerate(at_boundary):
+            slot = slots[j]
+            slot.z_hist.append(z[k])
+            del slot.z_hist[:-h]
+            keep = len(slot.z_hist) - 1  # blocks between the remembered frames
+            slot.a_hist[:] = slot.a_hist[len(slot.a_hist) - keep :] if keep else []
+
+    @torch.inference_mode()
+    def _plan(self, slots: list[_EnvSlot]) -> None:
+        groups: dict[int, list[_EnvSlot]] = {}
+        for slot in slots:  # envs with the same context length share one rollout
+            groups.setdefault(len(slot.z_hist), []).append(slot)
+        for h0, group in groups.items():
+            self._plan_group(h0, group)
+
+    def _plan_group(self, h0: int, slots: list[_EnvSlot]) -> None:
+        cfg, fs = self.plan_config, self.model_config.frameskip
+        s = cfg.samples
+        z_ctx = torch.stack([torch.stack(sl.z_hist) for sl in slots])  # (G, h0, D)
+        past = (
+            torch.stack([torch.stack(sl.a_hist[-(h0 - 1) :]) for sl in slots]) if h0 > 1 else None
+        )  # (G, h0-1, fs*A)
+        goal = torch.stack([sl.goal_z for sl in slots])  # (G, D)
+        # Expanded once per plan, reused by every iteration's rollout.
+        z_rep = z_ctx.repeat_interleave(s, dim=0)  # (G*S, h0, D)
+        past_rep = past.repeat_interleave(s, dim=0) if past is not None else None
+        goal_rep = goal.repeat_interleave(s, dim=0)  # (G*S, D)
+
+        def cost_fn(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S,)
+            with autocast_context(self.device):
+                final = self.model.rollout(z_rep, past_rep, plans)[:, -1].float()  # (G*S, D)
+            return (final - goal_rep).square().sum(dim=-1)
+
+        init = None
+        if cfg.warm_start and any(sl.warm is not None for sl in slots):
+            zeros = torch.zeros(cfg.horizon, fs * self.model_config.action_dim, device=self.device)
+            init = torch.stack([sl.warm if sl.warm is not None else zeros for sl in slots])
+        result = self.planner.plan(cost_fn, [sl.generator for sl in slots], init)
+        plans = result.actions  # (G, H, fs*A)
+        if not torch.isfinite(plans).all():
+            raise FloatingPointError(
+                "the planner produced NaN actions: the checkpoint's weights "
+                "are likely corrupt (retrain or reload it)"
+            )
+        r, a = cfg.receding_horizon, self.model_config.action_dim
+        norm_steps = plans[:, :r].reshape(len(slots), r * fs, a).cpu().numpy()  # (G, r*fs, A)
+        env_steps = np.clip(norm_steps * self._std + self._mean, self.action_low, self.action_high)
+        for j, sl in enumerate(slots):
+            sl.queue.extend(zip(env_steps[j].astype(np.float32), norm_steps[j], strict=True))
+            # Warm start: the unexecuted blocks, then zeros (the prior mean).
+            sl.warm = torch.cat([plans[j, r:], torch.zeros_like(plans[j, :r])])

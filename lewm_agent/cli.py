@@ -1,0 +1,257 @@
+"""`lewm`: the command line. collect | train | eval | info.
+
+The top floor of the package: each command imports what it needs from `envs`,
+`agents` and `eval` inside its own function, so `lewm_agent` itself never
+depends on them. Training and planning options are generated from the config
+dataclasses (their field comments are the help texts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import json
+import os
+import sys
+import textwrap
+from dataclasses import fields
+from functools import cache
+from typing import Any
+
+from .config import PRESETS, ModelConfig, PlanConfig, TrainConfig
+
+
+@cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each dataclass field (Python drops them at runtime)."""
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, prefix: str) -> None:
+    """One `--{prefix}{field}` option per dataclass field, default None (= preset)."""
+    group = parser.add_argument_group(f"{cls.__name__} overrides (default: the preset's)")
+    docs = field_docs(cls)
+    for f in fields(cls):
+        flag = f"--{prefix}{f.name.replace('_', '-')}"
+        kind = type(f.default)
+        kw: dict[str, Any] = {
+            "default": None,
+            "dest": f"{prefix.replace('-', '_')}{f.name}",
+            "help": docs.get(f.name, ""),
+        }
+        if kind is bool:
+            kw["type"] = lambda s: s.lower() in ("1", "true", "yes", "on")
+            kw["metavar"] = "BOOL"
+        elif kind is tuple:
+            kw["type"] = lambda s: tuple(int(x) for x in s.split(","))
+            kw["metavar"] = "A,B,..."
+        else:
+            kw["type"] = kind
+        group.add_argument(flag, **kw)
+
+
+def collect_overrides(args: argparse.Namespace, cls: type, prefix: str) -> dict[str, Any]:
+    dest = prefix.replace("-", "_")
+    return {
+        f.name: getattr(args, dest + f.name)
+        for f in fields(cls)
+        if getattr(args, dest + f.name) is not None
+    }
+
+
+def _headless() -> None:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_collect(args: argparse.Namespace) -> int:
+    _headless()
+    import envs  # noqa: F401
+    from envs.collect import collect
+
+    path = collect(
+        args.env,
+        args.policy,
+        args.episodes,
+        args.out,
+        workers=args.workers,
+        image_size=args.image_size,
+        seed=args.seed,
+    )
+    print(f"recorded {args.episodes} episodes into {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .agent import WorldModelAgent
+
+    agent = WorldModelAgent.fit(
+        args.data,
+        preset=args.preset,
+        device=args.device,
+        log_dir=args.out,
+        model_overrides=collect_overrides(args, ModelConfig, "model-"),
+        train_overrides=collect_overrides(args, TrainConfig, ""),
+        plan_overrides=collect_overrides(args, PlanConfig, "plan-"),
+    )
+    path = agent.save(args.out)
+    final = agent.training_stats.get("final", {})
+    print(
+        f"saved agent to {path} ({agent.training_stats['seconds']:.0f} s; final pred_loss "
+        f"{final.get('pred_loss', float('nan')):.4f}, emb_std {final.get('emb_std', float('nan')):.2f})"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    _headless()
+    import gymnasium as gym
+    import numpy as np
+
+    import envs  # noqa: F401
+    from agents.scripted import RandomPolicy
+    from eval.compare import compare, markdown_table, results_dict, write_results
+    from eval.protocol import run_protocol, sample_episodes
+
+    from .agent import WorldModelAgent
+    from .data import load_dataset
+
+    plan_over = collect_overrides(args, PlanConfig, "plan-")
+    agent = WorldModelAgent.load(args.agent, planner=args.planner, device=args.device, **plan_over)
+    env_id = args.env or agent.env_id
+    if not env_id:
+        raise SystemExit("the checkpoint does not name its env: pass --env ID")
+    dataset = load_dataset(args.data)
+    holdout = agent.train_config.holdout_fraction if agent.train_config else 0.1
+    _, heldout = dataset.split(holdout)
+    episodes = sample_episodes(heldout, n=args.episodes, seed=args.seed)
+    env_kwargs = {"image_size": agent.model_config.image_size}
+    agents: dict[str, Any] = {"lewm": agent}
+    if args.random:
+        agents["random"] = RandomPolicy(gym.make(env_id).action_space, seed=args.seed)
+    results = results_dict(compare(env_id, agents, episodes, env_kwargs=env_kwargs))
+    print(markdown_table(results))
+    if args.out:
+        paths = write_results(results, args.out, header=f"# {env_id}, paper protocol")
+        print("wrote " + ", ".join(map(str, paths)))
+    if args.video:
+        from eval.video import side_by_side_frames, write_video
+
+        ep = episodes[0]
+        fresh = WorldModelAgent.load(
+            args.agent, planner=args.planner, device=args.device, **plan_over
+        )
+        _, frames = run_protocol(
+            env_id, fresh, [ep], name="video", record=True, env_kwargs=env_kwargs, progress=False
+        )
+        goal = gym.make(env_id, **env_kwargs).unwrapped.render_state(ep.goal_state)
+        path = write_video(
+            side_by_side_frames(np.stack(frames[0]), goal, label="LeWM"), args.video, fps=10
+        )
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .config import get_preset, to_dict
+    from .model import LeWM
+
+    if args.agent:
+        from .checkpoint import load_checkpoint
+
+        model, config, _ = load_checkpoint(args.agent)
+        title = f"agent {args.agent}"
+    else:
+        preset = get_preset(args.preset)
+        model, config = LeWM(preset.model), {"model": to_dict(preset.model)}
+        title = f"preset {args.preset!r}: {preset.description}"
+    counts = model.parameter_counts()
+    if args.json:
+        print(json.dumps({"parameters": counts, **config}, indent=2))
+        return 0
+    print(title)
+    cfg = model.cfg
+    enc = (
+        f"ViT p{cfg.vit_patch} {cfg.vit_depth}x{cfg.vit_width} ({cfg.vit_heads} heads)"
+        if cfg.encoder == "vit"
+        else f"CNN {list(cfg.cnn_channels)}"
+    )
+    print(
+        f"  image {cfg.image_size} px, encoder {enc}, embedding {cfg.embed_dim}, history "
+        f"{cfg.history}, predictor {cfg.pred_depth} layers x {cfg.pred_heads} heads x "
+        f"{cfg.pred_head_dim}, MLP {cfg.pred_mlp}, AdaLN-zero, projectors "
+        f"{cfg.embed_dim}-{cfg.projector_hidden}-{cfg.embed_dim} (BatchNorm)"
+    )
+    for part, n in counts.items():
+        print(f"  {part:<22}{n / 1e6:8.3f} M")
+    return 0
+
+
+# ------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lewm", description="LeWorldModel agent toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="record a reward-free dataset with a data policy")
+    p.add_argument("--env", required=True, help="Gymnasium id, e.g. lewm/TwoRoom-v0")
+    p.add_argument("--policy", default="heuristic", help="data policy: heuristic | random")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--workers", type=int, default=2, help="worker processes (vector env)")
+    p.add_argument("--out", required=True, help="dataset folder")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("train", help="train LeWM on a dataset and save the agent folder")
+    p.add_argument("--data", required=True, help="dataset folder (from `lewm collect`)")
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_config_options(p, TrainConfig, "")
+    add_config_options(p, ModelConfig, "model-")
+    add_config_options(p, PlanConfig, "plan-")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="the paper's protocol on held-out episodes")
+    p.add_argument("--agent", required=True, help="checkpoint folder")
+    p.add_argument("--data", required=True, help="the dataset the agent was trained on")
+    p.add_argument("--env", default=None, help="env id (default: the checkpoint's)")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--planner", default=None, choices=["cem", "mppi"])
+    p.add_argument("--random", action="store_true", help="also run a random agent")
+    p.add_argument("--out", default=None, help="folder for results.json / results.md")
+    p.add_argument("--video", default=None, help="write one rollout video (mp4) here")
+    p.add_argument("--device", default="auto")
+    add_config_options(p, PlanConfig, "plan-")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("info", help="parameter counts by part of a preset or checkpoint")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    p.add_argument("--agent", default=None, help="a checkpoint folder instead of a preset")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

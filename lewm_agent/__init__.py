@@ -1,21 +1,32 @@
-"""lewm-agent: LeWorldModel as a Gymnasium-compatible model-based RL agent."""
+"""lewm-agent: LeWorldModel as a Gymnasium-compatible model-based RL agent.
 
-from .agent import WorldModelAgent
-from .checkpoint import CheckpointError
-from .config import PRESETS, ModelConfig, PlanConfig, TrainConfig, get_preset
-from .data import DatasetError, load_dataset
-from .model import LeWM
+Names are imported lazily so that light users of the package (dataset
+writers inside collection workers) do not pay for importing torch.
+"""
 
-__all__ = [
-    "WorldModelAgent",
-    "LeWM",
-    "ModelConfig",
-    "TrainConfig",
-    "PlanConfig",
-    "PRESETS",
-    "get_preset",
-    "load_dataset",
-    "DatasetError",
-    "CheckpointError",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "WorldModelAgent": "agent",
+    "LeWM": "model",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "PlanConfig": "config",
+    "PRESETS": "config",
+    "get_preset": "config",
+    "load_dataset": "data",
+    "DatasetError": "data",
+    "CheckpointError": "checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

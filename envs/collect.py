@@ -1,0 +1,201 @@
+"""Parallel data collection: a vector env of recording workers driven by a data policy.
+
+    python -m envs.collect --env lewm/TwoRoom-v0 --policy heuristic --episodes 1000 \\
+        --workers 2 --out data/tworoom [--image-size 64] [--seed 0]
+
+Each worker process runs ``gym.make(env_id, obs_mode="state", ...)`` (scripted
+policies act on the simulator state) wrapped in :class:`envs.wrappers.RecordEpisodes`,
+which renders and writes its own finished episodes (prefix ``w<i>-``) until its quota
+is met. The parent only computes batched actions, so frames never cross processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+# Env kwargs used for data collection unless the caller overrides them. Two-Room
+# episodes must not end at the goal: a world model wants long trajectories.
+COLLECTION_ENV_KWARGS: dict[str, dict[str, Any]] = {
+    "lewm/TwoRoom-v0": {"terminate_on_success": False},
+}
+
+
+def _make_recording_env(
+    env_id: str,
+    out_dir: str,
+    image_size: int,
+    env_kwargs: dict[str, Any],
+    prefix: str,
+    quota: int,
+    frameskip: int,
+    collector: str,
+) -> gym.Env:
+    """Worker-side env factory (module-level so it also works with spawn start methods)."""
+    import envs  # noqa: F401  (registers the ids in a fresh worker process)
+    from envs.wrappers import RecordEpisodes
+
+    env = gym.make(env_id, obs_mode="state", image_size=image_size, **env_kwargs)
+    return RecordEpisodes(
+        env,
+        out_dir,
+        collector=collector,
+        frameskip=frameskip,
+        prefix=prefix,
+        max_episodes=quota,
+    )
+
+
+def split_quota(episodes: int, workers: int) -> list[int]:
+    """Episodes per worker, as even as possible (the first ones take the remainder)."""
+    base, extra = divmod(episodes, workers)
+    return [base + (1 if i < extra else 0) for i in range(workers)]
+
+
+def collect(
+    env_id: str,
+    policy_name: str,
+    episodes: int,
+    out_dir: str | os.PathLike[str],
+    *,
+    workers: int = 2,
+    image_size: int = 64,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    frameskip: int = 5,
+    progress: bool = True,
+) -> Path:
+    """Record ``episodes`` finished episodes of ``env_id`` with a scripted data policy.
+
+    Runs ``workers`` envs in an ``AsyncVectorEnv`` (a ``SyncVectorEnv`` for one
+    worker). Worker ``i`` records up to its quota into ``out_dir`` with prefix
+    ``w<i>-``; the loop ends when every quota is met, so the folder gains exactly
+    ``episodes`` episodes (appending to an existing compatible dataset is allowed).
+    ``env_kwargs`` update :data:`COLLECTION_ENV_KWARGS` for this env (Two-Room is
+    collected with ``terminate_on_success=False``, so every episode runs to the
+    time limit).
+
+    Returns:
+        ``Path(out_dir)``.
+    """
+    from agents.scripted import make_data_policy  # agents -> envs is the allowed direction
+
+    if episodes < 1 or workers < 1:
+        raise ValueError(f"episodes and workers must be >= 1, got {episodes}, {workers}")
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    workers = min(workers, episodes)
+    quotas = split_quota(episodes, workers)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kwargs = {**COLLECTION_ENV_KWARGS.get(env_id, {}), **(env_kwargs or {})}
+    fns = [
+        functools.partial(
+            _make_recording_env,
+            env_id,
+            str(out),
+            image_size,
+            kwargs,
+            f"w{i}-",
+            quotas[i],
+            frameskip,
+            policy_name,
+        )
+        for i in range(workers)
+    ]
+    vec: gym.vector.VectorEnv
+    if workers > 1:
+        vec = gym.vector.AsyncVectorEnv(fns)
+    else:
+        vec = gym.vector.SyncVectorEnv(fns)
+    policy = make_data_policy(policy_name, env_id, vec.single_action_space, seed=seed)
+
+    from tqdm.auto import tqdm
+
+    done_count = np.zeros(workers, dtype=np.int64)  # finished episodes per worker
+    quota_arr = np.asarray(quotas, dtype=np.int64)
+    try:
+        obs, _ = vec.reset(seed=seed)
+        # NEXT_STEP autoreset: the step after a done is a reset step (its action is
+        # ignored; it returns the new episode's first observation and never a done),
+        # so a new episode's first real action is chosen one call after that step.
+        episode_start = np.ones(workers, dtype=bool)  # (K,) obs is a first observation
+        resetting = np.zeros(workers, dtype=bool)  # (K,) next step is a reset step
+        with tqdm(total=episodes, desc=f"collect {env_id}", disable=not progress) as bar:
+            while np.any(done_count < quota_arr):
+                actions, _ = policy.predict(obs, episode_start=episode_start)
+                obs, _, terminated, truncated, _ = vec.step(actions)
+                done = np.logical_or(terminated, truncated) & ~resetting  # (K,)
+                new = np.minimum(done_count + done, quota_arr) - done_count
+                done_count += done
+                bar.update(int(new.sum()))
+                episode_start, resetting = resetting, done
+    finally:
+        vec.close()
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: ``python -m envs.collect --env ID --policy NAME --episodes N --workers K --out DIR``."""
+    p = argparse.ArgumentParser(prog="python -m envs.collect", description=__doc__.split("\n")[0])
+    p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
+    p.add_argument("--policy", default="heuristic", help="data policy: heuristic | random")
+    p.add_argument("--episodes", type=int, required=True)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", required=True, help="dataset folder (created or appended to)")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frameskip", type=int, default=5, help="training hint stored in meta.json")
+    p.add_argument(
+        "--env-kwargs",
+        type=json.loads,
+        default=None,
+        help="JSON dict of extra env kwargs, e.g. '{\"terminate_on_success\": true}'",
+    )
+    args = p.parse_args(argv)
+
+    import envs  # noqa: F401
+
+    def steps_so_far() -> tuple[int, int]:
+        meta_path = Path(args.out) / "meta.json"
+        if not meta_path.exists():
+            return 0, 0
+        meta = json.loads(meta_path.read_text())
+        return int(meta["num_episodes"]), int(meta["num_steps"])
+
+    eps0, steps0 = steps_so_far()
+    t0 = time.perf_counter()
+    out = collect(
+        args.env,
+        args.policy,
+        args.episodes,
+        args.out,
+        workers=args.workers,
+        image_size=args.image_size,
+        seed=args.seed,
+        frameskip=args.frameskip,
+        env_kwargs=args.env_kwargs,
+    )
+    elapsed = time.perf_counter() - t0
+    eps1, steps1 = steps_so_far()
+    n_eps, n_steps = eps1 - eps0, steps1 - steps0
+    frames = n_steps + n_eps  # T+1 frames per episode
+    print(
+        f"{out}: +{n_eps} episodes, +{n_steps} steps (mean length {n_steps / max(n_eps, 1):.1f}) "
+        f"in {elapsed:.1f} s = {frames / elapsed:.0f} frames/s with {args.workers} workers; "
+        f"dataset now has {eps1} episodes, {steps1} steps"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""The paper's goal-conditioned evaluation protocol, for any registered env.
+
+Pick a start step in a held-out dataset trajectory, set the environment to
+that state, take the state 25 steps later in the same trajectory as the goal
+(the agent sees its rendering as the goal image), and give the agent 50
+environment steps. Success is the environment's own `info["is_success"]`.
+The episodes are a pure function of the dataset and the seed, so every agent
+is evaluated on the same ones.
+
+All episodes run side by side: each step, the agents' `predict` gets the
+observations of every unfinished episode in one batch (a world-model agent
+then plans for all of them in one batched rollout).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from lewm_agent.data import Dataset
+
+GOAL_OFFSET = 25
+BUDGET = 50
+EPISODES = 50
+SEED = 42
+
+
+@dataclass(frozen=True, eq=False)
+class ProtocolEpisode:
+    """One start/goal pair drawn from a held-out trajectory."""
+
+    episode: str
+    start_step: int
+    start_state: np.ndarray
+    goal_state: np.ndarray
+
+
+@dataclass
+class ProtocolResult:
+    """Outcome of one agent on a list of protocol episodes."""
+
+    agent: str
+    episodes: int
+    successes: int
+    success_rate: float
+    mean_steps: float
+    """Mean episode length (success ends an episode early; failures count the budget)."""
+    mean_steps_to_success: float | None
+    mean_return: float
+    seconds: float
+    decision_latency_ms: float
+    """Mean wall time of one predict call per env that acted in it."""
+    per_episode: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self, with_episodes: bool = False) -> dict[str, Any]:
+        d = asdict(self)
+        if not with_episodes:
+            d.pop("per_episode")
+        return d
+
+
+def sample_episodes(
+    heldout: Dataset, n: int = EPISODES, goal_offset: int = GOAL_OFFSET, seed: int = SEED
+) -> list[ProtocolEpisode]:
+    """`n` (start, goal = start + goal_offset) pairs from held-out trajectories."""
+    eligible = [ep for ep in heldout.episodes if len(ep.actions) >= goal_offset]
+    if not eligible:
+        raise ValueError(
+            f"no held-out episode has at least {goal_offset} steps; record longer "
+            "episodes or lower goal_offset"
+        )
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        ep = eligible[rng.integers(len(eligible))]
+        t = int(rng.integers(0, len(ep.actions) - goal_offset + 1))
+        out.append(
+            ProtocolEpisode(ep.name, t, ep.states[t].copy(), ep.states[t + goal_offset].copy())
+        )
+    return out
+
+
+def _stack(observations: list[Any]) -> Any:
+    if isinstance(observations[0], dict):
+        return {k: np.stack([o[k] for o in observations]) for k in observations[0]}
+    return np.stack(observations)
+
+
+def run_protocol(
+    env_id: str,
+    agent: Any,
+    episodes: list[ProtocolEpisode],
+    *,
+    name: str = "agent",
+    budget: int = BUDGET,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = True,
+    record: bool = False,
+) -> tuple[ProtocolResult, list[list[np.ndarray]]]:
+    """Run `agent` on every protocol episode; return the result and, if
+    `record`, the frames of each episode (start frame included)."""
+    kwargs = {"obs_mode": "pixels", **(env_kwargs or {})}
+    envs = [gym.make(env_id, **kwargs) for _ in episodes]
+    n = len(episodes)
+    obs_list, frames = [], [[] for _ in range(n)]
+    for i, (env, ep) in enumerate(zip(envs, episodes, strict=True)):
+        obs, _ = env.reset(
+            seed=SEED + i, options={"state": ep.start_state, "goal_state": ep.goal_state}
+        )
+        obs_list.append(obs)
+        if record:
+            frames[i].append(obs["pixels"])
+    active = list(range(n))
+    steps = np.zeros(n, dtype=int)
+    returns = np.zeros(n)
+    success = np.zeros(n, dtype=bool)
+    starts = np.ones(n, dtype=bool)
+    uses_indices = getattr(agent, "supports_env_indices", False)
+    decision_time, decisions = 0.0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=budget, desc=f"protocol {name}", disable=not progress, unit="step")
+    for _ in range(budget):
+        if not active:
+            break
+        idx = active if uses_indices else list(range(n))
+        tic = time.perf_counter()
+        if uses_indices:
+            actions, _ = agent.predict(
+                _stack([obs_list[i] for i in idx]), episode_start=starts[idx], env_indices=idx
+            )
+        else:
+            actions, _ = agent.predict(
+                _stack([obs_list[i] for i in idx]), episode_start=starts[idx]
+            )
+        decision_time += time.perf_counter() - tic
+        decisions += len(idx)
+        starts[:] = False
+        actions = np.asarray(actions)
+        still = []
+        for row, i in enumerate(idx):
+            if i not in active:
+                continue
+            obs, reward, term, trunc, info = envs[i].step(actions[row])
+            obs_list[i] = obs
+            steps[i] += 1
+            returns[i] += float(reward)
+            if record:
+                frames[i].append(obs["pixels"])
+            if info.get("is_success", False):
+                success[i] = True
+            if not (success[i] or term or trunc):
+                still.append(i)
+        active = still
+        bar.update(1)
+        bar.set_postfix(success=f"{success.sum()}/{n}")
+    bar.close()
+    for env in envs:
+        env.close()
+    seconds = time.perf_counter() - t0
+    to_success = steps[success]
+    result = ProtocolResult(
+        agent=name,
+        episodes=n,
+        successes=int(success.sum()),
+        success_rate=float(success.mean()),
+        mean_steps=float(steps.mean()),
+        mean_steps_to_success=float(to_success.mean()) if len(to_success) else None,
+        mean_return=float(returns.mean()),
+        seconds=seconds,
+        decision_latency_ms=1000.0 * decision_time / max(1, decisions),
+        per_episode=[
+            {
+                "episode": ep.episode,
+                "start_step": ep.start_step,
+                "success": bool(s),
+                "steps": int(k),
+                "return": float(r),
+            }
+            for ep, s, k, r in zip(episodes, success, steps, returns, strict=True)
+        ],
+    )
+    return result, frames

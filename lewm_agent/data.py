@@ -1,0 +1,796 @@
+"""The dataset format: writer, reader, window sampler and action normalizer.
+
+Pure numpy + json (no env, no torch at import time), so any process can write or
+read a dataset. On disk (see docs/CONTRACTS.md)::
+
+    DIR/meta.json            {"format_version": 1, "env_id", "image_size", "action_dim",
+                              "action_low", "action_high", "state_dim", "collector",
+                              "frameskip", "episodes": [{"file", "length"}, ...],
+                              "num_episodes", "num_steps"}
+    DIR/episodes/<name>.npz  pixels uint8 (T+1,H,W,3), actions float32 (T,A),
+                             states float32 (T+1,S), terminated bool, truncated bool
+
+Crash safety: an episode is written to a hidden temporary file in the same folder,
+fsynced, then ``os.replace``d to its final name, so a reader sees either the whole
+file or nothing; ``meta.json`` is rewritten the same way under an ``fcntl`` lock so
+several processes (vector-env workers, each with its own name prefix) can record
+into one folder. The folder listing is the truth; ``meta.json``'s list is an index.
+
+Memory: in-memory datasets hold all frames in ONE uint8 array (episodes are views
+into it), so window sampling is a single fancy-indexing gather and there is no
+second copy. ``load_dataset(mmap=True)`` instead memory-maps each episode's arrays
+straight from uncompressed ``.npz`` files (``EpisodeWriter(compress=False)``), for
+datasets larger than RAM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import struct
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+EPISODES_DIR = "episodes"
+LOCK_FILE = ".lock"
+_TMP_PREFIX = ".tmp-"  # temp files are hidden and never end in ".npz"
+_EPISODE_KEYS = ("pixels", "actions", "states", "terminated", "truncated")
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ActionNormalizer",
+    "Dataset",
+    "DatasetError",
+    "Episode",
+    "EpisodeWriter",
+    "WindowSampler",
+    "load_dataset",
+]
+
+
+class DatasetError(ValueError):
+    """A dataset folder or file is missing, corrupt or inconsistent (the message says the fix)."""
+
+
+# ---------------------------------------------------------------------------------------
+# small filesystem helpers
+# ---------------------------------------------------------------------------------------
+_UMASK = os.umask(0)  # read the process umask once (mkstemp files are 0600 otherwise)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+
+def _mkstemp(folder: Path, prefix: str, suffix: str = "") -> tuple[int, str]:
+    """Hidden temp file in ``folder`` with normal (umask) permissions, so others can read it."""
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.fchmod(fd, _FILE_MODE)
+    return fd, tmp
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a rename in ``path`` (best effort: not every filesystem supports it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` via a hidden temp file in the same folder + fsync + ``os.replace``.
+
+    ``write(fileobj)`` produces the content. Same folder because a rename is only
+    atomic within one filesystem; fsync before the rename so a crash can never leave
+    a complete-looking name over incomplete data.
+    """
+    fd, tmp = _mkstemp(path.parent, f"{_TMP_PREFIX}{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Exclusive inter-process lock on ``root/.lock`` (released on exit or process death)."""
+    with open(root / LOCK_FILE, "a+b") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    path = root / META_FILE
+    if not root.is_dir():
+        raise DatasetError(
+            f"dataset folder {root} does not exist; record one first "
+            "(`lewm collect` / `python -m envs.collect`, or envs.wrappers.RecordEpisodes)"
+        )
+    if not path.is_file():
+        raise DatasetError(
+            f"{path} is missing, so {root} is not a dataset folder; record one with "
+            "`lewm collect` (or point to the folder that contains meta.json)"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DatasetError(
+            f"{path} is not valid JSON ({e}); restore it or delete it and re-record the dataset"
+        ) from e
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        raise DatasetError(
+            f"{path}: unsupported format_version {meta.get('format_version') if isinstance(meta, dict) else None!r} "
+            f"(this code reads version {FORMAT_VERSION}); re-record the dataset with this version"
+        )
+    required = ("env_id", "image_size", "action_dim", "state_dim", "frameskip")
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise DatasetError(f"{path} lacks keys {missing}; re-record the dataset")
+    return meta
+
+
+def _episode_files(root: Path) -> list[Path]:
+    """Finished episode files sorted by name (temp and hidden files are never listed)."""
+    folder = root / EPISODES_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.npz") if not p.name.startswith("."))
+
+
+# ---------------------------------------------------------------------------------------
+# writer
+# ---------------------------------------------------------------------------------------
+class EpisodeWriter:
+    """Writes finished episodes into a dataset folder, one ``.npz`` each, crash-safely.
+
+    Several writers (one per process, each with its own ``prefix``) may share one
+    folder: file names are ``<prefix><index:06d>.npz`` with the next free index for
+    that prefix, and ``meta.json`` is updated under an ``fcntl`` lock. Appending to an
+    existing dataset is allowed if its env, image size and dimensions match.
+
+    Args:
+        root: dataset folder (created if needed).
+        env_id: Gymnasium id of the env the data comes from.
+        image_size: frame side in pixels (frames are ``(image_size, image_size, 3)``).
+        action_low, action_high: the env's action bounds, shape ``(A,)``.
+        state_dim: length ``S`` of the simulator state vectors.
+        collector: free-form description of the data policy.
+        frameskip: hint for training (env steps per model step).
+        prefix: file name prefix (e.g. ``"w0-"`` for vector-env worker 0).
+        compress: ``np.savez_compressed`` (small files) or ``np.savez`` (needed for
+            ``load_dataset(mmap=True)``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        env_id: str,
+        image_size: int,
+        action_low: Sequence[float] | np.ndarray,
+        action_high: Sequence[float] | np.ndarray,
+        state_dim: int,
+        collector: str = "unknown",
+        frameskip: int = 5,
+        prefix: str = "",
+        compress: bool = True,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_\-]*", prefix):
+            raise ValueError(f"prefix must match [A-Za-z0-9_-]*, got {prefix!r}")
+        low = np.asarray(action_low, dtype=np.float32).reshape(-1)
+        high = np.asarray(action_high, dtype=np.float32).reshape(-1)
+        if low.shape != high.shape or low.size == 0:
+            raise ValueError(f"action_low/high must be equal-length 1-D, got {low} {high}")
+        if int(image_size) < 1 or int(state_dim) < 1 or int(frameskip) < 1:
+            raise ValueError("image_size, state_dim and frameskip must be positive")
+        self.root = Path(root)
+        self.prefix = prefix
+        self.compress = compress
+        self.image_size = int(image_size)
+        self.action_dim = int(low.size)
+        self.state_dim = int(state_dim)
+        self._next_index: int | None = None  # lazily found by scanning the folder
+        self._header: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "env_id": str(env_id),
+            "image_size": self.image_size,
+            "action_dim": self.action_dim,
+            "action_low": [float(v) for v in low],
+            "action_high": [float(v) for v in high],
+            "state_dim": self.state_dim,
+            "collector": str(collector),
+            "frameskip": int(frameskip),
+        }
+        (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
+        with _locked(self.root):
+            meta = self._load_or_create_meta()
+            self._write_meta(meta)
+
+    # -- meta ------------------------------------------------------------------------------
+    def _load_or_create_meta(self) -> dict[str, Any]:
+        if not (self.root / META_FILE).exists():
+            return {**self._header, "episodes": [], "num_episodes": 0, "num_steps": 0}
+        meta = _read_meta(self.root)
+        for key in ("env_id", "image_size", "action_dim", "state_dim"):
+            if meta.get(key) != self._header[key]:
+                raise DatasetError(
+                    f"{self.root / META_FILE} has {key}={meta.get(key)!r} but this writer has "
+                    f"{key}={self._header[key]!r}; record into a new folder instead"
+                )
+        return meta
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        # Readable but compact: header keys one per line, one line per episode (the
+        # file is rewritten after every episode, so its size matters at 10k episodes).
+        head = {k: v for k, v in meta.items() if k != "episodes"}
+        lines = [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in head.items()]
+        # One json.dumps for the list (fast), then one episode per line; file names are
+        # [A-Za-z0-9_-] + ".npz", so "}, {" only occurs between entries.
+        eps = json.dumps(meta.get("episodes", []))[1:-1].replace("}, {", "},\n    {")
+        text = "{\n" + "\n".join(lines) + '\n  "episodes": [\n    ' + eps + "\n  ]\n}\n"
+        data = text.encode()
+        _atomic_write(self.root / META_FILE, lambda f: f.write(data))
+
+    # -- episodes --------------------------------------------------------------------------
+    def _validate(
+        self, pixels: np.ndarray, actions: np.ndarray, states: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pixels = np.asarray(pixels)
+        actions = np.asarray(actions)
+        states = np.asarray(states)
+        s = self.image_size
+        if actions.ndim != 2 or actions.shape[1] != self.action_dim or actions.shape[0] < 1:
+            raise ValueError(
+                f"actions must be (T, {self.action_dim}) with T >= 1, got {actions.shape}"
+            )
+        t = actions.shape[0]
+        if pixels.dtype != np.uint8 or pixels.shape != (t + 1, s, s, 3):
+            raise ValueError(
+                f"pixels must be uint8 ({t + 1}, {s}, {s}, 3) for {t} actions, "
+                f"got {pixels.dtype} {pixels.shape}"
+            )
+        if states.shape != (t + 1, self.state_dim):
+            raise ValueError(f"states must be ({t + 1}, {self.state_dim}), got {states.shape}")
+        actions = actions.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(actions)):
+            raise ValueError("actions contain NaN or inf")
+        return pixels, actions, states.astype(np.float32, copy=False)
+
+    def _scan_next_index(self) -> int:
+        pattern = re.compile(re.escape(self.prefix) + r"(\d{6,})\.npz")
+        last = -1
+        for p in (self.root / EPISODES_DIR).iterdir():
+            m = pattern.fullmatch(p.name)
+            if m:
+                last = max(last, int(m.group(1)))
+        return last + 1
+
+    def write(
+        self,
+        pixels: np.ndarray,
+        actions: np.ndarray,
+        states: np.ndarray,
+        terminated: bool,
+        truncated: bool,
+    ) -> Path:
+        """Validate and write one finished episode; returns the path of the new file.
+
+        Shapes: pixels uint8 ``(T+1, H, W, 3)``, actions ``(T, A)`` finite, states
+        ``(T+1, S)``, with ``T >= 1``. The (slow) compression happens outside the lock;
+        only the rename and the meta update are serialised between processes.
+        """
+        pixels, actions, states = self._validate(pixels, actions, states)
+        arrays = {
+            "pixels": pixels,
+            "actions": actions,
+            "states": states,
+            "terminated": np.array(bool(terminated)),
+            "truncated": np.array(bool(truncated)),
+        }
+        folder = self.root / EPISODES_DIR
+        save = np.savez_compressed if self.compress else np.savez
+        fd, tmp = _mkstemp(folder, f"{_TMP_PREFIX}{self.prefix}", ".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                save(f, allow_pickle=False, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            with _locked(self.root):
+                if self._next_index is None:
+                    self._next_index = self._scan_next_index()
+                while (folder / f"{self.prefix}{self._next_index:06d}.npz").exists():
+                    self._next_index += 1  # another process used the same prefix
+                path = folder / f"{self.prefix}{self._next_index:06d}.npz"
+                os.replace(tmp, path)
+                _fsync_dir(folder)
+                self._next_index += 1
+                meta = self._load_or_create_meta()
+                meta["episodes"].append({"file": path.name, "length": int(actions.shape[0])})
+                meta["num_episodes"] = len(meta["episodes"])
+                meta["num_steps"] = int(sum(e["length"] for e in meta["episodes"]))
+                self._write_meta(meta)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
+
+
+# ---------------------------------------------------------------------------------------
+# reader
+# ---------------------------------------------------------------------------------------
+@dataclass
+class Episode:
+    """One finished episode. ``pixels[t]`` is the frame before ``actions[t]``."""
+
+    name: str  # file name, e.g. "w0-000012.npz"
+    pixels: np.ndarray  # uint8 (T+1, H, W, 3)
+    actions: np.ndarray  # float32 (T, A)
+    states: np.ndarray  # float32 (T+1, S)
+    terminated: bool
+    truncated: bool
+
+    def __len__(self) -> int:
+        """Number of actions ``T``."""
+        return int(self.actions.shape[0])
+
+
+class Dataset:
+    """Episodes of one dataset folder (sorted by file name) plus its ``meta``.
+
+    Built by :func:`load_dataset` or :meth:`split`. When ``frames`` is not None, every
+    episode's ``pixels`` is the view ``frames[frame_offsets[i] : frame_offsets[i] + T+1]``
+    of one shared uint8 array (fast gathers, no duplicate memory).
+    """
+
+    def __init__(
+        self,
+        meta: dict[str, Any],
+        episodes: list[Episode],
+        frames: np.ndarray | None = None,
+        frame_offsets: Sequence[int] | None = None,
+    ) -> None:
+        self.episodes = episodes
+        self.frames = frames  # uint8 (N_frames, H, W, 3) or None (memory-mapped episodes)
+        self.frame_offsets = list(frame_offsets) if frame_offsets is not None else None
+        self.meta = dict(meta)
+        self.meta["episodes"] = [{"file": e.name, "length": len(e)} for e in episodes]
+        self.meta["num_episodes"] = len(episodes)
+        self.meta["num_steps"] = self.num_steps
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __iter__(self) -> Iterator[Episode]:
+        return iter(self.episodes)
+
+    def __getitem__(self, i: int) -> Episode:
+        return self.episodes[i]
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(env_id={self.meta.get('env_id')!r}, episodes={len(self)}, "
+            f"steps={self.num_steps}, image_size={self.image_size})"
+        )
+
+    @property
+    def num_steps(self) -> int:
+        """Total number of actions (env steps) over all episodes."""
+        return int(sum(len(e) for e in self.episodes))
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.meta["action_dim"])
+
+    @property
+    def state_dim(self) -> int:
+        return int(self.meta["state_dim"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.meta["image_size"])
+
+    def split(self, holdout_fraction: float = 0.1) -> tuple[Dataset, Dataset]:
+        """Deterministic train / held-out split: the LAST fraction of sorted episodes is held out.
+
+        With >= 2 episodes and ``holdout_fraction > 0`` each side gets at least one
+        episode; ``holdout_fraction == 0`` (or a single episode) gives an empty held-out set.
+        The two datasets share this one's frame buffer (no copy).
+        """
+        if not 0.0 <= holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
+        n = len(self.episodes)
+        n_hold = 0
+        if n >= 2 and holdout_fraction > 0:
+            n_hold = min(max(int(round(n * holdout_fraction)), 1), n - 1)
+        cut = n - n_hold
+
+        def part(lo: int, hi: int) -> Dataset:
+            offs = self.frame_offsets[lo:hi] if self.frame_offsets is not None else None
+            return Dataset(self.meta, self.episodes[lo:hi], self.frames, offs)
+
+        return part(0, cut), part(cut, n)
+
+
+class _CorruptEpisode(Exception):
+    """Internal: an episode file failed to read or validate."""
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, bool, int]]:
+    """Read each member's npy header: name -> (shape, dtype, fortran_order, data_offset).
+
+    ``data_offset`` is the absolute file offset of the raw array data if the member
+    is stored uncompressed, else -1. Only headers are read (cheap even for big files).
+    """
+    out: dict[str, tuple[tuple[int, ...], np.dtype, bool, int]] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
+        for info in zf.infolist():
+            key = info.filename.removesuffix(".npy")
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                npy_header_len = f.tell()
+            offset = -1
+            if info.compress_type == zipfile.ZIP_STORED:
+                raw.seek(info.header_offset)
+                local = raw.read(30)  # zip local file header
+                if local[:4] != b"PK\x03\x04":
+                    raise _CorruptEpisode("bad zip local header")
+                name_len, extra_len = struct.unpack("<HH", local[26:30])
+                offset = info.header_offset + 30 + name_len + extra_len + npy_header_len
+            out[key] = (tuple(shape), np.dtype(dtype), bool(fortran), offset)
+    return out
+
+
+def _check_shapes(
+    shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype], meta: dict[str, Any]
+) -> int:
+    """Validate one episode's member shapes against each other and the meta; returns T."""
+    missing = [k for k in _EPISODE_KEYS if k not in shapes]
+    if missing:
+        raise _CorruptEpisode(f"missing arrays {missing}")
+    a, p, s = shapes["actions"], shapes["pixels"], shapes["states"]
+    size, adim, sdim = int(meta["image_size"]), int(meta["action_dim"]), int(meta["state_dim"])
+    if len(a) != 2 or a[0] < 1 or a[1] != adim:
+        raise _CorruptEpisode(f"actions shape {a}, expected (T >= 1, {adim})")
+    t = a[0]
+    if p != (t + 1, size, size, 3) or dtypes["pixels"] != np.uint8:
+        raise _CorruptEpisode(
+            f"pixels {dtypes['pixels']} {p}, expected uint8 {(t + 1, size, size, 3)}"
+        )
+    if s != (t + 1, sdim):
+        raise _CorruptEpisode(f"states shape {s}, expected {(t + 1, sdim)}")
+    return int(t)
+
+
+def _load_small(path: Path, *, with_pixels: bool) -> dict[str, Any]:
+    """Fully read (and CRC-check) an episode's arrays; pixels only if asked."""
+    with np.load(path, allow_pickle=False) as z:
+        keys = [k for k in _EPISODE_KEYS if with_pixels or k != "pixels"]
+        missing = [k for k in _EPISODE_KEYS if k not in z.files]
+        if missing:
+            raise _CorruptEpisode(f"missing arrays {missing}")
+        return {k: z[k] for k in keys}
+
+
+def load_dataset(
+    root: str | os.PathLike[str], *, skip_corrupt: bool = False, mmap: bool = False
+) -> Dataset:
+    """Load every finished episode of a dataset folder.
+
+    Args:
+        root: the folder holding ``meta.json`` and ``episodes/``.
+        skip_corrupt: warn about and skip unreadable or inconsistent episode files
+            (e.g. left by a disk-full error) instead of raising.
+        mmap: memory-map the pixels instead of reading them into RAM (actions and
+            states, which are small, are still read). Needs uncompressed files
+            (``EpisodeWriter(compress=False)`` / ``RecordEpisodes(compress=False)``)
+            and raises DatasetError otherwise. The pixel bytes of a memory-mapped
+            file are not CRC-checked (that would read the whole file).
+
+    Raises:
+        DatasetError: missing folder/meta, no episodes, or a corrupt/inconsistent file
+            (naming it) when ``skip_corrupt`` is False.
+    """
+    root = Path(root)
+    meta = _read_meta(root)
+    files = _episode_files(root)
+
+    def corrupt(path: Path, why: object) -> None:
+        msg = (
+            f"episode file {path} is corrupt or inconsistent ({why}); delete it "
+            "or load with skip_corrupt=True"
+        )
+        if not skip_corrupt:
+            raise DatasetError(msg)
+        warnings.warn(f"skipping {msg}", RuntimeWarning, stacklevel=3)
+
+    # Pass 1: headers only -> shapes, so all frames can go into one preallocated array.
+    headers: list[tuple[Path, dict[str, tuple[tuple[int, ...], np.dtype, bool, int]], int]] = []
+    for path in files:
+        try:
+            h = _npz_headers(path)
+            t = _check_shapes(
+                {k: v[0] for k, v in h.items()}, {k: v[1] for k, v in h.items()}, meta
+            )
+        except (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+            corrupt(path, e)
+            continue
+        if mmap and any(v[3] < 0 for v in h.values()):
+            raise DatasetError(
+                f"{path} is compressed, so it cannot be memory-mapped; load with mmap=False, "
+                "or re-record with EpisodeWriter(compress=False) / RecordEpisodes(compress=False)"
+            )
+        headers.append((path, h, t))
+
+    episodes: list[Episode] = []
+    frames: np.ndarray | None = None
+    offsets: list[int] = []
+    if mmap:
+        for path, h, _t in headers:
+            try:
+                small = _load_small(path, with_pixels=False)  # CRC-checks the small arrays
+
+                shape, dtype, fortran, off = h["pixels"]
+                pixels = np.memmap(
+                    path,
+                    dtype=dtype,
+                    mode="r",
+                    offset=off,
+                    shape=shape,
+                    order="F" if fortran else "C",
+                )  # uint8 (T+1, H, W, 3), read lazily from the page cache
+            except (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+                corrupt(path, e)
+                continue
+            episodes.append(
+                Episode(
+                    name=path.name,
+                    pixels=pixels,
+                    actions=small["actions"].astype(np.float32, copy=False),
+                    states=small["states"].astype(np.float32, copy=False),
+                    terminated=bool(small["terminated"]),
+                    truncated=bool(small["truncated"]),
+                )
+            )
+        frame_offsets: list[int] | None = None
+    else:
+        size = int(meta["image_size"])
+        total = sum(t + 1 for _, _, t in headers)
+        frames = np.empty((total, size, size, 3), dtype=np.uint8)  # (N_frames, H, W, 3)
+        pos = 0
+        for path, _, t in headers:
+            try:
+                arrs = _load_small(path, with_pixels=True)
+                t_read = _check_shapes(
+                    {k: np.shape(v) for k, v in arrs.items()},
+                    {k: np.asarray(v).dtype for k, v in arrs.items()},
+                    meta,
+                )
+                if t_read != t:
+                    raise _CorruptEpisode(f"file changed while loading ({t} -> {t_read} steps)")
+            except (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+                corrupt(path, e)
+                continue
+            frames[pos : pos + t + 1] = arrs["pixels"]
+            episodes.append(
+                Episode(
+                    name=path.name,
+                    pixels=frames[pos : pos + t + 1],  # view into the shared buffer
+                    actions=arrs["actions"].astype(np.float32, copy=False),
+                    states=arrs["states"].astype(np.float32, copy=False),
+                    terminated=bool(arrs["terminated"]),
+                    truncated=bool(arrs["truncated"]),
+                )
+            )
+            offsets.append(pos)
+            pos += t + 1
+        frames = frames[:pos]  # drops the room of episodes skipped in pass 2 (rare)
+        frame_offsets = offsets
+
+    if not episodes:
+        raise DatasetError(
+            f"{root} has no readable episodes in {root / EPISODES_DIR}; record some first"
+        )
+    return Dataset(meta, episodes, frames, frame_offsets)
+
+
+# ---------------------------------------------------------------------------------------
+# action normalisation
+# ---------------------------------------------------------------------------------------
+class ActionNormalizer:
+    """Per-dimension standardisation of actions: ``(a - mean) / std``.
+
+    Dimensions whose std is below ``min_std`` (constant in the data) get ``std = 1``
+    (scikit-learn's convention): dividing by a tiny std would turn any action the data
+    never showed (a planner sample, another policy's action) into a huge network input,
+    while a constant dimension carries no information to rescale anyway.
+
+    ``normalize``/``denormalize`` accept numpy arrays or torch tensors whose last
+    dimension is ``A`` or a multiple of it (flattened frameskip blocks ``(..., k*A)``).
+    """
+
+    min_std: float = 1e-6
+
+    def __init__(self, mean: Sequence[float] | np.ndarray, std: Sequence[float] | np.ndarray):
+        self.mean = np.asarray(mean, dtype=np.float32).reshape(-1)  # (A,)
+        self.std = np.asarray(std, dtype=np.float32).reshape(-1)  # (A,)
+        if self.mean.shape != self.std.shape or self.mean.size == 0:
+            raise ValueError(f"mean and std must be equal-length 1-D, got {mean} / {std}")
+        if not (np.all(np.isfinite(self.mean)) and np.all(np.isfinite(self.std))):
+            raise ValueError("mean and std must be finite")
+        if np.any(self.std <= 0):
+            raise ValueError(f"std must be positive, got {self.std}")
+
+    @classmethod
+    def fit(cls, actions: np.ndarray) -> ActionNormalizer:
+        """Fit on actions ``(N, A)`` (e.g. ``np.concatenate([e.actions for e in dataset])``)."""
+        a = np.asarray(actions, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] == 0:
+            raise ValueError(f"actions must be (N >= 1, A), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("actions contain NaN or inf")
+        std = a.std(axis=0)  # (A,)
+        std = np.where(std < cls.min_std, 1.0, std)
+        return cls(a.mean(axis=0), std)
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.mean.size)
+
+    def _stats(self, x: Any) -> tuple[Any, Any]:
+        last = x.shape[-1]
+        if last % self.action_dim:
+            raise ValueError(
+                f"last dimension {last} is not a multiple of action_dim {self.action_dim}"
+            )
+        reps = last // self.action_dim
+        mean, std = np.tile(self.mean, reps), np.tile(self.std, reps)  # (last,)
+        if type(x).__module__.startswith("torch"):
+            import torch
+
+            return (
+                torch.as_tensor(mean, dtype=x.dtype, device=x.device),
+                torch.as_tensor(std, dtype=x.dtype, device=x.device),
+            )
+        return mean, std
+
+    def normalize(self, actions: Any) -> Any:
+        """Env units -> normalised units, same type/shape as the input."""
+        if isinstance(actions, list | tuple):
+            actions = np.asarray(actions, dtype=np.float32)
+        mean, std = self._stats(actions)
+        return (actions - mean) / std
+
+    def denormalize(self, actions: Any) -> Any:
+        """Normalised units -> env units (not clipped: clip to the env bounds yourself)."""
+        if isinstance(actions, list | tuple):
+            actions = np.asarray(actions, dtype=np.float32)
+        mean, std = self._stats(actions)
+        return actions * std + mean
+
+    def to_dict(self) -> dict[str, list[float]]:
+        """JSON-able form (saved with a checkpoint)."""
+        return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActionNormalizer:
+        return cls(d["mean"], d["std"])
+
+    def __repr__(self) -> str:
+        return f"ActionNormalizer(mean={self.mean.tolist()}, std={self.std.tolist()})"
+
+
+# ---------------------------------------------------------------------------------------
+# window sampler
+# ---------------------------------------------------------------------------------------
+class WindowSampler:
+    """Uniform random training windows: ``num_frames`` frames ``frameskip`` steps apart.
+
+    For a window starting at step ``t`` of an episode:
+    frame ``k`` = ``pixels[t + k*frameskip]`` and action block ``k`` =
+    ``actions[t + k*frameskip : t + (k+1)*frameskip]`` flattened to ``(frameskip*A,)``,
+    for ``k = 0 .. num_frames-1``; only starts where every block fits
+    (``t + num_frames*frameskip <= T``) are valid. Episodes too short for one window
+    are skipped. Each valid (episode, t) pair is equally likely.
+    """
+
+    def __init__(self, dataset: Dataset, *, num_frames: int, frameskip: int, seed: int) -> None:
+        if num_frames < 1 or frameskip < 1:
+            raise ValueError(
+                f"num_frames and frameskip must be >= 1, got {num_frames}, {frameskip}"
+            )
+        self.dataset = dataset
+        self.num_frames = int(num_frames)
+        self.frameskip = int(frameskip)
+        self.rng = np.random.default_rng(seed)
+        span = self.num_frames * self.frameskip
+        lengths = np.array([len(e) for e in dataset.episodes], dtype=np.int64)  # (E,)
+        counts = np.maximum(lengths - span + 1, 0)  # valid starts per episode, (E,)
+        self._cum = np.cumsum(counts)  # (E,)
+        self.num_windows = int(self._cum[-1]) if len(counts) else 0
+        if self.num_windows == 0:
+            longest = int(lengths.max()) if len(lengths) else 0
+            raise DatasetError(
+                f"no episode is long enough for a window of {num_frames} frames x frameskip "
+                f"{frameskip} (needs >= {span} steps, longest has {longest}); lower "
+                "num_frames/frameskip or record longer episodes"
+            )
+        # Actions of all episodes in one array (small) so gathers are one fancy index.
+        self._actions = np.concatenate([e.actions for e in dataset.episodes])  # (N_act, A)
+        self._act_off = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)  # (E,)
+        self._states = np.concatenate([e.states for e in dataset.episodes])  # (N_frames, S)
+        self._state_off = self._act_off + np.arange(len(lengths))  # (E,) T+1 rows per episode
+        if dataset.frames is not None and dataset.frame_offsets is not None:
+            self._frame_off: np.ndarray | None = np.asarray(dataset.frame_offsets, np.int64)
+        else:
+            self._frame_off = None  # memory-mapped episodes: gather per window
+        self._k = np.arange(self.num_frames, dtype=np.int64) * self.frameskip  # (F,)
+
+    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform valid ``(episode_index, start_step)`` pairs, two int64 arrays ``(B,)``."""
+        j = self.rng.integers(0, self.num_windows, size=batch_size)  # (B,)
+        ep = np.searchsorted(self._cum, j, side="right")  # (B,)
+        before = np.where(ep > 0, self._cum[ep - 1], 0)  # windows in earlier episodes
+        return ep, j - before
+
+    def all_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every valid ``(episode_index, start_step)`` pair, in order (for full evaluation)."""
+        counts = np.diff(np.concatenate([[0], self._cum]))  # (E,)
+        ep = np.repeat(np.arange(len(counts)), counts)  # (N,)
+        starts = np.arange(self.num_windows) - np.repeat(self._cum - counts, counts)  # (N,)
+        return ep, starts
+
+    def gather(self, episode: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Windows at given indices: pixels uint8 ``(B, F, H, W, 3)``, actions float32 ``(B, F, fs*A)``."""
+        ep = np.asarray(episode, dtype=np.int64)
+        t = np.asarray(start, dtype=np.int64)
+        b = ep.shape[0]
+        fs = self.frameskip
+        rel = t[:, None] + self._k[None, :]  # (B, F) frame index within the episode
+        if self._frame_off is not None:
+            pixels = self.dataset.frames[self._frame_off[ep][:, None] + rel]  # (B, F, H, W, 3)
+        else:
+            eps = self.dataset.episodes
+            pixels = np.stack([eps[e].pixels[rel[i]] for i, e in enumerate(ep)])  # (B, F, H, W, 3)
+        steps = rel[:, :, None] + np.arange(fs)[None, None, :]  # (B, F, fs)
+        actions = self._actions[self._act_off[ep][:, None, None] + steps]  # (B, F, fs, A)
+        return pixels, actions.reshape(b, self.num_frames, -1).astype(np.float32, copy=False)
+
+    def gather_states(self, episode: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """States of the window frames, float32 ``(B, F, S)`` (for probes and debugging)."""
+        ep = np.asarray(episode, dtype=np.int64)
+        rel = np.asarray(start, dtype=np.int64)[:, None] + self._k[None, :]  # (B, F)
+        return self._states[self._state_off[ep][:, None] + rel]  # (B, F, S)
+
+    def sample(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """A random batch: pixels uint8 ``(B, F, H, W, 3)``, actions float32 ``(B, F, fs*A)``."""
+        return self.gather(*self.sample_indices(batch_size))
+
+    def __len__(self) -> int:
+        return self.num_windows

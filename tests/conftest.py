@@ -1,0 +1,40 @@
+"""Shared fixtures: a small recorded Two-Room dataset and a tiny trained agent."""
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import pytest  # noqa: E402
+
+TEST_IMAGE = 32
+
+
+@pytest.fixture(scope="session")
+def tworoom_data(tmp_path_factory):
+    """20 Two-Room heuristic episodes at 32 px (the `test` preset's size)."""
+    import envs  # noqa: F401
+    from envs.collect import collect
+
+    out = tmp_path_factory.mktemp("tworoom") / "data"
+    collect(
+        "lewm/TwoRoom-v0",
+        "heuristic",
+        20,
+        out,
+        workers=1,
+        image_size=TEST_IMAGE,
+        seed=0,
+        progress=False,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_agent_dir(tworoom_data, tmp_path_factory):
+    """A `test`-preset agent trained briefly on `tworoom_data`, saved to a folder."""
+    from lewm_agent import WorldModelAgent
+
+    agent = WorldModelAgent.fit(tworoom_data, preset="test", steps=40, progress=False)
+    return agent.save(tmp_path_factory.mktemp("agent") / "tiny")

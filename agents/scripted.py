@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from agents.experts import PushTPusher, ReacherOU
 from envs import two_room
 
 _WALL_X = two_room.WALL_X
@@ -210,6 +211,8 @@ class TwoRoomHeuristic:
 # env id -> factory(action_space, seed) of its heuristic expert. Add one line per env.
 HEURISTICS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
     "lewm/TwoRoom-v0": lambda action_space, seed: TwoRoomHeuristic(seed=seed),
+    "lewm/PushT-v0": lambda action_space, seed: PushTPusher(seed=seed),
+    "lewm/Reacher-v0": lambda action_space, seed: ReacherOU(seed=seed),
 }
 
 DATA_POLICIES: tuple[str, ...] = ("random", "heuristic")

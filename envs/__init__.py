@@ -7,11 +7,11 @@ Every env takes ``render_mode="rgb_array"``, ``obs_mode="pixels" | "state"`` and
 from gymnasium.envs.registration import register, registry
 
 # ---- registered environments: one entry per env (id, entry point, time limit) ----------
-# To add an env, append a line, e.g.
-#   ("lewm/PushT-v0", "envs.push_t:PushTEnv", 200),
-#   ("lewm/Reacher-v0", "envs.reacher:ReacherEnv", 200),
+# To add an env, append a line.
 _ENVS: list[tuple[str, str, int]] = [
     ("lewm/TwoRoom-v0", "envs.two_room:TwoRoomEnv", 100),
+    ("lewm/PushT-v0", "envs.push_t:PushTEnv", 300),
+    ("lewm/Reacher-v0", "envs.reacher:ReacherEnv", 200),
 ]
 
 for _env_id, _entry_point, _max_steps in _ENVS:

@@ -27,6 +27,8 @@ import numpy as np
 # episodes must not end at the goal: a world model wants long trajectories.
 COLLECTION_ENV_KWARGS: dict[str, dict[str, Any]] = {
     "lewm/TwoRoom-v0": {"terminate_on_success": False},
+    "lewm/PushT-v0": {"terminate_on_success": False},
+    "lewm/Reacher-v0": {"terminate_on_success": False},
 }
 
 

@@ -31,7 +31,8 @@ from .config import (
 )
 from .data import ActionNormalizer, Dataset
 from .model import LeWM
-from .planning import make_planner
+from .planning import PlanResult, make_planner
+from .rollout import LatentRollout
 from .train import autocast_context, resolve_device, train
 
 # Normalised-space bound used where the env's own bound is infinite.
@@ -102,8 +103,9 @@ class WorldModelAgent:
         # Bounds of one flattened block (fs*A,) in normalised units.
         self._low_n = torch.tensor(np.tile(low_n, fs), dtype=torch.float32, device=self.device)
         self._high_n = torch.tensor(np.tile(high_n, fs), dtype=torch.float32, device=self.device)
-        self.planner = make_planner(self.plan_config, self._low_n, self._high_n)
+        self.planner = make_planner(self.plan_config, self._low_n, self._high_n, a)
         self._slots: list[_EnvSlot] = []
+        self._fast_rollout: LatentRollout | None = None
         self._manual_goal: np.ndarray | None = None
         if not 1 <= self.plan_config.receding_horizon <= self.plan_config.horizon:
             raise ValueError("receding_horizon must be between 1 and horizon")
@@ -370,29 +372,59 @@ class WorldModelAgent:
         for h0, group in groups.items():
             self._plan_group(h0, group)
 
-    def _plan_group(self, h0: int, slots: list[_EnvSlot]) -> None:
-        cfg, fs = self.plan_config, self.model_config.frameskip
-        s = cfg.samples
-        z_ctx = torch.stack([torch.stack(sl.z_hist) for sl in slots])  # (G, h0, D)
-        past = (
-            torch.stack([torch.stack(sl.a_hist[-(h0 - 1) :]) for sl in slots]) if h0 > 1 else None
-        )  # (G, h0-1, fs*A)
-        goal = torch.stack([sl.goal_z for sl in slots])  # (G, D)
+    @torch.inference_mode()
+    def plan_latent(
+        self,
+        z_ctx: Tensor,
+        past: Tensor | None,
+        goal: Tensor,
+        generators: list[torch.Generator],
+        init_mean: Tensor | None = None,
+    ) -> PlanResult:
+        """Plan for G envs directly in latent space (what `predict` calls).
+
+        Args:
+            z_ctx: (G, h0, D) embeddings of the last h0 block-boundary frames.
+            past: (G, h0-1, fs*A) normalised action blocks between them, or None.
+            goal: (G, D) goal embeddings.
+            generators: one torch.Generator per env (its planning noise).
+            init_mean: (G, H, fs*A) warm start, or None for the prior mean.
+        """
+        s = self.plan_config.samples
         # Expanded once per plan, reused by every iteration's rollout.
         z_rep = z_ctx.repeat_interleave(s, dim=0)  # (G*S, h0, D)
         past_rep = past.repeat_interleave(s, dim=0) if past is not None else None
         goal_rep = goal.repeat_interleave(s, dim=0)  # (G*S, D)
 
+        if self.device.type == "cpu":
+            # fp32 fast path: preallocated buffers, no wasted tokens (lewm_agent/rollout.py).
+            if self._fast_rollout is None:
+                self._fast_rollout = LatentRollout(self.model)
+            rollout = self._fast_rollout
+        else:  # CUDA: the reference rollout under bf16 autocast
+
+            def rollout(z: Tensor, past: Tensor | None, plans: Tensor) -> Tensor:
+                with autocast_context(self.device):
+                    return self.model.rollout(z, past, plans)[:, -1].float()
+
         def cost_fn(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S,)
-            with autocast_context(self.device):
-                final = self.model.rollout(z_rep, past_rep, plans)[:, -1].float()  # (G*S, D)
+            final = rollout(z_rep, past_rep, plans)  # (G*S, D)
             return (final - goal_rep).square().sum(dim=-1)
 
+        return self.planner.plan(cost_fn, generators, init_mean)
+
+    def _plan_group(self, h0: int, slots: list[_EnvSlot]) -> None:
+        cfg, fs = self.plan_config, self.model_config.frameskip
+        z_ctx = torch.stack([torch.stack(sl.z_hist) for sl in slots])  # (G, h0, D)
+        past = (
+            torch.stack([torch.stack(sl.a_hist[-(h0 - 1) :]) for sl in slots]) if h0 > 1 else None
+        )  # (G, h0-1, fs*A)
+        goal = torch.stack([sl.goal_z for sl in slots])  # (G, D)
         init = None
         if cfg.warm_start and any(sl.warm is not None for sl in slots):
             zeros = torch.zeros(cfg.horizon, fs * self.model_config.action_dim, device=self.device)
             init = torch.stack([sl.warm if sl.warm is not None else zeros for sl in slots])
-        result = self.planner.plan(cost_fn, [sl.generator for sl in slots], init)
+        result = self.plan_latent(z_ctx, past, goal, [sl.generator for sl in slots], init)
         plans = result.actions  # (G, H, fs*A)
         if not torch.isfinite(plans).all():
             raise FloatingPointError(

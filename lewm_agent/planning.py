@@ -36,7 +36,9 @@ class PlanResult:
 class Planner:
     """Shared machinery: bounds, noise, the batched cost call."""
 
-    def __init__(self, cfg: PlanConfig, low: Tensor, high: Tensor) -> None:
+    def __init__(
+        self, cfg: PlanConfig, low: Tensor, high: Tensor, step_dim: int | None = None
+    ) -> None:
         if cfg.elites > cfg.samples:
             raise ValueError(f"elites ({cfg.elites}) cannot exceed samples ({cfg.samples})")
         if cfg.samples < 2 or cfg.iterations < 1 or cfg.horizon < 1:
@@ -46,13 +48,39 @@ class Planner:
         self.cfg = cfg
         self.low = low  # (A,)
         self.high = high  # (A,)
+        # A plan step (H, A) may hold several env steps (an action block of
+        # A = frameskip * step_dim); coloured noise is correlated over env steps.
+        self.step_dim = step_dim or low.shape[0]
+        if low.shape[0] % self.step_dim:
+            raise ValueError(
+                f"step_dim {self.step_dim} does not divide the action size {low.shape[0]}"
+            )
 
     def noise(self, generators: Sequence[torch.Generator], shape: tuple[int, ...]) -> Tensor:
-        """Standard normal noise (B, *shape), row b drawn from generators[b]."""
+        """Unit-variance noise (B, S, H, A), row b drawn from generators[b].
+
+        White (independent) noise when `cfg.noise_beta` is 0, else iCEM-style
+        coloured noise with power spectrum 1/f^beta along the env-step axis:
+        successive env steps move the same way, so samples explore coherent
+        motions (through a door, around a block) instead of jitter that cancels
+        out within a block.
+        """
         device = self.low.device
-        return torch.stack(
-            [torch.randn(shape, generator=g, device=g.device).to(device) for g in generators]
-        )
+        s, h, a = shape
+        steps, per = h * (a // self.step_dim), self.step_dim
+        beta = self.cfg.noise_beta
+        out = []
+        for g in generators:
+            white = torch.randn((s, per, steps), generator=g, device=g.device).to(device)
+            if beta > 0 and steps > 1:
+                freqs = torch.fft.rfftfreq(steps, device=device)  # (steps//2+1,)
+                freqs[0] = freqs[1]  # keep a finite DC component
+                spectrum = torch.fft.rfft(white, dim=-1) * freqs.pow(-beta / 2)
+                white = torch.fft.irfft(spectrum, n=steps, dim=-1)
+                white = white / white.std()
+            # (S, per, steps) -> (S, steps, per) -> (S, H, A): time-major blocks
+            out.append(white.transpose(1, 2).reshape(s, h, a))
+        return torch.stack(out)
 
     def evaluate(self, cost_fn: CostFn, samples: Tensor) -> Tensor:
         """samples (B, S, H, A) -> costs (B, S), in one batched call."""
@@ -156,9 +184,11 @@ class MPPI(Planner):
         return PlanResult(actions=mean.clamp(self.low, self.high), cost=best_cost)
 
 
-def make_planner(cfg: PlanConfig, low: Tensor, high: Tensor) -> Planner:
-    """The planner named by `cfg.planner`."""
+def make_planner(
+    cfg: PlanConfig, low: Tensor, high: Tensor, step_dim: int | None = None
+) -> Planner:
+    """The planner named by `cfg.planner`; `step_dim` is the size of one env action."""
     planners = {"cem": CEM, "mppi": MPPI}
     if cfg.planner not in planners:
         raise ValueError(f"unknown planner {cfg.planner!r}; choose one of {sorted(planners)}")
-    return planners[cfg.planner](cfg, low, high)
+    return planners[cfg.planner](cfg, low, high, step_dim)

@@ -99,3 +99,29 @@ def test_bad_config_is_rejected():
         CEM(PlanConfig(samples=10, elites=20), *_bounds())
     with pytest.raises(ValueError, match="unknown planner"):
         make_planner(PlanConfig(planner="adam"), *_bounds())
+
+
+def test_coloured_noise_is_unit_variance_and_correlated_over_env_steps():
+    cfg = PlanConfig(samples=2000, elites=10, horizon=5, noise_beta=2.0)
+    planner = CEM(cfg, torch.full((10,), -9.0), torch.full((10,), 9.0), step_dim=2)
+    eps = planner.noise(_gens([0]), (cfg.samples, 5, 10))[0]  # (S, H, 5 steps * 2)
+    steps = eps.reshape(cfg.samples, 25, 2)  # time-ordered env actions
+    assert abs(steps.std().item() - 1.0) < 0.05
+    lag1 = (steps[:, 1:] * steps[:, :-1]).mean() / steps.var()
+    assert lag1 > 0.5  # successive env steps move the same way
+    white = CEM(
+        PlanConfig(samples=2000, elites=10, horizon=5),
+        torch.full((10,), -9.0),
+        torch.full((10,), 9.0),
+        step_dim=2,
+    ).noise(_gens([0]), (2000, 5, 10))[0]
+    w = white.reshape(2000, 25, 2)
+    assert abs(((w[:, 1:] * w[:, :-1]).mean() / w.var()).item()) < 0.05
+
+
+def test_coloured_noise_planner_still_converges():
+    cfg = PlanConfig(samples=200, elites=20, iterations=25, horizon=H, noise_beta=2.0)
+    planner = make_planner(cfg, *_bounds())
+    targets = torch.full((1, H, A), 0.4)
+    result = planner.plan(_quadratic(targets, cfg.samples), _gens([0]))
+    assert (result.actions - targets).abs().max() < 0.15

@@ -1,0 +1,163 @@
+"""Speed benchmarks: `python -m eval.bench planning [--json PATH]`.
+
+planning: seconds per CEM plan for the `paper` and `cpu` presets (median of
+repeats after a warm-up), the FLOPs one plan performs (counted by torch's
+FlopCounterMode over the real rollout, not estimated), the achieved GFLOP/s,
+this machine's fp32 matmul peak measured in the same run, their ratio, and
+the cost of planning for 1, 4 and 16 envs at once.
+
+Numbers are medians of one run on a possibly shared machine: quote them with
+the load they were measured under.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lewm_agent.agent import WorldModelAgent
+from lewm_agent.config import get_preset, replace
+from lewm_agent.data import ActionNormalizer
+from lewm_agent.model import LeWM
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """fp32 GFLOP/s of an (n x n) @ (n x n) matmul into a preallocated output."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def make_agent(preset: str, seed: int = 0, **plan_overrides: Any) -> WorldModelAgent:
+    """A randomly initialised agent of a preset (speed does not depend on the weights)."""
+    p = get_preset(preset)
+    torch.manual_seed(seed)
+    model = LeWM(p.model).eval()
+    a = p.model.action_dim
+    normalizer = ActionNormalizer(np.zeros(a), np.ones(a))
+    plan = replace(p.plan, **plan_overrides)
+    return WorldModelAgent(model, normalizer, -np.ones(a), np.ones(a), plan, device="cpu")
+
+
+def steady_state_inputs(agent: WorldModelAgent, envs: int, seed: int = 0) -> dict[str, Any]:
+    """Latent inputs of a plan mid-episode: a full `history` window of context."""
+    cfg = agent.model_config
+    g = torch.Generator().manual_seed(seed)
+    h = cfg.history
+    return {
+        "z_ctx": torch.randn(envs, h, cfg.embed_dim, generator=g),
+        "past": torch.randn(envs, h - 1, cfg.action_block_dim, generator=g) if h > 1 else None,
+        "goal": torch.randn(envs, cfg.embed_dim, generator=g),
+    }
+
+
+def time_plan(agent: WorldModelAgent, envs: int, repeats: int) -> tuple[float, list[float]]:
+    """Median seconds of one batched plan for `envs` envs (after one warm-up plan)."""
+    inputs = steady_state_inputs(agent, envs)
+
+    def once() -> float:
+        gens = [torch.Generator().manual_seed(i) for i in range(envs)]
+        t = time.perf_counter()
+        agent.plan_latent(inputs["z_ctx"], inputs["past"], inputs["goal"], gens)
+        return time.perf_counter() - t
+
+    once()
+    times = [once() for _ in range(repeats)]
+    return statistics.median(times), times
+
+
+def count_plan_flops(agent: WorldModelAgent, envs: int = 1) -> int:
+    """FLOPs of one plan, counted on the real rollout for one iteration, times iterations."""
+    inputs = steady_state_inputs(agent, envs)
+    one_iter = replace(agent.plan_config, iterations=1)
+    probe = WorldModelAgent(
+        agent.model, agent.normalizer, agent.action_low, agent.action_high, one_iter, device="cpu"
+    )
+    with FlopCounterMode(display=False) as counter:
+        probe.plan_latent(
+            inputs["z_ctx"],
+            inputs["past"],
+            inputs["goal"],
+            [torch.Generator().manual_seed(0) for _ in range(envs)],
+        )
+    return counter.get_total_flops() * agent.plan_config.iterations
+
+
+def bench_planning(repeats: int, presets: list[str], env_counts: list[int]) -> dict[str, Any]:
+    peak = matmul_peak_gflops()
+    out: dict[str, Any] = {
+        "threads": torch.get_num_threads(),
+        "matmul_peak_gflops": peak,
+        "load_average_1min": os.getloadavg()[0],
+    }
+    for preset in presets:
+        agent = make_agent(preset)
+        seconds, times = time_plan(agent, 1, repeats)
+        flops = count_plan_flops(agent)
+        achieved = flops / seconds / 1e9
+        pc = agent.plan_config
+        out[preset] = {
+            "plan": f"{pc.planner} {pc.samples} x {pc.iterations}, horizon {pc.horizon}, "
+            f"history {agent.model_config.history}",
+            "seconds_per_plan": seconds,
+            "all_seconds": times,
+            "tflop_per_plan": flops / 1e12,
+            "achieved_gflops": achieved,
+            "peak_ratio": achieved / peak,
+        }
+        print(
+            f"{preset:>6}: {out[preset]['plan']}: {seconds:.3f} s/plan, "
+            f"{flops / 1e12:.3f} TFLOP, {achieved:.1f} GFLOP/s = {achieved / peak:.2f} of "
+            f"peak {peak:.1f}",
+            flush=True,
+        )
+    scaling = {}
+    agent = make_agent("cpu")
+    for n in env_counts:
+        scaling[str(n)] = time_plan(agent, n, max(3, repeats // 2))[0]
+        print(f"   cpu preset, {n:>2} envs planned together: {scaling[str(n)]:.3f} s", flush=True)
+    out["cpu_envs_seconds"] = scaling
+    if "1" in scaling and "16" in scaling:
+        out["envs16_over_envs1"] = scaling["16"] / scaling["1"]
+        print(f"   16 envs / 1 env = {out['envs16_over_envs1']:.2f}x")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("what", choices=["planning"], nargs="?", default="planning")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--presets", default="paper,cpu")
+    parser.add_argument("--envs", default="1,4,16")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    result = bench_planning(
+        args.repeats, args.presets.split(","), [int(x) for x in args.envs.split(",")]
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

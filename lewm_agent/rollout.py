@@ -1,0 +1,176 @@
+"""Inference-only latent rollout: `LeWM.rollout` without the wasted arithmetic.
+
+Planning spends nearly all its time here (the solver itself is thin), so this
+path is written for the CPU's arithmetic units rather than for readability of
+the module graph. It computes exactly what `LeWM.rollout` computes (a test
+checks equality) but:
+
+- the AdaLN modulations of all layers and all action blocks come from ONE
+  matmul per rollout (the per-layer weights are concatenated once);
+- linear layers write into preallocated buffers with `addmm(out=)`: on a CPU,
+  allocating a fresh output costs more than the skinny matmul itself;
+- attention over the 1-3 tokens of the history window is done with a few
+  broadcast ops instead of the fused kernel, which is overhead-bound at this
+  size; with one token it is skipped (softmax over one key is 1, so only the
+  value projection is computed);
+- in the last block only the newest token's query, output and MLP are
+  computed, because only the newest token becomes a predicted frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import LeWM
+
+
+class _Buffers:
+    """Scratch tensors reused across steps and iterations, reallocated only on a shape change."""
+
+    def __init__(self) -> None:
+        self._store: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        buf = self._store.get(name)
+        numel = 1
+        for s in shape:
+            numel *= s
+        if (
+            buf is None
+            or buf.numel() < numel
+            or buf.dtype != like.dtype
+            or buf.device != like.device
+        ):
+            buf = torch.empty(numel, dtype=like.dtype, device=like.device)
+            self._store[name] = buf
+        return buf[:numel].view(shape)
+
+
+class LatentRollout:
+    """Fast `rollout` of a LeWM in eval mode; returns the final predicted embedding.
+
+    The weights are read from `model` at construction (transposed, concatenated);
+    rebuild the object after changing the model's weights.
+    """
+
+    def __init__(self, model: LeWM) -> None:
+        if model.training:
+            raise ValueError("LatentRollout needs the model in eval mode (model.eval())")
+        cfg = model.cfg
+        self.model = model
+        self.history = cfg.history
+        self.d = cfg.embed_dim
+        self.heads, self.head_dim = cfg.pred_heads, cfg.pred_head_dim
+        self.inner = self.heads * self.head_dim
+        pred = model.predictor
+        self.pos = pred.pos_embed.detach()[0]  # (history, D)
+        blocks = list(pred.blocks)
+        self.layers = len(blocks)
+        # All layers' modulation maps in one (D, L*6D) matrix: one matmul per rollout.
+        self.mod_w = torch.cat([b.modulation.weight.detach() for b in blocks], 0).t().contiguous()
+        self.mod_b = torch.cat([b.modulation.bias.detach() for b in blocks], 0)
+        self.blocks = []
+        for b in blocks:
+            qkv_w = b.attn.qkv.weight.detach()  # (3*inner, D)
+            qkv_b = b.attn.qkv.bias.detach()
+            self.blocks.append(
+                {
+                    "qkv_w": qkv_w.t().contiguous(),  # (D, 3*inner)
+                    "qkv_b": qkv_b,
+                    "q_w": qkv_w[: self.inner].t().contiguous(),  # (D, inner)
+                    "q_b": qkv_b[: self.inner],
+                    "v_w": qkv_w[2 * self.inner :].t().contiguous(),  # (D, inner)
+                    "v_b": qkv_b[2 * self.inner :],
+                    "kv_w": qkv_w[self.inner :].t().contiguous(),  # (D, 2*inner)
+                    "kv_b": qkv_b[self.inner :],
+                    "proj_w": b.attn.proj.weight.detach().t().contiguous(),  # (inner, D)
+                    "proj_b": b.attn.proj.bias.detach(),
+                    "fc1_w": b.mlp.fc1.weight.detach().t().contiguous(),  # (D, M)
+                    "fc1_b": b.mlp.fc1.bias.detach(),
+                    "fc2_w": b.mlp.fc2.weight.detach().t().contiguous(),  # (M, D)
+                    "fc2_b": b.mlp.fc2.bias.detach(),
+                }
+            )
+        self.mlp = blocks[0].mlp.fc1.out_features if blocks else 0
+        self.final_norm = pred.norm
+        self.buf = _Buffers()
+
+    # ------------------------------------------------------------------ helpers
+    def _linear(self, x: Tensor, w: Tensor, b: Tensor, name: str) -> Tensor:
+        out = self.buf.get(name, (x.shape[0], w.shape[1]), x)
+        return torch.addmm(b, x, w, out=out)
+
+    @staticmethod
+    def _norm_modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+        """LayerNorm without affine, then x * (1 + scale) + shift; x (R, D)."""
+        h = F.layer_norm(x, (x.shape[-1],), eps=1e-6)
+        return torch.addcmul(shift, h, scale.add(1.0))
+
+    def _attention(self, x: Tensor, n: int, t: int, blk: dict, last_only: bool) -> Tensor:
+        """Causal attention of (n*t, D) modulated tokens -> (n*t or n, inner)."""
+        hd, h, d = self.head_dim, self.heads, self.inner
+        if t == 1:  # one key: softmax is 1, the output is the value projection
+            return self._linear(x, blk["v_w"], blk["v_b"], "v")
+        if last_only:
+            kv = self._linear(x, blk["kv_w"], blk["kv_b"], "kv").view(n, t, 2, h, hd)
+            k, v = kv[:, :, 0], kv[:, :, 1]  # (n, t, h, hd)
+            x_last = x.view(n, t, -1)[:, -1]  # (n, D)
+            q = self._linear(x_last, blk["q_w"], blk["q_b"], "q").view(n, 1, h, hd)
+            scores = (q * k).sum(-1) * hd**-0.5  # (n, t, h): newest query sees every key
+            p = torch.softmax(scores, dim=1)
+            return (p.unsqueeze(-1) * v).sum(1).reshape(n, d)  # (n, inner)
+        qkv = self._linear(x, blk["qkv_w"], blk["qkv_b"], "qkv").view(n, t, 3, h, hd)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (n, t, h, hd)
+        scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1) * hd**-0.5  # (n, tq, tk, h)
+        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)  # future keys
+        scores.masked_fill_(mask[None, :, :, None], float("-inf"))
+        p = torch.softmax(scores, dim=2)  # (n, tq, tk, h)
+        out = (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2)  # (n, tq, h, hd)
+        return out.reshape(n * t, d)
+
+    # -------------------------------------------------------------------- call
+    @torch.inference_mode()
+    def __call__(self, z_ctx: Tensor, past_actions: Tensor | None, plan: Tensor) -> Tensor:
+        """z_ctx (N, h0, D), past_actions (N, h0-1, A) or None, plan (N, H, A) -> (N, D).
+
+        Returns the embedding predicted after the last planned block.
+        """
+        model = self.model
+        n, h0, dim = z_ctx.shape
+        horizon = plan.shape[1]
+        if past_actions is None:
+            past_actions = plan.new_zeros(n, 0, plan.shape[2])
+        actions = torch.cat([past_actions, plan], dim=1)  # (N, L, A), L = h0-1+H
+        length = actions.shape[1]
+        cond = F.silu(model.action_embed(actions))  # (N, L, D)
+        mods = torch.addmm(self.mod_b, cond.reshape(n * length, dim), self.mod_w)
+        mods = mods.view(n, length, self.layers, 6, dim)  # (N, L, layers, 6, D)
+        emb = z_ctx.new_empty(n, h0 + horizon, dim)  # (N, h0+H, D)
+        emb[:, :h0] = z_ctx
+        for k in range(horizon):
+            end = h0 + k
+            start = max(0, end - self.history)
+            t = end - start
+            x = (emb[:, start:end] + self.pos[:t]).reshape(n * t, dim)  # (N*t, D)
+            m = mods[:, start:end]  # (N, t, layers, 6, D)
+            for li, blk in enumerate(self.blocks):
+                last = li == self.layers - 1 and t > 1
+                ml = m[:, :, li].reshape(n * t, 6, dim)  # (N*t, 6, D)
+                h = self._norm_modulate(x, ml[:, 0], ml[:, 1])
+                att = self._attention(h, n, t, blk, last_only=last)  # (N*t or N, inner)
+                if last:  # only the newest token is carried on
+                    x = x.view(n, t, dim)[:, -1]  # (N, D)
+                    ml = m[:, -1, li]  # (N, 6, D)
+                y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj")
+                x = torch.addcmul(x, ml[:, 2], y)  # x + gate1 * attn
+                h = self._norm_modulate(x, ml[:, 3], ml[:, 4])
+                u = self._linear(h, blk["fc1_w"], blk["fc1_b"], "fc1")
+                u = F.gelu(u)
+                y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2")
+                x = torch.addcmul(x, ml[:, 5], y)  # x + gate2 * mlp
+            if x.shape[0] != n:
+                x = x.view(n, t, dim)[:, -1]  # (N, D): the newest token
+            emb[:, end] = model.pred_proj(self.final_norm(x))
+        return emb[:, -1]

@@ -124,8 +124,13 @@ class WorldModelAgent:
         log_dir: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
         progress: bool = True,
+        **train_kwargs: Any,
     ) -> WorldModelAgent:
-        """Train LeWM on a recorded dataset with a named preset and return the agent."""
+        """Train LeWM on a recorded dataset with a named preset and return the agent.
+
+        `train_kwargs` go to `lewm_agent.train.train` (e.g. `resume=True`,
+        `checkpoint_every=200`, `tensorboard=True`, `ram_budget_mb=4000`).
+        """
         p = get_preset(preset)
         model_cfg = replace(p.model, **(model_overrides or {}))
         train_cfg = replace(p.train, **(train_overrides or {}))
@@ -133,7 +138,13 @@ class WorldModelAgent:
             train_cfg = replace(train_cfg, steps=steps)
         plan_cfg = replace(p.plan, **(plan_overrides or {}))
         result = train(
-            dataset, model_cfg, train_cfg, log_dir=log_dir, device=device, progress=progress
+            dataset,
+            model_cfg,
+            train_cfg,
+            log_dir=log_dir,
+            device=device,
+            progress=progress,
+            **train_kwargs,
         )
         meta = result.dataset_meta
         last = result.log[-1] if result.log else {}

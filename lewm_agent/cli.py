@@ -1,4 +1,4 @@
-"""`lewm`: the command line. collect | train | eval | info.
+"""`lewm`: the command line. collect | train | eval | info | data.
 
 The top floor of the package: each command imports what it needs from `envs`,
 `agents` and `eval` inside its own function, so `lewm_agent` itself never
@@ -97,6 +97,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if wants_train_engine(args):
+        return cmd_train_engine(args)
     from .agent import WorldModelAgent
 
     agent = WorldModelAgent.fit(
@@ -201,6 +203,103 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_engine_options(parser: argparse.ArgumentParser) -> None:
+    """`lewm train` options for multi-process, resumable, watched training."""
+    g = parser.add_argument_group("scaling and resuming")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in OUT/train_state (same settings and data)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="steps between resumable checkpoints in OUT/train_state (default: ~10 per run; 0: off)",
+    )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (launches torchrun; --batch-size stays the global batch)",
+    )
+    g.add_argument(
+        "--compile", action="store_true", help="torch.compile encoder and predictor (GPU)"
+    )
+    g.add_argument(
+        "--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs the extra)"
+    )
+
+
+def wants_train_engine(args: argparse.Namespace) -> bool:
+    """Whether `lewm train` must go through lewm_agent.train's engine (new flags or torchrun)."""
+    from .distributed import launched_by_torchrun
+
+    return bool(
+        (getattr(args, "nproc", 1) or 1) > 1
+        or getattr(args, "resume", False)
+        or getattr(args, "compile", False)
+        or getattr(args, "tensorboard", False)
+        or getattr(args, "checkpoint_every", None) is not None
+        or launched_by_torchrun()
+    )
+
+
+def cmd_train_engine(args: argparse.Namespace) -> int:
+    from .train import run_from_args
+
+    return run_from_args(args)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """`lewm data info|verify|export-minari DIR`."""
+    from .data import dataset_info, export_minari, format_dataset_info, verify_dataset
+
+    if args.data_command == "info":
+        info = dataset_info(args.dir)
+        print(json.dumps(info, indent=2) if args.json else format_dataset_info(info))
+        return 1 if info["unreadable"] else 0
+    if args.data_command == "verify":
+        report = verify_dataset(args.dir)
+        if args.json:
+            print(
+                json.dumps(
+                    {"checked": report.checked, "bad": report.bad, "notes": report.notes},
+                    indent=2,
+                )
+            )
+        else:
+            print(report.summary())
+        return 0 if report.ok else 1
+    path = export_minari(
+        args.dir,
+        args.id,
+        minari_root=args.minari_root,
+        include_states=not args.no_states,
+    )
+    print(f"exported {args.dir} to Minari dataset {args.id!r} at {path}")
+    return 0
+
+
+def add_data_parser(sub: Any) -> None:
+    """The `data` command: inspect, check and export dataset folders."""
+    p = sub.add_parser("data", help="dataset tools: info | verify | export-minari")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("info", help="counts and sizes (from file headers: fast)")
+    q.add_argument("dir", help="dataset folder")
+    q.add_argument("--json", action="store_true")
+    q = dsub.add_parser("verify", help="read every episode file; exit 1 naming corrupt ones")
+    q.add_argument("dir", help="dataset folder")
+    q.add_argument("--json", action="store_true")
+    q = dsub.add_parser("export-minari", help="export to a Minari dataset (needs the extra)")
+    q.add_argument("dir", help="dataset folder")
+    q.add_argument("--id", required=True, help="Minari dataset id, e.g. lewm/tworoom-v0")
+    q.add_argument("--minari-root", default=None, help="Minari datasets folder")
+    q.add_argument("--no-states", action="store_true", help="pixels only, no state vectors")
+    p.set_defaults(func=cmd_data)
+
+
 # ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lewm", description="LeWorldModel agent toolkit")
@@ -224,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, TrainConfig, "")
     add_config_options(p, ModelConfig, "model-")
     add_config_options(p, PlanConfig, "plan-")
+    add_train_engine_options(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="the paper's protocol on held-out episodes")
@@ -245,10 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default=None, help="a checkpoint folder instead of a preset")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+    add_data_parser(sub)
+    # Listed for `lewm -h`; main() hands its arguments to eval.physics's own parser.
+    sub.add_parser(
+        "probe", help="latent physics: probe | surprise | straightness (`lewm probe -h`)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "probe":
+        _headless()
+        from eval.physics import main as physics_main
+
+        return int(physics_main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

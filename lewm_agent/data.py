@@ -55,8 +55,15 @@ __all__ = [
     "DatasetError",
     "Episode",
     "EpisodeWriter",
+    "VerifyReport",
     "WindowSampler",
+    "dataset_info",
+    "export_minari",
+    "format_dataset_info",
+    "iter_episodes",
     "load_dataset",
+    "repack_dataset",
+    "verify_dataset",
 ]
 
 
@@ -498,6 +505,33 @@ def _load_small(path: Path, *, with_pixels: bool) -> dict[str, Any]:
         return {k: z[k] for k in keys}
 
 
+def _ensure_open_file_limit(num_files: int) -> None:
+    """Raise the soft open-file limit so ``num_files`` memory maps fit.
+
+    Python's ``mmap`` keeps a duplicate file descriptor per map, so a memory-mapped
+    dataset holds one descriptor per episode; the common default soft limit (1024)
+    would stop a 10k-episode dataset. The hard limit is the ceiling.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX: nothing to adjust
+        return
+    needed = num_files + 256  # room for everything else the process opens
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft < needed:
+        raise DatasetError(
+            f"memory-mapping {num_files} episode files needs about {needed} open files, but "
+            f"the limit is {soft} (hard limit {hard}); raise it (`ulimit -n {needed}`) or "
+            "load the dataset into RAM (mmap=False)"
+        )
+
+
 def load_dataset(
     root: str | os.PathLike[str], *, skip_corrupt: bool = False, mmap: bool = False
 ) -> Dataset:
@@ -552,6 +586,7 @@ def load_dataset(
     frames: np.ndarray | None = None
     offsets: list[int] = []
     if mmap:
+        _ensure_open_file_limit(len(headers))
         for path, h, _t in headers:
             try:
                 small = _load_small(path, with_pixels=False)  # CRC-checks the small arrays
@@ -752,9 +787,16 @@ class WindowSampler:
             self._frame_off = None  # memory-mapped episodes: gather per window
         self._k = np.arange(self.num_frames, dtype=np.int64) * self.frameskip  # (F,)
 
-    def sample_indices(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Uniform valid ``(episode_index, start_step)`` pairs, two int64 arrays ``(B,)``."""
-        j = self.rng.integers(0, self.num_windows, size=batch_size)  # (B,)
+    def sample_indices(
+        self, batch_size: int, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform valid ``(episode_index, start_step)`` pairs, two int64 arrays ``(B,)``.
+
+        ``rng`` replaces the sampler's own stream for this call: training derives one
+        generator per step from ``(seed, step)`` so a batch is a pure function of its
+        step (exact resume, identical global batches on every rank, prefetch-safe).
+        """
+        j = (rng or self.rng).integers(0, self.num_windows, size=batch_size)  # (B,)
         ep = np.searchsorted(self._cum, j, side="right")  # (B,)
         before = np.where(ep > 0, self._cum[ep - 1], 0)  # windows in earlier episodes
         return ep, j - before
@@ -794,3 +836,320 @@ class WindowSampler:
 
     def __len__(self) -> int:
         return self.num_windows
+
+
+# ---------------------------------------------------------------------------------------
+# dataset tools: info, verify, repack, Minari export (`lewm data ...`)
+# ---------------------------------------------------------------------------------------
+_READ_ERRORS = (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError)
+
+
+def dataset_info(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts and sizes of a dataset folder from file headers only (fast on any size).
+
+    Returns a JSON-able dict: env and shapes from ``meta.json``; ``num_episodes``,
+    ``num_steps`` and episode length min/mean/max over the readable files;
+    ``pixel_bytes`` (the RAM an in-memory load needs for frames), ``disk_bytes``,
+    how many files are ``compressed`` (those cannot be memory-mapped),
+    ``unreadable`` files (headers broken: run :func:`verify_dataset`) and the
+    mismatches between ``meta.json``'s index and the folder listing.
+    """
+    root = Path(root)
+    meta = _read_meta(root)
+    files = _episode_files(root)
+    lengths: list[int] = []
+    pixel_bytes = disk_bytes = compressed = 0
+    unreadable: list[str] = []
+    for path in files:
+        with contextlib.suppress(OSError):
+            disk_bytes += path.stat().st_size
+        try:
+            h = _npz_headers(path)
+            t = _check_shapes(
+                {k: v[0] for k, v in h.items()}, {k: v[1] for k, v in h.items()}, meta
+            )
+        except _READ_ERRORS:
+            unreadable.append(path.name)
+            continue
+        lengths.append(t)
+        shape, dtype, _, offset = h["pixels"]
+        pixel_bytes += int(np.prod(shape)) * np.dtype(dtype).itemsize
+        compressed += int(any(v[3] < 0 for v in h.values()))
+    indexed = {str(e.get("file")) for e in meta.get("episodes", [])}
+    on_disk = {p.name for p in files}
+    lens = np.asarray(lengths, dtype=np.int64)
+    return {
+        "root": str(root),
+        "env_id": meta.get("env_id"),
+        "collector": meta.get("collector"),
+        "image_size": int(meta["image_size"]),
+        "action_dim": int(meta["action_dim"]),
+        "state_dim": int(meta["state_dim"]),
+        "frameskip": int(meta["frameskip"]),
+        "num_files": len(files),
+        "num_episodes": len(lengths),
+        "num_steps": int(lens.sum()) if lens.size else 0,
+        "episode_length": {
+            "min": int(lens.min()) if lens.size else 0,
+            "mean": float(lens.mean()) if lens.size else 0.0,
+            "max": int(lens.max()) if lens.size else 0,
+        },
+        "pixel_bytes": int(pixel_bytes),
+        "disk_bytes": int(disk_bytes),
+        "compressed_files": int(compressed),
+        "mmap_ok": compressed == 0 and len(lengths) > 0,
+        "unreadable": unreadable,
+        "not_in_index": sorted(on_disk - indexed),
+        "missing_files": sorted(indexed - on_disk),
+    }
+
+
+def format_dataset_info(info: dict[str, Any]) -> str:
+    """Human-readable lines of :func:`dataset_info` (for `lewm data info`)."""
+    mb = 1024 * 1024
+    el = info["episode_length"]
+    lines = [
+        f"dataset {info['root']}: {info['env_id']} (collector {info['collector']!r})",
+        f"  {info['num_episodes']} episodes, {info['num_steps']} steps "
+        f"(length min {el['min']} / mean {el['mean']:.1f} / max {el['max']})",
+        f"  frames {info['image_size']}x{info['image_size']} px, action_dim "
+        f"{info['action_dim']}, state_dim {info['state_dim']}, frameskip {info['frameskip']}",
+        f"  pixels {info['pixel_bytes'] / mb:.1f} MB in RAM, {info['disk_bytes'] / mb:.1f} MB "
+        f"on disk; {info['compressed_files']} of {info['num_files']} files compressed "
+        f"({'can' if info['mmap_ok'] else 'cannot'} be memory-mapped)",
+    ]
+    if info["unreadable"]:
+        lines.append(f"  UNREADABLE: {', '.join(info['unreadable'])} (run `lewm data verify`)")
+    if info["not_in_index"]:
+        lines.append(f"  {len(info['not_in_index'])} files not in meta.json's index (harmless)")
+    if info["missing_files"]:
+        lines.append(
+            f"  {len(info['missing_files'])} files in meta.json's index are missing: "
+            + ", ".join(info["missing_files"][:5])
+        )
+    return "\n".join(lines)
+
+
+@dataclass
+class VerifyReport:
+    """Result of :func:`verify_dataset`: every file checked, problems by file name."""
+
+    root: Path
+    checked: int
+    bad: dict[str, str]  # file name -> what is wrong with it
+    notes: list[str]  # index mismatches: worth knowing, not errors
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.root}: checked {self.checked} episode files, "
+            + ("all OK" if self.ok else f"{len(self.bad)} CORRUPT")
+        ]
+        lines += [f"  CORRUPT {self.root / EPISODES_DIR / n}: {why}" for n, why in self.bad.items()]
+        lines += [f"  note: {n}" for n in self.notes]
+        if not self.ok:
+            lines.append(
+                "  fix: delete or re-record the corrupt files; training skips them with a "
+                "warning (load_dataset(skip_corrupt=True))"
+            )
+        return "\n".join(lines)
+
+
+def verify_dataset(root: str | os.PathLike[str]) -> VerifyReport:
+    """Read every episode file in full and check it; never raises for a bad episode.
+
+    Checks per file: the zip structure (a truncated file has no central
+    directory), every member's CRC-32 (a flipped byte anywhere, pixels included),
+    the arrays' shapes and dtypes against each other and ``meta.json``, and finite
+    actions. Index mismatches between ``meta.json`` and the folder are notes.
+    """
+    root = Path(root)
+    meta = _read_meta(root)
+    files = _episode_files(root)
+    bad: dict[str, str] = {}
+    for path in files:
+        try:
+            h = _npz_headers(path)
+            t = _check_shapes(
+                {k: v[0] for k, v in h.items()}, {k: v[1] for k, v in h.items()}, meta
+            )
+            arrs = _load_small(path, with_pixels=True)  # reads every byte: CRC-checked
+            t_read = _check_shapes(
+                {k: np.shape(v) for k, v in arrs.items()},
+                {k: np.asarray(v).dtype for k, v in arrs.items()},
+                meta,
+            )
+            if t_read != t:
+                raise _CorruptEpisode(f"headers say {t} steps, arrays hold {t_read}")
+            if not np.all(np.isfinite(arrs["actions"])):
+                raise _CorruptEpisode("actions contain NaN or inf")
+        except _READ_ERRORS as e:
+            bad[path.name] = f"{type(e).__name__}: {e}"
+    notes: list[str] = []
+    indexed = {str(e.get("file")): e.get("length") for e in meta.get("episodes", [])}
+    on_disk = {p.name for p in files}
+    missing = sorted(set(indexed) - on_disk)
+    if missing:
+        notes.append(f"{len(missing)} files in meta.json's index are missing: {missing[:5]}")
+    unindexed = sorted(on_disk - set(indexed))
+    if unindexed:
+        notes.append(f"{len(unindexed)} files are not in meta.json's index: {unindexed[:5]}")
+    if not files:
+        bad["(none)"] = f"no episode files in {root / EPISODES_DIR}"
+    return VerifyReport(root=root, checked=len(files), bad=bad, notes=notes)
+
+
+def iter_episodes(root: str | os.PathLike[str], *, skip_corrupt: bool = True) -> Iterator[Episode]:
+    """Episodes one at a time in file-name order (bounded memory, for conversions)."""
+    root = Path(root)
+    meta = _read_meta(root)
+    for path in _episode_files(root):
+        try:
+            arrs = _load_small(path, with_pixels=True)
+            _check_shapes(
+                {k: np.shape(v) for k, v in arrs.items()},
+                {k: np.asarray(v).dtype for k, v in arrs.items()},
+                meta,
+            )
+        except _READ_ERRORS as e:
+            if not skip_corrupt:
+                raise DatasetError(f"episode file {path} is corrupt ({e})") from e
+            warnings.warn(
+                f"skipping corrupt episode file {path} ({e})", RuntimeWarning, stacklevel=2
+            )
+            continue
+        yield Episode(
+            name=path.name,
+            pixels=arrs["pixels"],
+            actions=arrs["actions"].astype(np.float32, copy=False),
+            states=arrs["states"].astype(np.float32, copy=False),
+            terminated=bool(arrs["terminated"]),
+            truncated=bool(arrs["truncated"]),
+        )
+
+
+def repack_dataset(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, compress: bool = False
+) -> Path:
+    """Copy a dataset into a new folder, (un)compressed; corrupt files are skipped.
+
+    ``compress=False`` makes a dataset that :func:`load_dataset` can memory-map
+    (what training does when the frames exceed its RAM budget). File order, hence
+    the train/held-out split, is preserved: files are renumbered in sorted order.
+    """
+    meta = _read_meta(Path(src))
+    dst = Path(dst)
+    if (dst / META_FILE).exists():
+        raise DatasetError(f"{dst} already holds a dataset; pick an empty folder")
+    writer = EpisodeWriter(
+        dst,
+        env_id=meta["env_id"],
+        image_size=int(meta["image_size"]),
+        action_low=meta["action_low"],
+        action_high=meta["action_high"],
+        state_dim=int(meta["state_dim"]),
+        collector=str(meta.get("collector", "unknown")),
+        frameskip=int(meta["frameskip"]),
+        compress=compress,
+    )
+    for ep in iter_episodes(src):
+        writer.write(ep.pixels, ep.actions, ep.states, ep.terminated, ep.truncated)
+    return dst
+
+
+def export_minari(
+    root: str | os.PathLike[str],
+    dataset_id: str,
+    *,
+    minari_root: str | os.PathLike[str] | None = None,
+    include_states: bool = True,
+    description: str | None = None,
+) -> Path:
+    """Export a dataset to a Minari dataset (the Farama offline-RL format).
+
+    Observations are ``{"pixels": uint8 (H, W, 3), "state": float32 (S,)}`` (or just
+    the pixels with ``include_states=False``), stored losslessly (no JPEG); actions are
+    the env's own. Rewards are zeros: our datasets are reward-free by design, and
+    LeWM needs none. Episodes are streamed one at a time, so memory stays bounded.
+
+    Args:
+        root: our dataset folder.
+        dataset_id: Minari id, ``namespace/name-v0`` style (must not exist yet).
+        minari_root: where Minari keeps datasets (default: ``$MINARI_DATASETS_PATH``
+            or ``~/.minari/datasets``).
+    Returns:
+        The folder of the new Minari dataset; open it with ``minari.load_dataset(id)``.
+    """
+    try:
+        import gymnasium as gym
+        import minari
+        from minari.data_collector import EpisodeBuffer
+    except ImportError as e:
+        raise ImportError(
+            'export_minari needs the optional `minari` package: pip install "lewm-agent[minari]"'
+        ) from e
+    root = Path(root)
+    meta = _read_meta(root)
+    size, sdim = int(meta["image_size"]), int(meta["state_dim"])
+    pixels_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+    obs_space: gym.spaces.Space = (
+        gym.spaces.Dict(
+            {"pixels": pixels_space, "state": gym.spaces.Box(-np.inf, np.inf, (sdim,), np.float32)}
+        )
+        if include_states
+        else pixels_space
+    )
+    action_space = gym.spaces.Box(
+        np.asarray(meta["action_low"], np.float32), np.asarray(meta["action_high"], np.float32)
+    )
+
+    def buffers() -> Iterator[Any]:
+        for i, ep in enumerate(iter_episodes(root)):
+            t = len(ep)
+            terminations = np.zeros(t, dtype=bool)
+            truncations = np.zeros(t, dtype=bool)
+            terminations[-1], truncations[-1] = ep.terminated, ep.truncated
+            obs = {"pixels": ep.pixels, "state": ep.states} if include_states else ep.pixels
+            yield EpisodeBuffer(
+                id=i,
+                observations=obs,
+                actions=ep.actions,
+                rewards=np.zeros(t, dtype=np.float32),
+                terminations=terminations,
+                truncations=truncations,
+            )
+
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    if minari_root is not None:
+        os.environ["MINARI_DATASETS_PATH"] = str(Path(minari_root).resolve())
+    try:
+        with warnings.catch_warnings():
+            # Minari nags about metadata we do not have (author, permalink, an env spec:
+            # lewm_agent never imports the envs); the env id is in the description.
+            warnings.filterwarnings("ignore", message=r".*(is set to None|env_spec is None)")
+            minari.create_dataset_from_buffers(
+                dataset_id,
+                buffers(),  # type: ignore[arg-type]  # any iterable works; bounds memory
+                env=None,
+                action_space=action_space,
+                observation_space=obs_space,
+                algorithm_name=str(meta.get("collector", "unknown")),
+                description=description
+                or (
+                    f"Exported by lewm-agent from {root.name}: env {meta['env_id']}, "
+                    f"frameskip hint {meta['frameskip']}, reward-free (rewards are zeros)."
+                ),
+                jpeg_encoding=False,
+            )
+        from minari.storage.datasets_root_dir import get_dataset_path
+
+        return Path(get_dataset_path(dataset_id))
+    finally:
+        if minari_root is not None:
+            if old is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = old

@@ -76,23 +76,28 @@ class SIGReg(nn.Module):
             raise ValueError(f"SIGReg expects (..., N, D) embeddings, got shape {tuple(z.shape)}")
         if directions is None:
             directions = random_directions(z.shape[-1], self.num_directions, generator, z.device)
-        x = z.float() @ directions.to(device=z.device, dtype=torch.float32)  # (..., N, M)
-        n_local = x.shape[-2]
-        xt = x.unsqueeze(-1) * self.t  # (..., N, M, K)
-        cos_sum = xt.cos().sum(dim=-3)  # (..., M, K)
-        sin_sum = xt.sin().sum(dim=-3)  # (..., M, K)
-        n_total = n_local
-        if distributed and dist.is_available() and dist.is_initialized():
-            from torch.distributed.nn.functional import all_reduce
+        # fp32 even under bf16 autocast: cos/sin of bf16 projections and bf16 batch
+        # sums would make the statistic (a small difference of O(1) means) noise.
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            x = z.float() @ directions.to(device=z.device, dtype=torch.float32)  # (..., N, M)
+            xt = x.unsqueeze(-1) * self.t  # (..., N, M, K)
+            cos_sum = xt.cos().sum(dim=-3)  # (..., M, K)
+            sin_sum = xt.sin().sum(dim=-3)  # (..., M, K)
+            n_total = torch.full((1,), float(x.shape[-2]), device=z.device)  # local batch size
+            if distributed and dist.is_available() and dist.is_initialized():
+                from .distributed import all_reduce_sum
 
-            # Differentiable all-reduce: gradients flow back to every rank's samples.
-            cos_sum = all_reduce(cos_sum, group=process_group or dist.group.WORLD)
-            sin_sum = all_reduce(sin_sum, group=process_group or dist.group.WORLD)
-            count = torch.tensor([float(n_local)], device=z.device)
-            dist.all_reduce(count, group=process_group or dist.group.WORLD)
-            n_total = int(count.item())
-        cos_mean = cos_sum / n_total
-        sin_mean = sin_sum / n_total
-        err = (cos_mean - self.target_cf).square() + sin_mean.square()  # (..., M, K)
-        statistic = (err @ self.weights) * n_total  # (..., M): scaled by the batch size
-        return statistic.mean()
+                group = process_group or dist.group.WORLD
+                # Differentiable all-reduce of the SUMS (the global means need the
+                # global count). Its backward all-reduces the incoming gradients, so
+                # rank r's samples receive the sum over ranks of d(loss_r')/d(sum):
+                # with DDP's gradient averaging that is exactly the gradient of the
+                # single-process loss on the concatenated batch.
+                sums = all_reduce_sum(torch.stack([cos_sum, sin_sum]), group=group)  # one call
+                cos_sum, sin_sum = sums.unbind(0)  # each (..., M, K)
+                dist.all_reduce(n_total, group=group)  # no .item(): no host sync on GPU
+            cos_mean = cos_sum / n_total
+            sin_mean = sin_sum / n_total
+            err = (cos_mean - self.target_cf).square() + sin_mean.square()  # (..., M, K)
+            statistic = (err @ self.weights) * n_total  # (..., M): scaled by the batch size
+            return statistic.mean()

@@ -103,10 +103,10 @@ class LatentRollout:
         return torch.addmm(b, x, w, out=out)
 
     @staticmethod
-    def _norm_modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    def _norm_modulate(x: Tensor, shift: Tensor, scale_plus_one: Tensor) -> Tensor:
         """LayerNorm without affine, then x * (1 + scale) + shift; x (R, D)."""
         h = F.layer_norm(x, (x.shape[-1],), eps=1e-6)
-        return torch.addcmul(shift, h, scale.add(1.0))
+        return torch.addcmul(shift, h, scale_plus_one)
 
     def _attention(self, x: Tensor, n: int, t: int, blk: dict, last_only: bool) -> Tensor:
         """Causal attention of (n*t, D) modulated tokens -> (n*t or n, inner)."""
@@ -147,6 +147,7 @@ class LatentRollout:
         cond = F.silu(model.action_embed(actions))  # (N, L, D)
         mods = torch.addmm(self.mod_b, cond.reshape(n * length, dim), self.mod_w)
         mods = mods.view(n, length, self.layers, 6, dim)  # (N, L, layers, 6, D)
+        mods[:, :, :, (1, 4)] += 1.0  # scales enter as (1 + scale): add the 1 once per rollout
         emb = z_ctx.new_empty(n, h0 + horizon, dim)  # (N, h0+H, D)
         emb[:, :h0] = z_ctx
         for k in range(horizon):
@@ -167,7 +168,7 @@ class LatentRollout:
                 x = torch.addcmul(x, ml[:, 2], y)  # x + gate1 * attn
                 h = self._norm_modulate(x, ml[:, 3], ml[:, 4])
                 u = self._linear(h, blk["fc1_w"], blk["fc1_b"], "fc1")
-                u = F.gelu(u)
+                u = torch.ops.aten.gelu_(u)  # in place: no fresh (rows, MLP) tensor
                 y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2")
                 x = torch.addcmul(x, ml[:, 5], y)  # x + gate2 * mlp
             if x.shape[0] != n:

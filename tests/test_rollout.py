@@ -53,3 +53,12 @@ def test_fast_rollout_equals_reference(history, h0):
 def test_rejects_training_mode():
     with pytest.raises(ValueError, match="eval"):
         LatentRollout(_model(1).train())
+
+
+def test_planning_benchmark_runs_and_counts_flops():
+    from eval.bench import bench_planning
+
+    out = bench_planning(repeats=1, presets=["test"], env_counts=[1, 2], scaling_preset="test")
+    assert out["test"]["tflop_per_plan"] > 0 and out["test"]["seconds_per_plan"] > 0
+    assert out["matmul_peak_gflops"] >= out["matmul_peak_gflops_before"]
+    assert set(out["scaling_seconds"]) == {"1", "2"}

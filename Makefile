@@ -9,7 +9,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export MUJOCO_GL ?= egl
 
-.PHONY: venv demo test test-slow bench lint format clean
+.PHONY: venv demo test test-slow bench bench-suite lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,6 +31,10 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m eval.bench
+
+# LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher; resumable (rerun to continue).
+bench-suite: $(STAMP)
+	$(BIN)/python -m eval.suite
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -91,6 +91,32 @@ def _stack(observations: list[Any]) -> Any:
     return np.stack(observations)
 
 
+def agent_env_kwargs(agent: Any) -> dict[str, Any]:
+    """Env kwargs an agent needs, from its optional attributes.
+
+    `agent.obs_mode` ("pixels" or "state": an SB3 baseline trained on the GoalEnv
+    state dict sets "state") and `agent.image_size` (the image side a pixel model
+    was trained at). Agents without them (LeWM, random) get the protocol's defaults.
+    """
+    out: dict[str, Any] = {}
+    obs_mode = getattr(agent, "obs_mode", None)
+    if obs_mode is not None:
+        if obs_mode not in ("pixels", "state"):
+            raise ValueError(f"agent.obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
+        out["obs_mode"] = obs_mode
+    image_size = getattr(agent, "image_size", None)
+    if image_size is not None:
+        out["image_size"] = int(image_size)
+    return out
+
+
+def _frame(env: gym.Env, obs: Any) -> np.ndarray:
+    """The current frame: the pixel observation, or a rendering in state mode."""
+    if isinstance(obs, dict) and "pixels" in obs:
+        return obs["pixels"]
+    return env.render()
+
+
 def run_protocol(
     env_id: str,
     agent: Any,
@@ -103,8 +129,14 @@ def run_protocol(
     record: bool = False,
 ) -> tuple[ProtocolResult, list[list[np.ndarray]]]:
     """Run `agent` on every protocol episode; return the result and, if
-    `record`, the frames of each episode (start frame included)."""
-    kwargs = {"obs_mode": "pixels", **(env_kwargs or {})}
+    `record`, the frames of each episode (start frame included).
+
+    The envs are made with `env_kwargs`, then with what the agent itself asks for
+    (see `agent_env_kwargs`): a state-based baseline gets `obs_mode="state"` envs.
+    Start and goal are set through reset options either way, so every agent plays
+    the same episodes; recorded frames are always the rendered pixels.
+    """
+    kwargs = {"obs_mode": "pixels", **(env_kwargs or {}), **agent_env_kwargs(agent)}
     envs = [gym.make(env_id, **kwargs) for _ in episodes]
     n = len(episodes)
     obs_list, frames = [], [[] for _ in range(n)]
@@ -114,7 +146,7 @@ def run_protocol(
         )
         obs_list.append(obs)
         if record:
-            frames[i].append(obs["pixels"])
+            frames[i].append(_frame(env, obs))
     active = list(range(n))
     steps = np.zeros(n, dtype=int)
     returns = np.zeros(n)
@@ -150,7 +182,7 @@ def run_protocol(
             steps[i] += 1
             returns[i] += float(reward)
             if record:
-                frames[i].append(obs["pixels"])
+                frames[i].append(_frame(envs[i], obs))
             if info.get("is_success", False):
                 success[i] = True
             if not (success[i] or term or trunc):

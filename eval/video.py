@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "agent_videos",
     "count_frames",
     "grid_frames",
+    "main",
     "record_episode",
     "side_by_side_frames",
     "write_video",
@@ -420,3 +422,141 @@ def record_episode(
         if terminated or truncated:
             break
     return np.stack(frames), goal, success, steps
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def agent_videos(
+    env_id: str,
+    agent: Any,
+    name: str,
+    episodes: Sequence[Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    budget: int = 50,
+    fps: int = 10,
+    columns: int = 2,
+    scale: int = 4,
+) -> tuple[Path, Path]:
+    """One agent on protocol episodes: ``<slug>_<name>.mp4`` (the first episode) and
+    ``<slug>_<name>_grid.mp4`` (all of them tiled), written into ``out_dir``.
+
+    Each cell is [agent view | goal image] with the agent's name and a step counter;
+    the border turns green on the frame where an episode succeeds. Frames come from
+    ``eval.protocol.run_protocol(record=True)``, so a state-based baseline is shown
+    through the env's renderer, on the very same episodes. Every frame is kept: the
+    single-episode video has exactly ``steps + 1`` frames.
+    """
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers lewm/*)
+    from eval.compare import env_slug
+    from eval.protocol import run_protocol
+
+    if not episodes:
+        raise ValueError("agent_videos needs at least one protocol episode")
+    kwargs = {"obs_mode": "pixels", **(env_kwargs or {})}
+    result, frames = run_protocol(
+        env_id,
+        agent,
+        list(episodes),
+        name=f"video {name}",
+        budget=budget,
+        env_kwargs=env_kwargs,
+        progress=False,
+        record=True,
+    )
+    renderer = gym.make(env_id, **kwargs).unwrapped
+    cells = []
+    for ep, ep_frames, info in zip(episodes, frames, result.per_episode, strict=True):
+        goal = renderer.render_state(ep.goal_state)
+        success = [len(ep_frames) - 1] if info["success"] else None
+        cells.append(
+            side_by_side_frames(
+                np.stack(ep_frames), goal, label=name, scale=scale, success_steps=success
+            )
+        )
+    out = Path(out_dir)
+    slug = env_slug(env_id)
+    single = write_video(cells[0], out / f"{slug}_{name}.mp4", fps=fps)
+    grid = write_video(grid_frames(cells, columns, gap=4), out / f"{slug}_{name}_grid.mp4", fps=fps)
+    return single, grid
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m eval.video --env ID --agents lewm,ppo,... --lewm RUN --data DIR --out DIR``.
+
+    Loads the agents like ``eval.compare`` (saved baselines only: no training here),
+    samples the protocol episodes the same way (same seed: the same episodes as the
+    comparison's first ones) and writes two mp4s per agent (see :func:`agent_videos`).
+    """
+    import argparse
+    import json
+
+    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
+        os.environ.setdefault(k, v)
+    p = argparse.ArgumentParser(prog="python -m eval.video", description=main.__doc__)
+    p.add_argument("--env", required=True)
+    p.add_argument("--agents", default="lewm,ppo,sac,random")
+    p.add_argument("--lewm", default=None, help="default runs/suite/<env>/lewm")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset whose held-out split gives the episodes (default data/suite/<env>)",
+    )
+    p.add_argument("--baselines", default=None, help="default runs/suite/<env>")
+    p.add_argument("--episodes", type=int, default=4, help="episodes per grid video")
+    p.add_argument("--columns", type=int, default=2)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--budget", type=int, default=50)
+    p.add_argument("--fps", type=int, default=10)
+    p.add_argument("--holdout", type=float, default=None)
+    p.add_argument("--out", default=None, help="default outputs/videos-<env>")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(list(argv) if argv is not None else None)
+
+    from eval.compare import env_slug, load_agents, protocol_episodes
+
+    slug = env_slug(args.env)
+    args.data = args.data or f"data/suite/{slug}"
+    if not (Path(args.data) / "meta.json").is_file():
+        raise SystemExit(f"no dataset at {args.data}: pass --data")
+    args.lewm = args.lewm or f"runs/suite/{slug}/lewm"
+    image_size = int(json.loads((Path(args.data) / "meta.json").read_text())["image_size"])
+    names = [n.strip() for n in args.agents.split(",") if n.strip()]
+    agents = load_agents(
+        names,
+        args.env,
+        lewm=args.lewm,
+        baselines_dir=args.baselines or f"runs/suite/{slug}",
+        train_missing=False,
+        seed=args.seed,
+        image_size=image_size,
+        device=args.device,
+    )
+    holdout = args.holdout
+    if holdout is None:
+        tc = getattr(agents.get("lewm"), "train_config", None)
+        holdout = tc.holdout_fraction if tc is not None else 0.1
+    episodes, _ = protocol_episodes(args.data, n=args.episodes, seed=args.seed, holdout=holdout)
+    out = Path(args.out or f"outputs/videos-{slug}")
+    for name, agent in agents.items():
+        paths = agent_videos(
+            args.env,
+            agent,
+            name,
+            episodes,
+            out,
+            env_kwargs={"image_size": image_size},
+            budget=args.budget,
+            fps=args.fps,
+            columns=args.columns,
+        )
+        print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

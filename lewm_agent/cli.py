@@ -326,7 +326,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_engine_options(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="the paper's protocol on held-out episodes")
+    p = sub.add_parser(
+        "eval",
+        help="the paper's protocol on held-out episodes (`lewm eval --compare -h`: several "
+        "agents; `lewm eval --videos -h`: videos of several agents)",
+    )
     p.add_argument("--agent", required=True, help="checkpoint folder")
     p.add_argument("--data", required=True, help="the dataset the agent was trained on")
     p.add_argument("--env", default=None, help="env id (default: the checkpoint's)")
@@ -355,6 +359,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # These commands have their own parsers in eval/ (they need envs and agents).
+    if argv[:2] == ["eval", "--compare"]:
+        _headless()
+        from eval.compare import main as compare_main
+
+        return int(compare_main(argv[2:]) or 0)
+    if argv[:2] == ["eval", "--videos"]:
+        _headless()
+        from eval.video import main as video_main
+
+        return int(video_main(argv[2:]) or 0)
     if argv and argv[0] == "probe":
         _headless()
         from eval.physics import main as physics_main

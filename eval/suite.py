@@ -1,0 +1,534 @@
+"""`make bench-suite`: LeWM vs stable-baselines3 on Two-Room, Push-T and Reacher, resumable.
+
+Per env, in order (each stage is skipped when its output is complete and newer
+than what it was made from, like make):
+
+1. collect  reward-free data with the env's scripted data policy -> ROOT/data/suite/<env>
+2. lewm     train LeWM on it (preset `cpu`)                        -> ROOT/runs/suite/<env>/lewm
+3. ppo, sac, ppo-pixels: SB3 baselines on the dense reward           -> ROOT/runs/suite/<env>/<name>
+4. compare  every agent on the same 50 protocol episodes             -> ROOT/outputs/suite/<env>/
+5. videos   one mp4 + one grid mp4 per agent                         -> ROOT/outputs/suite/<env>/videos/
+
+then ROOT/outputs/suite/results.md: one table per env with the budgets that produced
+it, and a verdict line per env (is LeWM at or above every reward-trained baseline?).
+Kill it at any point and run it again: finished stages are skipped, a stage cut
+short is redone (collection tops up the missing episodes), and a stage reruns
+when an upstream output changed (e.g. retrained LeWM -> new comparison).
+
+Budgets (preset `full`): the data is Two-Room 1000 x 100 steps (the Two-Room LeWM's
+100k), Push-T 1000 x 300, Reacher 1000 x 200 env steps; PPO on state and on pixels
+get the SAME number of env steps as LeWM's dataset; SAC gets 30k (one ~20 ms update
+per env step: an equal budget would cost ~35-100 min per env). The `test` preset
+runs the same stages with tiny budgets in seconds (for tests and a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+STAGES: tuple[str, ...] = ("collect", "lewm", "ppo", "sac", "ppo-pixels", "compare", "videos")
+BASELINES: tuple[str, ...] = ("ppo", "sac", "ppo-pixels")
+
+
+@dataclass(frozen=True)
+class EnvPlan:
+    """Budgets of one env in the suite."""
+
+    env_id: str
+    episodes: int
+    """Episodes of reward-free data to record."""
+    lewm_preset: str = "cpu"
+    lewm_steps: int | None = None
+    """LeWM gradient steps (None: the preset's)."""
+    ppo_steps: int | None = None
+    """PPO env steps (None: the same as the dataset's env steps)."""
+    sac_steps: int = 30_000
+    ppo_pixels_steps: int | None = None
+    """Pixel PPO env steps (None: the same as the dataset's env steps)."""
+    eval_episodes: int = 50
+    budget: int = 50
+    image_size: int = 64
+    workers: int = 2
+    agents: tuple[str, ...] = ("lewm", "ppo", "sac", "ppo-pixels", "random")
+    video_episodes: int = 4
+    plan_overrides: dict[str, Any] = field(default_factory=dict)
+    """PlanConfig overrides for LeWM at evaluation (e.g. fewer CEM samples in tests)."""
+
+
+PRESETS: dict[str, dict[str, EnvPlan]] = {
+    "full": {
+        "tworoom": EnvPlan("lewm/TwoRoom-v0", episodes=1000),
+        "pusht": EnvPlan("lewm/PushT-v0", episodes=1000),
+        "reacher": EnvPlan("lewm/Reacher-v0", episodes=1000),
+    },
+    "test": {
+        name: EnvPlan(
+            env_id,
+            episodes=4,
+            lewm_preset="test",
+            lewm_steps=3,
+            ppo_steps=256,
+            sac_steps=0,
+            ppo_pixels_steps=0,
+            eval_episodes=2,
+            budget=4,
+            image_size=32,
+            workers=1,
+            agents=("lewm", "ppo", "random"),
+            video_episodes=2,
+            plan_overrides={"samples": 16, "iterations": 1, "elites": 4},
+        )
+        for name, env_id in (
+            ("tworoom", "lewm/TwoRoom-v0"),
+            ("pusht", "lewm/PushT-v0"),
+            ("reacher", "lewm/Reacher-v0"),
+        )
+    },
+}
+"""Named budgets. `test` evaluates lewm, ppo and random only (SAC+HER needs a whole
+episode before its first update, pixel PPO needs >= 36 px images)."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where one env's stages write."""
+
+    data: Path
+    runs: Path
+    out: Path
+
+    @classmethod
+    def of(cls, root: Path, slug: str) -> Paths:
+        return cls(
+            root / "data" / "suite" / slug,
+            root / "runs" / "suite" / slug,
+            root / "outputs" / "suite" / slug,
+        )
+
+    def agent(self, name: str) -> Path:
+        return self.runs / name
+
+
+# ------------------------------------------------------------------ completeness markers
+def _episode_count(data: Path) -> int:
+    return len(list((data / "episodes").glob("*.npz"))) if (data / "episodes").is_dir() else 0
+
+
+def _marker(stage: str, p: Paths) -> Path:
+    """The file whose existence (and mtime) says a stage finished."""
+    if stage == "collect":
+        return p.data / "meta.json"
+    if stage == "lewm":
+        return p.agent("lewm") / "stats.json"
+    if stage in BASELINES:
+        return p.agent(stage) / "baseline.json"
+    if stage == "compare":
+        return p.out / "results.json"
+    if stage == "videos":
+        return p.out / "videos" / "done.json"
+    raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+
+
+def _upstream(stage: str, agents: Sequence[str]) -> list[str]:
+    if stage in ("lewm", "ppo-pixels", "ppo", "sac"):
+        return ["collect"] if stage == "lewm" else []
+    if stage in ("compare", "videos"):
+        return ["collect"] + [a for a in agents if a in ("lewm", *BASELINES)]
+    return []
+
+
+def stage_done(stage: str, plan: EnvPlan, p: Paths) -> bool:
+    """Whether a stage's output is complete and newer than every upstream output."""
+    marker = _marker(stage, p)
+    if not marker.is_file():
+        return False
+    if stage == "collect" and _episode_count(p.data) < plan.episodes:
+        return False
+    if stage == "lewm":
+        folder = p.agent("lewm")
+        if not all((folder / f).is_file() for f in ("config.json", "model.safetensors")):
+            return False
+    if stage in BASELINES and not (p.agent(stage) / "model.zip").is_file():
+        return False
+    if stage == "compare":
+        got = json.loads(marker.read_text())
+        if list(got) != list(plan.agents) or any(
+            r.get("episodes") != plan.eval_episodes for r in got.values()
+        ):
+            return False
+    mtime = marker.stat().st_mtime
+    return all(
+        _marker(u, p).is_file() and _marker(u, p).stat().st_mtime <= mtime
+        for u in _upstream(stage, plan.agents)
+    )
+
+
+# ------------------------------------------------------------------ the stages
+def _data_steps(p: Paths) -> int:
+    return int(json.loads((p.data / "meta.json").read_text())["num_steps"])
+
+
+def run_collect(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """Record the missing episodes (a crash loses at most the ones in flight)."""
+    from envs.collect import collect
+
+    have = _episode_count(p.data)
+    missing = plan.episodes - have
+    if missing > 0:
+        collect(
+            plan.env_id,
+            "heuristic",
+            missing,
+            p.data,
+            workers=plan.workers,
+            image_size=plan.image_size,
+            seed=have,  # a top-up after a crash continues with fresh episodes
+            progress=progress,
+        )
+    (p.data / "meta.json").touch()  # the marker is fresh even when nothing was missing
+    return {"episodes": _episode_count(p.data), "env_steps": _data_steps(p)}
+
+
+def run_lewm(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """Train LeWM on the suite's data; the folder is replaced only when training ends."""
+    from lewm_agent import WorldModelAgent
+
+    folder = p.agent("lewm")
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    agent = WorldModelAgent.fit(
+        p.data,
+        preset=plan.lewm_preset,
+        steps=plan.lewm_steps,
+        log_dir=tmp,
+        progress=progress,
+        plan_overrides=plan.plan_overrides or None,
+    )
+    agent.save(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return {
+        "seconds": agent.training_stats.get("seconds"),
+        "steps": agent.training_stats.get("steps"),
+    }
+
+
+def run_baseline(name: str, plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """Train one SB3 baseline at the plan's budget (default: the dataset's env steps)."""
+    from agents.baselines import parse_baseline_name, train_baseline
+
+    algo, obs_mode = parse_baseline_name(name)
+    steps = {"ppo": plan.ppo_steps, "sac": plan.sac_steps, "ppo-pixels": plan.ppo_pixels_steps}[
+        name
+    ]
+    if steps is None:
+        steps = _data_steps(p)  # an equal number of env steps as LeWM's data
+    folder = p.agent(name)
+    shutil.rmtree(folder, ignore_errors=True)  # a half-saved folder is never reused
+    agent = train_baseline(
+        plan.env_id,
+        algo,
+        obs_mode,
+        total_timesteps=steps,
+        image_size=plan.image_size,
+        save_to=folder,
+        progress=progress and _has_rich(),
+    )
+    return dict(agent.training_stats)
+
+
+def _has_rich() -> bool:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str, Any]:
+    """`eval.compare` on the suite's folders (no training there: the stages did it)."""
+    from agents import training_info
+    from eval.compare import compare, load_agents, protocol_episodes, results_dict, write_results
+
+    agents = load_agents(
+        plan.agents,
+        plan.env_id,
+        lewm=p.agent("lewm"),
+        baselines_dir=p.runs,
+        train_missing=False,
+        seed=seed,
+        image_size=plan.image_size,
+        device="cpu",
+    )
+    lewm = agents.get("lewm")  # its checkpoint carries the plan overrides it was fitted with
+    tc = getattr(lewm, "train_config", None)
+    holdout = tc.holdout_fraction if tc is not None else 0.1
+    episodes, counts = protocol_episodes(p.data, n=plan.eval_episodes, seed=seed, holdout=holdout)
+    results = compare(
+        plan.env_id,
+        agents,
+        episodes,
+        budget=plan.budget,
+        env_kwargs={"image_size": plan.image_size},
+        progress=progress,
+    )
+    extra = {}
+    for name, agent in agents.items():
+        info = training_info(agent)
+        if name == "lewm":
+            info["train_env_steps"] = counts["train_env_steps"]
+            info["data_env_steps"] = counts["data_env_steps"]
+        extra[name] = info
+    table = results_dict(results, extra)
+    header = (
+        f"### {plan.env_id}: {len(episodes)} protocol episodes (goal 25 steps ahead, "
+        f"{plan.budget}-step budget, seed {seed})"
+    )
+    write_results(table, p.out, header=header, title=f"{plan.env_id}, {len(episodes)} episodes")
+    return {name: r["success_rate"] for name, r in table.items()}
+
+
+def run_videos(plan: EnvPlan, p: Paths, seed: int) -> dict[str, Any]:
+    """Two mp4s per agent (first episode; grid of `video_episodes`)."""
+    from eval.compare import load_agents, protocol_episodes
+    from eval.video import agent_videos
+
+    agents = load_agents(
+        plan.agents,
+        plan.env_id,
+        lewm=p.agent("lewm"),
+        baselines_dir=p.runs,
+        train_missing=False,
+        seed=seed,
+        image_size=plan.image_size,
+        device="cpu",
+    )
+    tc = getattr(agents.get("lewm"), "train_config", None)
+    holdout = tc.holdout_fraction if tc is not None else 0.1
+    episodes, _ = protocol_episodes(p.data, n=plan.video_episodes, seed=seed, holdout=holdout)
+    written = []
+    for name, agent in agents.items():
+        written += agent_videos(
+            plan.env_id,
+            agent,
+            name,
+            episodes,
+            p.out / "videos",
+            env_kwargs={"image_size": plan.image_size},
+            budget=plan.budget,
+        )
+    marker = _marker("videos", p)
+    marker.write_text(json.dumps([str(w) for w in written], indent=2) + "\n")
+    return {"videos": len(written)}
+
+
+# ------------------------------------------------------------------ the summary
+def _verdict(env_id: str, table: dict[str, dict[str, Any]]) -> str:
+    """One sentence: is LeWM at or above every reward-trained baseline, at what budgets."""
+    if "lewm" not in table:
+        return "LeWM not evaluated."
+    lewm = table["lewm"]
+    lewm_steps = lewm.get("train_env_steps")
+    parts = []
+    for name, r in table.items():
+        if not r.get("reward_used"):
+            continue
+        relation = (
+            "at or above" if lewm["successes"] >= r["successes"] else "**below**"
+        )  # point estimates; the intervals are in the table
+        steps = r.get("train_env_steps")
+        budget = (
+            "equal env steps"
+            if steps and lewm_steps and abs(steps - lewm_steps) <= 0.15 * lewm_steps
+            else f"{steps:,} vs LeWM's {lewm_steps:,} env steps"
+            if steps and lewm_steps
+            else "unknown budget"
+        )
+        parts.append(
+            f"{relation} {name} ({100 * lewm['success_rate']:.0f}% vs "
+            f"{100 * r['success_rate']:.0f}%, {budget})"
+        )
+    return (
+        f"{env_id}: LeWM is " + "; ".join(parts) + "." if parts else "No reward-trained baseline."
+    )
+
+
+def write_summary(root: Path, presets: dict[str, EnvPlan], preset_name: str) -> Path:
+    """ROOT/outputs/suite/results.md from each env's results.json (for the README)."""
+    from eval.compare import CHART_FILE, markdown_table
+
+    lines = [
+        "# LeWM vs stable-baselines3 (`make bench-suite`)",
+        "",
+        f"Preset `{preset_name}`. Paper protocol: start and goal (25 steps later) from "
+        "held-out trajectories, 50-step budget, success = the env's own test; 95% Wilson "
+        "intervals. LeWM never sees a reward; the SB3 baselines train on the env's dense "
+        "reward with random start/goal pairs from `env.reset()`.",
+        "",
+    ]
+    for slug, plan in presets.items():
+        p = Paths.of(root, slug)
+        res_path = p.out / "results.json"
+        if not res_path.is_file():
+            lines += [f"### {plan.env_id}", "", "not run yet", ""]
+            continue
+        table = json.loads(res_path.read_text())
+        n = next(iter(table.values()))["episodes"]
+        budgets = ", ".join(
+            f"{name} {r['train_env_steps']:,}"
+            for name, r in table.items()
+            if r.get("train_env_steps")
+        )
+        lines += [
+            f"### {plan.env_id} ({n} episodes)",
+            "",
+            f"Data: {plan.episodes} episodes of the scripted data policy; LeWM preset "
+            f"`{plan.lewm_preset}`"
+            + (f", {plan.lewm_steps} steps" if plan.lewm_steps else "")
+            + f". Env steps for training: {budgets}.",
+            "",
+            markdown_table(table),
+            "",
+            _verdict(plan.env_id, table),
+            "",
+            f"![{slug}]({slug}/{CHART_FILE})",
+            "",
+        ]
+    out = root / "outputs" / "suite" / "results.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return out
+
+
+# ------------------------------------------------------------------ driver
+def run_suite(
+    root: str | os.PathLike[str] = ".",
+    preset: str = "full",
+    envs_: Sequence[str] | None = None,
+    *,
+    stages: Sequence[str] | None = None,
+    videos: bool = True,
+    seed: int = 42,
+    progress: bool = True,
+    overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, str]]:
+    """Run (or resume) the suite; returns ``{env: {stage: "done" | "skipped"}}``.
+
+    Args:
+        root: folder holding data/, runs/ and outputs/ (the repo root by default).
+        preset: "full" or "test" (see PRESETS).
+        envs_: env slugs to run (default: all three).
+        stages: run only these stages (their upstream outputs must exist).
+        videos: write the videos stage.
+        overrides: EnvPlan field overrides applied to every env (e.g. smaller budgets).
+    """
+    import envs  # noqa: F401
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    plans = dict(PRESETS[preset])
+    if overrides:
+        plans = {k: replace(v, **overrides) for k, v in plans.items()}
+    chosen = list(envs_ or plans)
+    for slug in chosen:
+        if slug not in plans:
+            raise ValueError(f"unknown env {slug!r}; choose from {sorted(plans)}")
+    wanted = set(stages or STAGES)
+    bad = wanted - set(STAGES)
+    if bad:
+        raise ValueError(f"unknown stages {sorted(bad)}; stages are {STAGES}")
+    root = Path(root)
+    report: dict[str, dict[str, str]] = {}
+    for slug in chosen:
+        plan = plans[slug]
+        p = Paths.of(root, slug)
+        for d in (p.runs, p.out):
+            d.mkdir(parents=True, exist_ok=True)
+        status: dict[str, str] = {}
+        todo = [
+            s
+            for s in STAGES
+            if s in wanted
+            and (s not in ("lewm", *BASELINES) or s in plan.agents)
+            and (s != "videos" or videos)
+        ]
+        for stage in todo:
+            if stage_done(stage, plan, p):
+                status[stage] = "skipped"
+                log(f"[suite] {slug}: {stage} is complete, skipping")
+                continue
+            log(f"[suite] {slug}: {stage} ...")
+            t0 = time.perf_counter()
+            if stage == "collect":
+                info = run_collect(plan, p, progress)
+            elif stage == "lewm":
+                info = run_lewm(plan, p, progress)
+            elif stage in BASELINES:
+                info = run_baseline(stage, plan, p, progress)
+            elif stage == "compare":
+                info = run_compare(plan, p, progress, seed)
+            else:
+                info = run_videos(plan, p, seed)
+            seconds = time.perf_counter() - t0
+            status[stage] = "done"
+            _log_stage(p, stage, seconds, info)
+            log(f"[suite] {slug}: {stage} done in {seconds:.0f} s")
+        report[slug] = status
+    summary = write_summary(root, {k: plans[k] for k in plans}, preset)
+    log(f"[suite] wrote {summary}")
+    return report
+
+
+def _log_stage(p: Paths, stage: str, seconds: float, info: dict[str, Any]) -> None:
+    """Append the stage's wall time and facts to ROOT/outputs/suite/<env>/stages.json."""
+    path = p.out / "stages.json"
+    log = json.loads(path.read_text()) if path.is_file() else {}
+    log[stage] = {"seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
+    path.write_text(json.dumps(log, indent=2, default=str) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m eval.suite [--preset full|test] [--envs tworoom,pusht,reacher] [--root .]``."""
+    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
+        os.environ.setdefault(k, v)
+    ap = argparse.ArgumentParser(
+        prog="python -m eval.suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    ap.add_argument("--envs", default=None, help="comma list of tworoom, pusht, reacher")
+    ap.add_argument("--stages", default=None, help=f"comma list of {', '.join(STAGES)}")
+    ap.add_argument("--root", default=".", help="folder for data/, runs/, outputs/")
+    ap.add_argument("--no-videos", action="store_true")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--show", action="store_true", help="print the presets' budgets and exit")
+    args = ap.parse_args(list(argv) if argv is not None else None)
+    if args.show:
+        print(json.dumps({k: asdict(v) for k, v in PRESETS[args.preset].items()}, indent=2))
+        return 0
+    report = run_suite(
+        args.root,
+        args.preset,
+        args.envs.split(",") if args.envs else None,
+        stages=args.stages.split(",") if args.stages else None,
+        videos=not args.no_videos,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

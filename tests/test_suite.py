@@ -1,0 +1,127 @@
+"""eval.suite: stage order, skip-when-complete, rerun-when-stale, and a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from eval import suite
+from eval.suite import Paths, run_suite, stage_done
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    """Replace the heavy stages by functions that only write each stage's marker."""
+    calls: list[str] = []
+
+    def write(path, text="{}"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def collect(plan, p, progress):
+        calls.append("collect")
+        for i in range(plan.episodes):
+            write(p.data / "episodes" / f"w0-{i:06d}.npz")
+        write(p.data / "meta.json", json.dumps({"num_steps": 100 * plan.episodes}))
+        return {}
+
+    def lewm(plan, p, progress):
+        calls.append("lewm")
+        for f in ("config.json", "model.safetensors", "stats.json"):
+            write(p.agent("lewm") / f)
+        return {}
+
+    def baseline(name, plan, p, progress):
+        calls.append(name)
+        write(p.agent(name) / "model.zip")
+        write(p.agent(name) / "baseline.json")
+        return {}
+
+    def compare(plan, p, progress, seed):
+        calls.append("compare")
+        res = {a: {"episodes": plan.eval_episodes} for a in plan.agents}
+        write(p.out / "results.json", json.dumps(res))
+        return {}
+
+    monkeypatch.setattr(suite, "run_collect", collect)
+    monkeypatch.setattr(suite, "run_lewm", lewm)
+    monkeypatch.setattr(suite, "run_baseline", baseline)
+    monkeypatch.setattr(suite, "run_compare", compare)
+    monkeypatch.setattr(suite, "write_summary", lambda root, plans, name: root / "results.md")
+    return calls
+
+
+def _run(root, **kw):
+    return run_suite(
+        root, "full", ["tworoom"], videos=False, progress=False, log=lambda s: None, **kw
+    )
+
+
+def _age(path, seconds=10.0):
+    """Make `path` look older than anything written after it."""
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+def test_stages_run_in_order_then_skip_then_rerun_what_is_stale(tmp_path, fake_stages):
+    first = _run(tmp_path)
+    order = ["collect", "lewm", "ppo", "sac", "ppo-pixels", "compare"]
+    assert fake_stages == order and list(first["tworoom"]) == order
+    assert set(first["tworoom"].values()) == {"done"}
+
+    fake_stages.clear()
+    again = _run(tmp_path)
+    assert fake_stages == [] and set(again["tworoom"].values()) == {"skipped"}
+
+    # A baseline cut short (no model.zip): only it and the comparison that used it rerun.
+    p = Paths.of(tmp_path, "tworoom")
+    (p.agent("sac") / "model.zip").unlink()
+    for f in [p.data / "meta.json", *p.runs.glob("*/*.json")]:
+        _age(f, 20)
+    _age(p.out / "results.json", 15)
+    _run(tmp_path)
+    assert fake_stages == ["sac", "compare"]
+
+    # Missing data episodes (a crash during collection): collection tops up, and
+    # everything downstream of the data reruns since its marker is newer.
+    fake_stages.clear()
+    time.sleep(0.01)
+    (p.data / "episodes" / "w0-000003.npz").unlink()
+    _run(tmp_path)
+    assert fake_stages == ["collect", "lewm", "compare"]
+
+
+def test_compare_reruns_when_the_agent_list_changes(tmp_path, fake_stages):
+    _run(tmp_path)
+    fake_stages.clear()
+    _run(tmp_path, overrides={"agents": ("lewm", "random")})
+    assert fake_stages == ["compare"]
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="preset"):
+        run_suite(tmp_path, "huge")
+    with pytest.raises(ValueError, match="unknown env"):
+        run_suite(tmp_path, "test", ["atari"])
+    with pytest.raises(ValueError, match="unknown stages"):
+        run_suite(tmp_path, "test", ["tworoom"], stages=["deploy"])
+
+
+def test_real_tiny_run_writes_results_and_resumes(tmp_path):
+    """The `test` preset's real stages (collect + compare + videos) on random only."""
+    kw = dict(overrides={"agents": ("random",)}, progress=False, log=lambda s: None)
+    first = run_suite(tmp_path, "test", ["tworoom"], **kw)
+    assert first["tworoom"] == {"collect": "done", "compare": "done", "videos": "done"}
+    p = Paths.of(tmp_path, "tworoom")
+    results = json.loads((p.out / "results.json").read_text())
+    assert list(results) == ["random"] and results["random"]["episodes"] == 2
+    assert (p.out / "videos" / "tworoom_random_grid.mp4").is_file()
+    summary = (tmp_path / "outputs" / "suite" / "results.md").read_text()
+    assert "| random |" in summary and "not run yet" in summary
+    second = run_suite(tmp_path, "test", ["tworoom"], **kw)
+    assert set(second["tworoom"].values()) == {"skipped"}
+    plan = suite.PRESETS["test"]["tworoom"]
+    assert stage_done("collect", plan, p)

@@ -114,22 +114,11 @@ class Planner:
         generators: Sequence[torch.Generator],
         init_mean: Tensor | None = None,
     ) -> PlanResult:
-        raise NotImplementedError
+        """Sample around the current mean, keep the elites, refit; return the final mean.
 
-
-class CEM(Planner):
-    """Cross-entropy method: refit a diagonal Gaussian to the elites each iteration.
-
-    The current mean is always evaluated as sample 0, so a warm-started plan
-    never gets worse than the shifted previous one.
-    """
-
-    def plan(
-        self,
-        cost_fn: CostFn,
-        generators: Sequence[torch.Generator],
-        init_mean: Tensor | None = None,
-    ) -> PlanResult:
+        The current mean is always evaluated as sample 0, so a warm-started plan
+        never gets worse than the shifted previous one.
+        """
         cfg = self.cfg
         b, a = len(generators), self.low.shape[0]
         mean, std = self.initial(b, init_mean, a)  # (B, H, A) each
@@ -140,12 +129,22 @@ class CEM(Planner):
             samples[:, 0] = mean
             samples = samples.clamp(self.low, self.high)
             costs = self.evaluate(cost_fn, samples)  # (B, S)
-            elite_cost, idx = costs.topk(cfg.elites, dim=1, largest=False)  # (B, E)
+            elite_cost, idx = costs.topk(cfg.elites, dim=1, largest=False)  # (B, E) ascending
             elites = samples.gather(1, idx[..., None, None].expand(-1, -1, cfg.horizon, a))
-            mean = elites.mean(dim=1)  # (B, H, A)
-            std = elites.std(dim=1)
+            mean, std = self.refit(elites, elite_cost)  # (B, H, A) each
             best_cost = elite_cost[:, 0]
         return PlanResult(actions=mean.clamp(self.low, self.high), cost=best_cost)
+
+    def refit(self, elites: Tensor, elite_cost: Tensor) -> tuple[Tensor, Tensor]:
+        """New (mean, std), each (B, H, A), from elites (B, E, H, A) and their costs (B, E)."""
+        raise NotImplementedError
+
+
+class CEM(Planner):
+    """Cross-entropy method: refit a diagonal Gaussian to the elites each iteration."""
+
+    def refit(self, elites: Tensor, elite_cost: Tensor) -> tuple[Tensor, Tensor]:
+        return elites.mean(dim=1), elites.std(dim=1)
 
 
 class MPPI(Planner):
@@ -156,32 +155,14 @@ class MPPI(Planner):
     varies between models and tasks).
     """
 
-    def plan(
-        self,
-        cost_fn: CostFn,
-        generators: Sequence[torch.Generator],
-        init_mean: Tensor | None = None,
-    ) -> PlanResult:
+    def refit(self, elites: Tensor, elite_cost: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.cfg
-        b, a = len(generators), self.low.shape[0]
-        mean, std = self.initial(b, init_mean, a)
-        best_cost = torch.full((b,), float("inf"), device=mean.device)
-        for _ in range(cfg.iterations):
-            eps = self.noise(generators, (cfg.samples, cfg.horizon, a))
-            samples = mean.unsqueeze(1) + std.unsqueeze(1) * eps
-            samples[:, 0] = mean
-            samples = samples.clamp(self.low, self.high)
-            costs = self.evaluate(cost_fn, samples)  # (B, S)
-            elite_cost, idx = costs.topk(cfg.elites, dim=1, largest=False)  # (B, E)
-            elites = samples.gather(1, idx[..., None, None].expand(-1, -1, cfg.horizon, a))
-            span = (elite_cost[:, -1:] - elite_cost[:, :1]).clamp_min(1e-8)  # (B, 1)
-            score = torch.softmax(-(elite_cost - elite_cost[:, :1]) / span / cfg.temperature, dim=1)
-            w = score[..., None, None]  # (B, E, 1, 1)
-            mean = (w * elites).sum(dim=1)  # (B, H, A)
-            var = (w * (elites - mean.unsqueeze(1)).square()).sum(dim=1)
-            std = var.sqrt().clamp(cfg.min_std, cfg.max_std)
-            best_cost = elite_cost[:, 0]
-        return PlanResult(actions=mean.clamp(self.low, self.high), cost=best_cost)
+        span = (elite_cost[:, -1:] - elite_cost[:, :1]).clamp_min(1e-8)  # (B, 1)
+        score = torch.softmax(-(elite_cost - elite_cost[:, :1]) / span / cfg.temperature, dim=1)
+        w = score[..., None, None]  # (B, E, 1, 1)
+        mean = (w * elites).sum(dim=1)  # (B, H, A)
+        var = (w * (elites - mean.unsqueeze(1)).square()).sum(dim=1)
+        return mean, var.sqrt().clamp(cfg.min_std, cfg.max_std)
 
 
 def make_planner(

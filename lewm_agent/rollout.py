@@ -109,7 +109,8 @@ class LatentRollout:
         return torch.addcmul(shift, h, scale_plus_one)
 
     def _attention(self, x: Tensor, n: int, t: int, blk: dict, last_only: bool) -> Tensor:
-        """Causal attention of (n*t, D) modulated tokens -> (n*t or n, inner)."""
+        """Causal attention of (n*t, D) modulated tokens -> (n*t, inner), or (n, inner) for
+        the newest token only."""
         hd, h, d = self.head_dim, self.heads, self.inner
         if t == 1:  # one key: softmax is 1, the output is the value projection
             return self._linear(x, blk["v_w"], blk["v_b"], "v")
@@ -154,24 +155,25 @@ class LatentRollout:
             end = h0 + k
             start = max(0, end - self.history)
             t = end - start
-            x = (emb[:, start:end] + self.pos[:t]).reshape(n * t, dim)  # (N*t, D)
-            m = mods[:, start:end]  # (N, t, layers, 6, D)
+            # Tokens stay (N, t, D) and the modulations are broadcast views of `mods`:
+            # flattening a slice of `mods` would copy it every layer and step.
+            x = emb[:, start:end] + self.pos[:t]  # (N, t, D)
+            m = mods[:, start:end]  # (N, t, layers, 6, D), a view
+            tt = t
             for li, blk in enumerate(self.blocks):
                 last = li == self.layers - 1 and t > 1
-                ml = m[:, :, li].reshape(n * t, 6, dim)  # (N*t, 6, D)
-                h = self._norm_modulate(x, ml[:, 0], ml[:, 1])
-                att = self._attention(h, n, t, blk, last_only=last)  # (N*t or N, inner)
+                ml = m[:, :, li]  # (N, t, 6, D), a view
+                h = self._norm_modulate(x, ml[:, :, 0], ml[:, :, 1])  # (N, t, D)
+                att = self._attention(h.view(n * t, dim), n, t, blk, last_only=last)
                 if last:  # only the newest token is carried on
-                    x = x.view(n, t, dim)[:, -1]  # (N, D)
-                    ml = m[:, -1, li]  # (N, 6, D)
-                y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj")
-                x = torch.addcmul(x, ml[:, 2], y)  # x + gate1 * attn
-                h = self._norm_modulate(x, ml[:, 3], ml[:, 4])
-                u = self._linear(h, blk["fc1_w"], blk["fc1_b"], "fc1")
+                    x, ml, tt = x[:, -1:], ml[:, -1:], 1  # (N, 1, D), (N, 1, 6, D)
+                y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj").view(n, tt, dim)
+                x = torch.addcmul(x, ml[:, :, 2], y)  # x + gate1 * attn, (N, tt, D)
+                h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4])
+                u = self._linear(h.view(n * tt, dim), blk["fc1_w"], blk["fc1_b"], "fc1")
                 u = torch.ops.aten.gelu_(u)  # in place: no fresh (rows, MLP) tensor
-                y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2")
-                x = torch.addcmul(x, ml[:, 5], y)  # x + gate2 * mlp
-            if x.shape[0] != n:
-                x = x.view(n, t, dim)[:, -1]  # (N, D): the newest token
+                y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2").view(n, tt, dim)
+                x = torch.addcmul(x, ml[:, :, 5], y)  # x + gate2 * mlp
+            x = x[:, -1]  # (N, D): the newest token
             emb[:, end] = model.pred_proj(self.final_norm(x))
         return emb[:, -1]

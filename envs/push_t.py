@@ -46,6 +46,8 @@ import pygame  # noqa: E402
 import pymunk  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
+from envs.common import check_env_args, split_reset_options  # noqa: E402
+
 __all__ = [
     "PushTEnv",
     "simulate_step",
@@ -332,12 +334,7 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         image_size: int = 64,
         terminate_on_success: bool = True,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        if obs_mode not in ("pixels", "state"):
-            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
-        if not isinstance(image_size, (int, np.integer)) or image_size < 8:
-            raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
+        check_env_args(render_mode, obs_mode, image_size)
         self.render_mode = render_mode
         self.obs_mode = obs_mode
         self.image_size = int(image_size)
@@ -379,18 +376,9 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode; ``options`` may hold ``"state"`` and/or ``"goal_state"``."""
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"state", "goal_state"}
-        if unknown:
-            raise ValueError(
-                f"unknown reset options {sorted(unknown)}; expected 'state' and/or 'goal_state'"
-            )
-        state = self._validated(options["state"], "state") if "state" in options else None
-        goal = (
-            self._validated(options["goal_state"], "goal_state")
-            if "goal_state" in options
-            else None
-        )
+        raw_state, raw_goal = split_reset_options(options)
+        state = self._validated(raw_state, "state") if raw_state is not None else None
+        goal = self._validated(raw_goal, "goal_state") if raw_goal is not None else None
         for _ in range(100):
             g = goal if goal is not None else self._sample_state()
             s = state if state is not None else self._sample_state()

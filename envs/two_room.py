@@ -32,6 +32,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.common import check_env_args, split_reset_options
+
 # ---- geometry (world units) ---------------------------------------------------------
 WALL_X = 0.5
 WALL_THICKNESS = 0.04
@@ -216,12 +218,7 @@ class TwoRoomEnv(gym.Env):
         image_size: int = 64,
         terminate_on_success: bool = True,
     ) -> None:
-        if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
-        if obs_mode not in ("pixels", "state"):
-            raise ValueError(f"obs_mode must be 'pixels' or 'state', got {obs_mode!r}")
-        if not isinstance(image_size, int | np.integer) or image_size < 8:
-            raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
+        check_env_args(render_mode, obs_mode, image_size)
         self.render_mode = render_mode
         self.obs_mode = obs_mode
         self.image_size = int(image_size)
@@ -266,9 +263,7 @@ class TwoRoomEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
-        options = options or {}
-        start = options.get("state")
-        goal = options.get("goal_state")
+        start, goal = split_reset_options(options)
         start_xy = self._parse_state(start, "options['state']") if start is not None else None
         goal_xy = self._parse_state(goal, "options['goal_state']") if goal is not None else None
         if start_xy is None:

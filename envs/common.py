@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,3 +31,23 @@ def split_reset_options(options: dict[str, Any] | None) -> tuple[Any, Any]:
             f"unknown reset options {sorted(unknown)}; expected 'state' and/or 'goal_state'"
         )
     return options.get("state"), options.get("goal_state")
+
+
+def pick_start_and_goal(
+    state: np.ndarray | None,
+    goal: np.ndarray | None,
+    sample: Callable[[], np.ndarray],
+    solved: Callable[[np.ndarray, np.ndarray], bool],
+    tries: int = 100,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(start, goal): the given ones, and fresh samples for the missing ones.
+
+    Only what was sampled is resampled, until the pair is not already solved,
+    so a sampled episode never starts at its goal (a given pair is kept as is).
+    """
+    for _ in range(tries):
+        g = goal if goal is not None else sample()
+        s = state if state is not None else sample()
+        if (state is not None and goal is not None) or not solved(s, g):
+            break
+    return s, g

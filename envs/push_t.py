@@ -46,7 +46,7 @@ import pygame  # noqa: E402
 import pymunk  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.common import check_env_args, split_reset_options  # noqa: E402
+from envs.common import check_env_args, pick_start_and_goal, split_reset_options  # noqa: E402
 
 __all__ = [
     "PushTEnv",
@@ -379,13 +379,9 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         raw_state, raw_goal = split_reset_options(options)
         state = self._validated(raw_state, "state") if raw_state is not None else None
         goal = self._validated(raw_goal, "goal_state") if raw_goal is not None else None
-        for _ in range(100):
-            g = goal if goal is not None else self._sample_state()
-            s = state if state is not None else self._sample_state()
-            # resample only what we sampled, so a sampled episode never starts solved
-            if (state is not None and goal is not None) or not self._success(s, g):
-                break
-        self._state, self._goal = s, g
+        self._state, self._goal = pick_start_and_goal(
+            state, goal, self._sample_state, lambda s, g: bool(self._success(s, g))
+        )
         self._frame = None
         self._goal_frame = None
         return self._obs(), self._info()

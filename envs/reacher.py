@@ -40,7 +40,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.common import check_env_args, split_reset_options  # noqa: E402
+from envs.common import check_env_args, pick_start_and_goal, split_reset_options  # noqa: E402
 
 __all__ = [
     "ReacherEnv",
@@ -228,14 +228,9 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         raw_state, raw_goal = split_reset_options(options)
         state = self._validated(raw_state, "state") if raw_state is not None else None
         goal = self._validated(raw_goal, "goal_state") if raw_goal is not None else None
-        for _ in range(100):
-            g = goal if goal is not None else self._sample_state()
-            s = state if state is not None else self._sample_state()
-            # resample what we sampled, so a sampled episode never starts solved
-            if (state is not None and goal is not None) or not self._errors(
-                s, g
-            ).max() < SUCCESS_TOL:
-                break
+        s, g = pick_start_and_goal(
+            state, goal, self._sample_state, lambda s, g: self._errors(s, g).max() < SUCCESS_TOL
+        )
         self._goal = g
         self._set_sim(s)
         self._goal_frame = None

@@ -261,16 +261,28 @@ class RecordEpisodes(gym.Wrapper):
             super().close()
 
     def flush(self) -> None:
-        """Wait until every finished episode is on disk (re-raises a failed write)."""
+        """Wait until every finished episode is on disk and in ``meta.json``'s index.
+
+        Re-raises a failed write; the index is updated even then (the episodes written
+        before the failure are complete).
+        """
+        try:
+            self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.flush()
+
+    # ---- internals -----------------------------------------------------------------------
+    def _wait(self) -> None:
+        """Wait for the write in flight (re-raises its error); the index may still lag."""
         pending, self._pending = self._pending, None
         if pending is not None:
             pending.result()
 
-    # ---- internals -----------------------------------------------------------------------
     def _check_pending(self) -> None:
         """Surface a failed background write without waiting for a running one."""
         if self._pending is not None and self._pending.done():
-            self.flush()
+            self._wait()
 
     def _drop(self) -> None:
         self._frames, self._actions, self._states = None, [], []
@@ -314,7 +326,7 @@ class RecordEpisodes(gym.Wrapper):
                 prefix=self.prefix,
                 compress=self.compress,
             )
-        self.flush()  # at most one write in flight
+        self._wait()  # at most one write in flight
         if self.background:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="RecordEpisodes")

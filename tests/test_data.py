@@ -63,7 +63,7 @@ def write_dataset(root: Path, lengths: list[int], **kwargs) -> EpisodeWriter:
 @pytest.mark.parametrize("compress", [True, False])
 def test_round_trip(tmp_path: Path, compress: bool) -> None:
     root = tmp_path / "ds"
-    write_dataset(root, [5, 7, 3], compress=compress)
+    write_dataset(root, [5, 7, 3], compress=compress).close()  # close: meta.json complete
     ds = load_dataset(root)
     assert len(ds) == 3 and ds.num_steps == 15 and ds.action_dim == A
     assert [e.name for e in ds.episodes] == ["000000.npz", "000001.npz", "000002.npz"]

@@ -1,4 +1,6 @@
-"""Speed benchmarks: `python -m eval.bench planning [--json PATH]`.
+"""Speed benchmarks: `python -m eval.bench planning|recorder [--json PATH]`.
+
+recorder: the dataset recorder's CPU overhead per env (see eval/bench_recorder.py).
 
 planning: seconds per CEM plan for the `paper` and `cpu` presets (median of
 repeats after a warm-up), the FLOPs one plan performs (counted by torch's
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -66,8 +69,14 @@ def steady_state_inputs(agent: WorldModelAgent, envs: int, seed: int = 0) -> dic
     }
 
 
-def time_plan(agent: WorldModelAgent, envs: int, repeats: int) -> tuple[float, list[float]]:
-    """Median seconds of one batched plan for `envs` envs (after one warm-up plan)."""
+def time_plan(
+    agent: WorldModelAgent, envs: int, repeats: int, peaks: list[float] | None = None
+) -> tuple[float, list[float]]:
+    """Median seconds of one batched plan for `envs` envs (after one warm-up plan).
+
+    With `peaks`, the matmul peak is measured right before every timed plan and
+    appended to it, so plan and peak see the same state of a shared machine.
+    """
     inputs = steady_state_inputs(agent, envs)
 
     def once() -> float:
@@ -77,7 +86,11 @@ def time_plan(agent: WorldModelAgent, envs: int, repeats: int) -> tuple[float, l
         return time.perf_counter() - t
 
     once()
-    times = [once() for _ in range(repeats)]
+    times = []
+    for _ in range(repeats):
+        if peaks is not None:
+            peaks.append(matmul_peak_gflops(repeats=5))
+        times.append(once())
     return statistics.median(times), times
 
 
@@ -101,28 +114,22 @@ def count_plan_flops(agent: WorldModelAgent, envs: int = 1) -> int:
 def bench_planning(
     repeats: int, presets: list[str], env_counts: list[int], scaling_preset: str = "cpu"
 ) -> dict[str, Any]:
-    # The peak is measured before and after the planning runs and the higher one
-    # is used: a shared machine can only make a measurement slower, never faster.
-    peak_before = matmul_peak_gflops()
+    # The matmul peak is measured right before every timed plan and the ratio uses
+    # the median of those peaks and the median plan time: on a shared machine both
+    # then see the same conditions (a single peak taken in a quiet moment, or the
+    # max of two, would make the ratio depend on luck rather than on the rollout).
     out: dict[str, Any] = {
         "threads": torch.get_num_threads(),
-        "matmul_peak_gflops_before": peak_before,
         "load_average_1min": os.getloadavg()[0],
     }
-    timed: dict[str, tuple[float, int]] = {}
+    all_peaks: list[float] = []
     for preset in presets:
         agent = make_agent(preset)
-        seconds, times = time_plan(agent, 1, repeats)
-        timed[preset] = (seconds, count_plan_flops(agent))
-        out[preset] = {"all_seconds": times}
-    peak_after = matmul_peak_gflops()
-    peak = max(peak_before, peak_after)
-    out["matmul_peak_gflops_after"] = peak_after
-    out["matmul_peak_gflops"] = peak
-    for preset in presets:
-        seconds, flops = timed[preset]
-        times = out[preset]["all_seconds"]
-        agent = make_agent(preset)
+        peaks: list[float] = []
+        seconds, times = time_plan(agent, 1, repeats, peaks=peaks)
+        flops = count_plan_flops(agent)
+        all_peaks += peaks
+        peak = statistics.median(peaks)
         achieved = flops / seconds / 1e9
         pc = agent.plan_config
         out[preset] = {
@@ -132,14 +139,18 @@ def bench_planning(
             "all_seconds": times,
             "tflop_per_plan": flops / 1e12,
             "achieved_gflops": achieved,
+            "matmul_peak_gflops": peak,
+            "all_peaks_gflops": peaks,
             "peak_ratio": achieved / peak,
         }
         print(
             f"{preset:>6}: {out[preset]['plan']}: {seconds:.3f} s/plan, "
             f"{flops / 1e12:.3f} TFLOP, {achieved:.1f} GFLOP/s = {achieved / peak:.2f} of "
-            f"peak {peak:.1f}",
+            f"peak {peak:.1f} (median of {len(peaks)} measured between the plans, "
+            f"range {min(peaks):.0f}-{max(peaks):.0f})",
             flush=True,
         )
+    out["matmul_peak_gflops"] = statistics.median(all_peaks) if all_peaks else None
     scaling = {}
     agent = make_agent(scaling_preset)
     for n in env_counts:
@@ -157,12 +168,17 @@ def bench_planning(
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["recorder"]:
+        from eval.bench_recorder import main as recorder_main
+
+        return recorder_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m eval.bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=["planning"], nargs="?", default="planning")
+    parser.add_argument("what", choices=["planning", "recorder"], nargs="?", default="planning")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--presets", default="paper,cpu")
     parser.add_argument("--envs", default="1,4,16")

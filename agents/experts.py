@@ -235,11 +235,26 @@ class PushTPusher:
         noise: std of the Gaussian noise added to every action (action units).
         seed: seed of the policy's own random generator.
         goal_bias: probability of choosing the goal-directed contact.
+        speed: scale of every commanded move, in (0, 1]: walks go at ``speed`` and
+            pushes at a random ``[0.4, 1] * speed`` (action units; 1 = 30 px/step).
+            The default 0.5 is an expert's pace: at full speed the block moves a median
+            106 px / 51 deg in 25 steps (the evaluation protocol's goal distance), at
+            0.5 a median 51 px / 30 deg, and 5.5% of 25-step goals are already met at
+            the start (measured over 12 episodes x 300 steps).
     """
 
-    def __init__(self, noise: float = 0.1, seed: int | None = None, goal_bias: float = 0.5) -> None:
+    def __init__(
+        self,
+        noise: float = 0.1,
+        seed: int | None = None,
+        goal_bias: float = 0.5,
+        speed: float = 0.5,
+    ) -> None:
         if noise < 0:
             raise ValueError(f"noise must be >= 0, got {noise}")
+        if not 0.0 < speed <= 1.0:
+            raise ValueError(f"speed must be in (0, 1], got {speed}")
+        self.speed = float(speed)
         if not 0.0 <= goal_bias <= 1.0:
             raise ValueError(f"goal_bias must be in [0, 1], got {goal_bias}")
         self.noise = float(noise)
@@ -306,7 +321,7 @@ class PushTPusher:
                     self._phase[i] = _NEW
                     continue
                 self._timer[i] += 1
-                return normal
+                return normal * self.speed
             if phase == _PUSH:
                 self._timer[i] -= 1
                 lost = distance_to_block(pusher, pose) > PUSHER_RADIUS + 20.0
@@ -325,7 +340,7 @@ class PushTPusher:
                 self._stalls[i] = -1  # the first push step only closes the gap
                 self._last_pose[i] = pose
                 self._timer[i] = self.rng.integers(_PUSH_STEPS[0], _PUSH_STEPS[1] + 1)
-                self._speed[i] = self.rng.uniform(0.4, 1.0)
+                self._speed[i] = self.rng.uniform(0.4, 1.0) * self.speed
                 self._jitter[i] = self.rng.uniform(-0.35, 0.35)
                 continue
             if self._timer[i] > _APPROACH_LIMIT:
@@ -335,7 +350,7 @@ class PushTPusher:
             if target is None:  # the contact became unreachable
                 self._phase[i] = _NEW
                 continue
-            return _toward(pusher, target, 1.0)
+            return _toward(pusher, target, self.speed)
         return np.zeros(2)
 
     def _waypoint(

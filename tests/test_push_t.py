@@ -221,3 +221,24 @@ def test_expert_predict_batched_and_single() -> None:
     assert single.shape == (2,) and np.all(np.abs(single) <= 1.0)
     with pytest.raises(ValueError):
         policy.predict({"pixels": np.zeros((64, 64, 3), np.uint8), "goal": np.zeros((64, 64, 3))})
+
+
+def test_expert_speed_bounds_its_moves_and_slows_the_block() -> None:
+    """`speed` caps every deterministic action and the block moves less at a lower pace."""
+    with pytest.raises(ValueError, match="speed"):
+        PushTPusher(speed=0.0)
+    travelled = {}
+    for speed in (0.3, 1.0):
+        env = PushTEnv(obs_mode="state")
+        obs, _ = env.reset(seed=1)
+        policy = PushTPusher(seed=1, speed=speed)
+        start, path = True, 0.0
+        for _ in range(60):
+            action, _ = policy.predict(obs, episode_start=np.array([start]), deterministic=True)
+            start = False
+            assert np.abs(action).max() <= speed + 1e-6
+            before = env.state[2:4].copy()
+            obs, *_ = env.step(action)
+            path += float(np.linalg.norm(env.state[2:4] - before))
+        travelled[speed] = path
+    assert 0.0 < travelled[0.3] < travelled[1.0]

@@ -7,11 +7,15 @@ checks equality) but:
 
 - the AdaLN modulations of all layers and all action blocks come from ONE
   matmul per rollout (the per-layer weights are concatenated once);
-- linear layers write into preallocated buffers with `addmm(out=)`: on a CPU,
+- linear layers write into preallocated buffers with `mm/addmm(out=)`: on a CPU,
   allocating a fresh output costs more than the skinny matmul itself;
+- the `1 +` of AdaLN's scales is folded into the modulation bias once, at
+  construction;
 - attention over the 1-3 tokens of the history window is done with a few
   broadcast ops instead of the fused kernel, which is overhead-bound at this
-  size; with one token it is skipped (softmax over one key is 1, so only the
+  size, and only for the (query, key) pairs the causal mask keeps: the first
+  token sees only itself (its output is its value), the second two keys, ...;
+  with one token attention is skipped (softmax over one key is 1, so only the
   value projection is computed);
 - in the last block only the newest token's query, output and MLP are
   computed, because only the newest token becomes a predicted frame.
@@ -70,11 +74,19 @@ class LatentRollout:
         self.layers = len(blocks)
         # All layers' modulation maps in one (D, L*6D) matrix: one matmul per rollout.
         self.mod_w = torch.cat([b.modulation.weight.detach() for b in blocks], 0).t().contiguous()
-        self.mod_b = torch.cat([b.modulation.bias.detach() for b in blocks], 0)
+        mod_b = torch.cat([b.modulation.bias.detach() for b in blocks], 0)
+        # AdaLN's scales (chunks 1 and 4 of each layer's 6) enter as (1 + scale):
+        # adding the 1 to their bias here saves an indexed add over every rollout's mods.
+        mod_b = mod_b.clone().view(len(blocks), 6, -1)
+        mod_b[:, (1, 4)] += 1.0
+        self.mod_b = mod_b.reshape(-1)
         self.blocks = []
         for b in blocks:
-            qkv_w = b.attn.qkv.weight.detach()  # (3*inner, D)
-            qkv_b = b.attn.qkv.bias.detach()
+            # The attention scale 1/sqrt(head_dim) is folded into the query weights.
+            qscale = torch.ones(3 * self.inner, 1, dtype=mod_b.dtype, device=mod_b.device)
+            qscale[: self.inner] = self.head_dim**-0.5
+            qkv_w = b.attn.qkv.weight.detach() * qscale  # (3*inner, D)
+            qkv_b = b.attn.qkv.bias.detach() * qscale[:, 0]
             self.blocks.append(
                 {
                     "qkv_w": qkv_w.t().contiguous(),  # (D, 3*inner)
@@ -104,32 +116,34 @@ class LatentRollout:
 
     @staticmethod
     def _norm_modulate(x: Tensor, shift: Tensor, scale_plus_one: Tensor) -> Tensor:
-        """LayerNorm without affine, then x * (1 + scale) + shift; x (R, D)."""
+        """LayerNorm without affine, then x * (1 + scale) + shift; x (N, t, D)."""
         h = F.layer_norm(x, (x.shape[-1],), eps=1e-6)
         return torch.addcmul(shift, h, scale_plus_one)
 
     def _attention(self, x: Tensor, n: int, t: int, blk: dict, last_only: bool) -> Tensor:
-        """Causal attention of (n*t, D) modulated tokens -> (n*t, inner), or (n, inner) for
-        the newest token only."""
+        """Causal attention of (n, t, D) modulated tokens -> (n*t, inner), or (n, inner)
+        for the newest token only."""
         hd, h, d = self.head_dim, self.heads, self.inner
         if t == 1:  # one key: softmax is 1, the output is the value projection
-            return self._linear(x, blk["v_w"], blk["v_b"], "v")
+            return self._linear(x.view(n, -1), blk["v_w"], blk["v_b"], "v")
         if last_only:
-            kv = self._linear(x, blk["kv_w"], blk["kv_b"], "kv").view(n, t, 2, h, hd)
+            kv = self._linear(x.view(n * t, -1), blk["kv_w"], blk["kv_b"], "kv")
+            kv = kv.view(n, t, 2, h, hd)
             k, v = kv[:, :, 0], kv[:, :, 1]  # (n, t, h, hd)
-            x_last = x.view(n, t, -1)[:, -1]  # (n, D)
-            q = self._linear(x_last, blk["q_w"], blk["q_b"], "q").view(n, 1, h, hd)
-            scores = (q * k).sum(-1) * hd**-0.5  # (n, t, h): newest query sees every key
+            q = self._linear(x[:, -1], blk["q_w"], blk["q_b"], "q").view(n, 1, h, hd)
+            scores = (q * k).sum(-1)  # (n, t, h): newest query sees every key
             p = torch.softmax(scores, dim=1)
             return (p.unsqueeze(-1) * v).sum(1).reshape(n, d)  # (n, inner)
-        qkv = self._linear(x, blk["qkv_w"], blk["qkv_b"], "qkv").view(n, t, 3, h, hd)
+        qkv = self._linear(x.view(n * t, -1), blk["qkv_w"], blk["qkv_b"], "qkv")
+        qkv = qkv.view(n, t, 3, h, hd)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (n, t, h, hd)
-        scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1) * hd**-0.5  # (n, tq, tk, h)
-        mask = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)  # future keys
-        scores.masked_fill_(mask[None, :, :, None], float("-inf"))
-        p = torch.softmax(scores, dim=2)  # (n, tq, tk, h)
-        out = (p.unsqueeze(-1) * v.unsqueeze(1)).sum(2)  # (n, tq, h, hd)
-        return out.reshape(n * t, d)
+        out = self.buf.get("att", (n, t, h, hd), x)
+        out[:, 0] = v[:, 0]  # the first token sees only itself
+        for i in range(1, t):  # query i sees keys 0..i: no masked pair is computed
+            scores = (q[:, i : i + 1] * k[:, : i + 1]).sum(-1)  # (n, i+1, h)
+            p = torch.softmax(scores, dim=1)
+            torch.sum(p.unsqueeze(-1) * v[:, : i + 1], dim=1, out=out[:, i])  # (n, h, hd)
+        return out.view(n * t, d)
 
     # -------------------------------------------------------------------- call
     @torch.inference_mode()
@@ -148,7 +162,6 @@ class LatentRollout:
         cond = F.silu(model.action_embed(actions))  # (N, L, D)
         mods = torch.addmm(self.mod_b, cond.reshape(n * length, dim), self.mod_w)
         mods = mods.view(n, length, self.layers, 6, dim)  # (N, L, layers, 6, D)
-        mods[:, :, :, (1, 4)] += 1.0  # scales enter as (1 + scale): add the 1 once per rollout
         emb = z_ctx.new_empty(n, h0 + horizon, dim)  # (N, h0+H, D)
         emb[:, :h0] = z_ctx
         for k in range(horizon):
@@ -164,13 +177,13 @@ class LatentRollout:
                 last = li == self.layers - 1 and t > 1
                 ml = m[:, :, li]  # (N, t, 6, D), a view
                 h = self._norm_modulate(x, ml[:, :, 0], ml[:, :, 1])  # (N, t, D)
-                att = self._attention(h.view(n * t, dim), n, t, blk, last_only=last)
+                att = self._attention(h, n, t, blk, last_only=last)
                 if last:  # only the newest token is carried on
                     x, ml, tt = x[:, -1:], ml[:, -1:], 1  # (N, 1, D), (N, 1, 6, D)
                 y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj").view(n, tt, dim)
                 x = torch.addcmul(x, ml[:, :, 2], y)  # x + gate1 * attn, (N, tt, D)
-                h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4])
-                u = self._linear(h.view(n * tt, dim), blk["fc1_w"], blk["fc1_b"], "fc1")
+                h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4])  # (N, tt, D)
+                u = self._linear(h.reshape(n * tt, dim), blk["fc1_w"], blk["fc1_b"], "fc1")
                 u = torch.ops.aten.gelu_(u)  # in place: no fresh (rows, MLP) tensor
                 y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2").view(n, tt, dim)
                 x = torch.addcmul(x, ml[:, :, 5], y)  # x + gate2 * mlp

@@ -165,16 +165,17 @@ class RecordEpisodes(gym.Wrapper):
     workers (give each worker its own ``prefix``).
 
     Writing happens on one background thread (``background=True``) while the env
-    keeps stepping: a write is mostly waiting on four ``fsync`` calls (episode,
-    folder, ``meta.json``, folder) plus zlib, both of which release the GIL. Measured
-    on Two-Room, whose steps are cheap (~1 ms with rendering), a synchronous write of
-    a 100-step episode took ~40-55 ms, a +51% slowdown of collection; see
-    ``outputs/collection``. At most one write is in flight (the next finished
-    episode waits for it), so memory stays bounded, a write error is re-raised at
-    the next ``step`` / ``reset`` / ``close``, and a crash loses at most the episode
-    in flight and the one being written (never visible half-written).
-    ``close()`` (or :meth:`flush`) waits for the pending write, and so does the
-    write that fills the ``max_episodes`` quota.
+    keeps stepping: a write is mostly waiting on two ``fsync`` calls (episode file,
+    folder) plus zlib level 1, both of which release the GIL; ``meta.json``'s index
+    is merged at most once a second (see :class:`~lewm_agent.data.EpisodeWriter`).
+    A write costs ~3.5-4 ms of CPU for a 100-step 64 px Two-Room episode, whose env
+    itself costs only ~10-18 ms; see ``python -m eval.bench recorder``. At most one
+    write is in flight (the next finished episode waits for it), so memory stays
+    bounded, a write error is re-raised at the next ``step`` / ``reset`` /
+    ``close``, and a crash loses at most the episode in flight and the one being
+    written (never visible half-written). ``close()`` (or :meth:`flush`) waits for
+    the pending write and then brings ``meta.json``'s index up to date, and so does
+    the write that fills the ``max_episodes`` quota.
 
     Args:
         env: a Gymnasium env with a ``Box`` action space (see above for the state).

@@ -183,7 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", default="paper,cpu")
     parser.add_argument("--envs", default="1,4,16")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for plans and peak alike (default: torch's); on a shared "
+        "machine 1 thread is far less disturbed than 2 threads waiting at barriers",
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = bench_planning(
         args.repeats, args.presets.split(","), [int(x) for x in args.envs.split(",")]
     )

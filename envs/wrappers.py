@@ -145,6 +145,45 @@ def simulator_state(env: gym.Env, info: dict[str, Any], observation: Any = None)
     )
 
 
+_UINT8 = np.dtype(np.uint8)
+_FIRST_BUFFER_FRAMES = 128  # episode buffer rows when the env has no time limit (it doubles)
+_FIRST_BUFFER_BYTES = 64 << 20  # cap on the first pixel buffer (a huge time limit)
+
+
+class _EpisodeBuffer:
+    """Preallocated arrays one episode is recorded into: row ``t`` holds step ``t``.
+
+    ``pixels`` uint8 ``(cap, H, W, 3)``, ``states`` float32 ``(cap, S)``, ``actions``
+    float32 ``(cap, *action_shape)`` (``actions[t]`` is applied to state ``t``, so its
+    last row stays unused). :meth:`grow` doubles ``cap`` and keeps the recorded rows.
+    """
+
+    __slots__ = ("actions", "pixels", "states")
+
+    def __init__(
+        self, cap: int, frame_shape: tuple[int, ...], action_shape: tuple[int, ...], state_dim: int
+    ) -> None:
+        self.pixels = np.empty((cap, *frame_shape), np.uint8)
+        self.actions = np.empty((cap, *action_shape), np.float32)
+        self.states = np.empty((cap, state_dim), np.float32)
+
+    def fits(
+        self, frame_shape: tuple[int, ...], action_shape: tuple[int, ...], state_dim: int
+    ) -> bool:
+        return (
+            self.pixels.shape[1:] == frame_shape
+            and self.actions.shape[1:] == action_shape
+            and self.states.shape[1] == state_dim
+        )
+
+    def grow(self) -> None:
+        for name in self.__slots__:
+            old = getattr(self, name)
+            new = np.empty((2 * len(old), *old.shape[1:]), old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+
 class RecordEpisodes(gym.Wrapper):
     """Record finished episodes (frames, actions, simulator states) into a dataset folder.
 
@@ -164,18 +203,31 @@ class RecordEpisodes(gym.Wrapper):
     the process that steps the env, so this wrapper works inside ``AsyncVectorEnv``
     workers (give each worker its own ``prefix``).
 
+    Each step is copied straight into preallocated episode arrays (sized from the
+    env's ``max_episode_steps`` when it has one, doubled when an episode outgrows
+    them); the writer gets views of the recorded rows, and the next episode records
+    into a second set of arrays, so a write in flight never sees its frames
+    overwritten. That bookkeeping costs ~5 us per step (~0.5-0.7 ms of CPU per
+    100-step 64 px Two-Room episode, was ~1.8 ms with a copy per frame plus
+    ``np.stack``). Writing the episode costs more: ~3.5-4 ms of CPU on the writer's
+    thread (zlib level 1 ~1.5-2 ms, one CRC pass, two ``fsync`` calls) and, on a
+    busy machine, as much again indirectly, against only ~10 ms for the Two-Room env
+    and its scripted policy (Push-T and Reacher: < 15% in total); see
+    ``python -m eval.bench recorder`` and ``outputs/collection/README.md``.
+
     Writing happens on one background thread (``background=True``) while the env
     keeps stepping: a write is mostly waiting on two ``fsync`` calls (episode file,
     folder) plus zlib level 1, both of which release the GIL; ``meta.json``'s index
     is merged at most once a second (see :class:`~lewm_agent.data.EpisodeWriter`).
-    A write costs ~3.5-4 ms of CPU for a 100-step 64 px Two-Room episode, whose env
-    itself costs only ~10-18 ms; see ``python -m eval.bench recorder``. At most one
-    write is in flight (the next finished episode waits for it), so memory stays
-    bounded, a write error is re-raised at the next ``step`` / ``reset`` /
-    ``close``, and a crash loses at most the episode in flight and the one being
-    written (never visible half-written). ``close()`` (or :meth:`flush`) waits for
-    the pending write and then brings ``meta.json``'s index up to date, and so does
-    the write that fills the ``max_episodes`` quota.
+    That hides the write's wall time from the stepping loop, not its CPU: with no
+    idle core (2 shared cores here) ``background=False`` measured 1-4 ms less
+    process CPU per Two-Room episode. At most one write is in flight (the next
+    finished episode waits for it), so memory stays bounded, a write error is
+    re-raised at the next ``step`` / ``reset`` / ``close``, and a crash loses at
+    most the episode in flight and the one being written (never visible
+    half-written). ``close()`` (or :meth:`flush`) waits for the pending write and
+    then brings ``meta.json``'s index up to date, and so does the write that fills
+    the ``max_episodes`` quota.
 
     Args:
         env: a Gymnasium env with a ``Box`` action space (see above for the state).
@@ -217,9 +269,14 @@ class RecordEpisodes(gym.Wrapper):
         self._writer: EpisodeWriter | None = None
         self._executor: ThreadPoolExecutor | None = None  # one thread, made on first write
         self._pending: Future[Any] | None = None  # the write in flight
-        self._frames: list[np.ndarray] | None = None  # None: not recording this episode
-        self._actions: list[np.ndarray] = []
-        self._states: list[np.ndarray] = []
+        # Two sets of episode arrays: [0] records the next episode, [1] was handed to
+        # the last write (free again once _wait() returned).
+        self._buffers: list[_EpisodeBuffer | None] = [None, None]
+        self._buf: _EpisodeBuffer | None = None  # None: not recording this episode
+        self._t = 0  # actions recorded in this episode (rows 0.._t of pixels/states)
+        self._frame_shape: tuple[int, ...] | None = None  # of this episode's frames
+        self._state_shape: tuple[int, ...] = ()  # (S,) of this episode's states
+        self._low = self._high = np.zeros(0, np.float32)  # this episode's action bounds
 
     @property
     def recording(self) -> bool:
@@ -234,19 +291,29 @@ class RecordEpisodes(gym.Wrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         self._drop()  # an unfinished episode is never written
         if self.recording:
-            self._frames = [self._frame(obs)]
-            self._states = [simulator_state(self.env, info, obs)]
+            self._start(obs, info)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        self._check_pending()
+        pending = self._pending
+        if pending is not None and pending.done():
+            self._wait()  # re-raises a failed background write
         obs, reward, terminated, truncated, info = self.env.step(action)
-        if self._frames is not None:
-            space = self.env.action_space
-            a = np.clip(np.asarray(action, dtype=np.float32), space.low, space.high)
-            self._actions.append(a.reshape(space.shape))  # (A,)
-            self._frames.append(self._frame(obs))
-            self._states.append(simulator_state(self.env, info, obs))
+        buf = self._buf
+        if buf is not None:
+            t = self._t
+            if t + 1 == len(buf.pixels):
+                buf.grow()
+            # The action as float32 (broadcast like np.clip would); the clip to the
+            # bounds happens once per episode, in _write.
+            buf.actions[t] = action
+            buf.pixels[t + 1] = self._frame(obs)
+            state = info.get("state") if isinstance(info, dict) else None
+            if type(state) is np.ndarray and state.shape == self._state_shape:
+                buf.states[t + 1] = state  # fast path: the lewm env contract
+            else:
+                buf.states[t + 1] = self._state(info, obs)
+            self._t = t + 1
             if terminated or truncated:
                 self._write(bool(terminated), bool(truncated))
         return obs, reward, terminated, truncated, info
@@ -259,6 +326,7 @@ class RecordEpisodes(gym.Wrapper):
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+            self._buffers = [None, None]
             super().close()
 
     def flush(self) -> None:
@@ -286,13 +354,36 @@ class RecordEpisodes(gym.Wrapper):
             self._wait()
 
     def _drop(self) -> None:
-        self._frames, self._actions, self._states = None, [], []
+        self._buf, self._t = None, 0
 
-    def _frame(self, obs: Any) -> np.ndarray:
+    def _start(self, obs: Any, info: dict[str, Any]) -> None:
+        """Begin recording an episode at its first observation."""
+        space = self.env.action_space
+        frame = self._frame(obs, first=True)
+        state = simulator_state(self.env, info, obs)  # (S,)
+        self._state_shape = state.shape
+        self._low = np.asarray(space.low, dtype=np.float32)
+        self._high = np.asarray(space.high, dtype=np.float32)
+        buf = self._buffers[0]
+        if buf is None or not buf.fits(frame.shape, space.shape, state.shape[0]):
+            spec = self.env.spec
+            steps = getattr(spec, "max_episode_steps", None)
+            cap = steps + 1 if isinstance(steps, int) and steps > 0 else _FIRST_BUFFER_FRAMES
+            cap = max(2, min(cap, _FIRST_BUFFER_BYTES // max(1, frame.nbytes)))
+            buf = _EpisodeBuffer(cap, frame.shape, space.shape, state.shape[0])
+            self._buffers[0] = buf
+        buf.pixels[0] = frame
+        buf.states[0] = state
+        self._buf, self._t = buf, 0
+
+    def _frame(self, obs: Any, first: bool = False) -> np.ndarray:
+        """This step's frame, checked (not copied: the caller copies it into the buffer)."""
         if isinstance(obs, dict) and "pixels" in obs:
             frame = np.asarray(obs["pixels"])
         else:
             frame = self.env.render()
+        if type(frame) is np.ndarray and frame.dtype is _UINT8 and frame.shape == self._frame_shape:
+            return frame  # (H, W, 3), same as this episode's first frame
         if not (
             isinstance(frame, np.ndarray)
             and frame.dtype == np.uint8
@@ -304,14 +395,33 @@ class RecordEpisodes(gym.Wrapper):
                 "RecordEpisodes needs uint8 (H, W, 3) frames from obs['pixels'] or "
                 f"env.render() (render_mode='rgb_array'), got {desc}"
             )
-        return frame.copy()  # (H, W, 3)
+        if first:
+            self._frame_shape = frame.shape
+        elif frame.shape != self._frame_shape:
+            raise ValueError(
+                f"frame shape changed within an episode: {frame.shape}, the episode's first "
+                f"frame was {self._frame_shape}"
+            )
+        return frame
+
+    def _state(self, info: dict[str, Any], obs: Any) -> np.ndarray:
+        """This step's state from :func:`simulator_state`, checked against the episode's."""
+        state = simulator_state(self.env, info, obs)
+        if state.shape != self._state_shape:
+            raise ValueError(
+                f"state shape changed within an episode: {state.shape}, the episode's first "
+                f"state was {self._state_shape}"
+            )
+        return state
 
     def _write(self, terminated: bool, truncated: bool) -> None:
-        assert self._frames is not None
-        pixels = np.stack(self._frames)  # (T+1, H, W, 3)
-        actions = np.stack(self._actions)  # (T, A)
-        states = np.stack(self._states)  # (T+1, S)
+        buf, t = self._buf, self._t
+        assert buf is not None
         self._drop()
+        # Views of the recorded rows (no copy); the applied action is the clipped one.
+        pixels = buf.pixels[: t + 1]  # (T+1, H, W, 3)
+        actions = np.clip(buf.actions[:t], self._low, self._high, out=buf.actions[:t])  # (T, A)
+        states = buf.states[: t + 1]  # (T+1, S)
         if self._writer is None:
             space = self.env.action_space
             spec = self.env.spec
@@ -327,7 +437,7 @@ class RecordEpisodes(gym.Wrapper):
                 prefix=self.prefix,
                 compress=self.compress,
             )
-        self._wait()  # at most one write in flight
+        self._wait()  # at most one write in flight: the other buffer set is free now
         if self.background:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(1, thread_name_prefix="RecordEpisodes")
@@ -336,9 +446,13 @@ class RecordEpisodes(gym.Wrapper):
             )
         else:
             self._writer.write(pixels, actions, states, terminated, truncated)
+        # The next episode records into the other set; this one belongs to the write
+        # until the next _write's _wait().
+        self._buffers = [self._buffers[1], buf]
         self.episodes_written += 1
         if not self.recording:
             self.flush()  # the quota's last episode: on disk when the count says so
+            self._buffers = [None, None]  # no more episodes: free the arrays
 
 
 # ---------------------------------------------------------------------------------------

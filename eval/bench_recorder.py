@@ -1,4 +1,4 @@
-"""Recorder overhead: `python -m eval.bench recorder [--rounds N] [--envs ID ...] [--json PATH]`.
+"""Recorder overhead: `python -m eval.bench recorder [--rounds N] [--envs ID ...] [--uncompressed] [--json PATH]`.
 
 The same env and data policy, in one process, with and without RecordEpisodes.
 Variants, run interleaved on identical seeded episodes (the order rotates every
@@ -10,7 +10,11 @@ round) so that the machine's background load hits them alike:
           written on its background thread (the default)
   inline  the same with RecordEpisodes(background=False)
   buffer  RecordEpisodes with EpisodeWriter.write stubbed out: the wrapper's per-step
-          bookkeeping (frame and state copies, action clip, np.stack) without any file
+          bookkeeping (frame and state copies into the episode arrays, action clip)
+          without any file
+
+`--uncompressed` records with RecordEpisodes(compress=False) (stored, memory-mappable
+npz members) instead of the default level-1 deflate.
 
 The recorder's overhead is `record / render - 1` in process CPU time (all threads,
 user + system): on a shared machine wall time is inflated by waiting for time
@@ -82,13 +86,17 @@ class _WriteTimer:
         EpisodeWriter.write = self._orig  # type: ignore[method-assign]
 
 
-def run(env_id: str, variant: str, episodes: int, out: Path) -> dict[str, float]:
+def run(
+    env_id: str, variant: str, episodes: int, out: Path, compress: bool = True
+) -> dict[str, float]:
     """Wall and process-CPU seconds for `episodes` seeded heuristic-policy episodes."""
     env: gym.Env = gym.make(
         env_id, obs_mode="state", image_size=64, **COLLECTION_ENV_KWARGS.get(env_id, {})
     )
     if variant in ("record", "inline", "buffer"):
-        env = RecordEpisodes(env, out, collector="heuristic", background=variant == "record")
+        env = RecordEpisodes(
+            env, out, collector="heuristic", background=variant == "record", compress=compress
+        )
     policy = make_data_policy("heuristic", env_id, env.action_space, seed=0)
     frames = 0
     with _WriteTimer(stub=variant == "buffer") as timer:
@@ -121,14 +129,16 @@ def run(env_id: str, variant: str, episodes: int, out: Path) -> dict[str, float]
     }
 
 
-def bench_env(env_id: str, episodes: int, rounds: int, tmp: Path) -> dict[str, Any]:
+def bench_env(
+    env_id: str, episodes: int, rounds: int, tmp: Path, compress: bool = True
+) -> dict[str, Any]:
     run(env_id, "render", 1, tmp / "warm")  # imports, GL context, caches
     raw: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
     for r in range(rounds):
         k = r % len(VARIANTS)
         for variant in VARIANTS[k:] + VARIANTS[:k]:
             out = tmp / f"{env_id.split('/')[1]}-{variant}-{r}"
-            raw[variant].append(run(env_id, variant, episodes, out))
+            raw[variant].append(run(env_id, variant, episodes, out, compress))
             shutil.rmtree(out, ignore_errors=True)
     frames = raw["state"][0]["frames"]
 
@@ -147,6 +157,7 @@ def bench_env(env_id: str, episodes: int, rounds: int, tmp: Path) -> dict[str, A
     recorders = ("record", "inline", "buffer")
     return {
         "episodes": episodes,
+        "compress": compress,
         "frames": frames,
         "rounds": rounds,
         "cpu_frames_per_s": {v: frames / med(v, "cpu") for v in VARIANTS},
@@ -170,7 +181,8 @@ def format_result(env_id: str, res: dict[str, Any]) -> str:
     c, w = res["cpu_frames_per_s"], res["wall_frames_per_s"]
     o, p, ow = res["cpu_over_render"], res["cpu_over_render_paired"], res["wall_over_render"]
     return (
-        f"{env_id} ({res['episodes']} episodes, {res['frames']} frames, medians of "
+        f"{env_id} ({res['episodes']} episodes, {res['frames']} frames, "
+        f"{'level-1 deflate' if res['compress'] else 'uncompressed'}, medians of "
         f"{res['rounds']} rounds):\n"
         f"  CPU-time frames/s: "
         + ", ".join(f"{v} {c[v]:.0f}" for v in VARIANTS)
@@ -199,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--episodes", type=int, default=None, help="episodes per run (default: per env)"
     )
+    parser.add_argument(
+        "--uncompressed",
+        action="store_true",
+        help="record uncompressed npz files (RecordEpisodes(compress=False))",
+    )
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     if args.rounds < 1:
@@ -207,7 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="lewm-bench-recorder-"))
     try:
         for env_id in args.envs:
-            res = bench_env(env_id, args.episodes or EPISODES[env_id], args.rounds, tmp)
+            res = bench_env(
+                env_id,
+                args.episodes or EPISODES[env_id],
+                args.rounds,
+                tmp,
+                compress=not args.uncompressed,
+            )
             results[env_id] = res
             print(format_result(env_id, res), flush=True)
     finally:

@@ -7,7 +7,7 @@ checks equality) but:
 
 - the AdaLN modulations of all layers and all action blocks come from ONE
   matmul per rollout (the per-layer weights are concatenated once);
-- linear layers write into preallocated buffers with `mm/addmm(out=)`: on a CPU,
+- linear layers write into preallocated buffers with `addmm(out=)`: on a CPU,
   allocating a fresh output costs more than the skinny matmul itself;
 - the `1 +` of AdaLN's scales is folded into the modulation bias once, at
   construction;

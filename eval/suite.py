@@ -272,10 +272,12 @@ def _has_rich() -> bool:
     return True
 
 
-def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str, Any]:
-    """`eval.compare` on the suite's folders (no training there: the stages did it)."""
-    from agents import training_info
-    from eval.compare import compare, load_agents, protocol_episodes, results_dict, write_results
+def _trained_agents_and_episodes(
+    plan: EnvPlan, p: Paths, seed: int, n: int
+) -> tuple[dict[str, Any], list[Any], dict[str, int]]:
+    """The suite's trained agents (nothing is trained here) and the first `n` protocol
+    episodes from the held-out split LeWM was trained without."""
+    from eval.compare import load_agents, protocol_episodes
 
     agents = load_agents(
         plan.agents,
@@ -287,10 +289,19 @@ def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str,
         image_size=plan.image_size,
         device="cpu",
     )
-    lewm = agents.get("lewm")  # its checkpoint carries the plan overrides it was fitted with
-    tc = getattr(lewm, "train_config", None)
+    # LeWM's checkpoint carries its plan overrides and the holdout it was trained with.
+    tc = getattr(agents.get("lewm"), "train_config", None)
     holdout = tc.holdout_fraction if tc is not None else 0.1
-    episodes, counts = protocol_episodes(p.data, n=plan.eval_episodes, seed=seed, holdout=holdout)
+    episodes, counts = protocol_episodes(p.data, n=n, seed=seed, holdout=holdout)
+    return agents, episodes, counts
+
+
+def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str, Any]:
+    """`eval.compare` on the suite's folders (no training there: the stages did it)."""
+    from agents import training_info
+    from eval.compare import compare, results_dict, write_results
+
+    agents, episodes, counts = _trained_agents_and_episodes(plan, p, seed, plan.eval_episodes)
     results = compare(
         plan.env_id,
         agents,
@@ -317,22 +328,9 @@ def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str,
 
 def run_videos(plan: EnvPlan, p: Paths, seed: int) -> dict[str, Any]:
     """Two mp4s per agent (first episode; grid of `video_episodes`)."""
-    from eval.compare import load_agents, protocol_episodes
     from eval.video import agent_videos
 
-    agents = load_agents(
-        plan.agents,
-        plan.env_id,
-        lewm=p.agent("lewm"),
-        baselines_dir=p.runs,
-        train_missing=False,
-        seed=seed,
-        image_size=plan.image_size,
-        device="cpu",
-    )
-    tc = getattr(agents.get("lewm"), "train_config", None)
-    holdout = tc.holdout_fraction if tc is not None else 0.1
-    episodes, _ = protocol_episodes(p.data, n=plan.video_episodes, seed=seed, holdout=holdout)
+    agents, episodes, _ = _trained_agents_and_episodes(plan, p, seed, plan.video_episodes)
     written = []
     for name, agent in agents.items():
         written += agent_videos(

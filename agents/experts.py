@@ -243,6 +243,11 @@ class PushTPusher:
             the start (measured over 12 episodes x 300 steps).
     """
 
+    retreat_gap: float = 5.0
+    """Backing off after a push ends this far (px) beyond touching distance..."""
+    retreat_steps: int = 4
+    """...or after this many steps."""
+
     def __init__(
         self,
         noise: float = 0.1,
@@ -317,7 +322,8 @@ class PushTPusher:
             normal = rot @ self._normal[i]
             contact = pose[:2] + rot @ self._contact[i]
             if phase == _RETREAT:
-                if distance_to_block(pusher, pose) > _CLEARANCE + 5.0 or self._timer[i] >= 4:
+                gap, steps = self.retreat_gap, self.retreat_steps
+                if distance_to_block(pusher, pose) > _CLEARANCE + gap or self._timer[i] >= steps:
                     self._phase[i] = _NEW
                     continue
                 self._timer[i] += 1
@@ -339,9 +345,7 @@ class PushTPusher:
                 self._phase[i] = _PUSH
                 self._stalls[i] = -1  # the first push step only closes the gap
                 self._last_pose[i] = pose
-                self._timer[i] = self.rng.integers(_PUSH_STEPS[0], _PUSH_STEPS[1] + 1)
-                self._speed[i] = self.rng.uniform(0.4, 1.0) * self.speed
-                self._jitter[i] = self.rng.uniform(-0.35, 0.35)
+                self._begin_push(i)
                 continue
             if self._timer[i] > _APPROACH_LIMIT:
                 self._phase[i] = _NEW
@@ -352,6 +356,12 @@ class PushTPusher:
                 continue
             return _toward(pusher, target, self.speed)
         return np.zeros(2)
+
+    def _begin_push(self, i: int) -> None:
+        """Length (steps), speed and direction jitter of the push that starts now."""
+        self._timer[i] = self.rng.integers(_PUSH_STEPS[0], _PUSH_STEPS[1] + 1)
+        self._speed[i] = self.rng.uniform(0.4, 1.0) * self.speed
+        self._jitter[i] = self.rng.uniform(-0.35, 0.35)
 
     def _waypoint(
         self, i: int, pusher: np.ndarray, pose: np.ndarray, pre: np.ndarray

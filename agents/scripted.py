@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.experts import PushTPusher, ReacherOU
+from agents.push_t_expert import PushTExpert
 from envs import two_room
 
 _WALL_X = two_room.WALL_X
@@ -215,13 +216,26 @@ HEURISTICS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
     "lewm/Reacher-v0": lambda action_space, seed: ReacherOU(seed=seed),
 }
 
-DATA_POLICIES: tuple[str, ...] = ("random", "heuristic")
+# env id -> factory(action_space, seed) of its goal-directed expert, in its data mode
+# (a chain of random targets, with action noise and random segments).
+EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
+    "lewm/PushT-v0": lambda action_space, seed: PushTExpert(
+        targets="random",
+        noise=0.1,
+        random_segment_prob=0.02,
+        candidates=16,
+        tolerance=1.0,
+        seed=seed,
+    ),
+}
+
+DATA_POLICIES: tuple[str, ...] = ("random", "heuristic", "expert")
 
 
 def make_data_policy(
     name: str, env_id: str, action_space: gym.spaces.Box, seed: int | None = None
 ) -> Any:
-    """Build a data-collection policy by name: ``"random"`` or ``"heuristic"`` (per env id).
+    """Build a data-collection policy by name: ``"random"``, ``"heuristic"`` or ``"expert"``.
 
     The returned object has the SB3 ``predict`` signature and accepts batched
     observations (as collected from a vector env).
@@ -235,4 +249,11 @@ def make_data_policy(
                 "(or use policy 'random')"
             )
         return HEURISTICS[env_id](action_space, seed)
+    if name == "expert":
+        if env_id not in EXPERTS:
+            raise ValueError(
+                f"no expert data policy for {env_id!r}; known: {sorted(EXPERTS)} "
+                "(or use policy 'heuristic' or 'random')"
+            )
+        return EXPERTS[env_id](action_space, seed)
     raise ValueError(f"unknown data policy {name!r}; choose one of {DATA_POLICIES}")

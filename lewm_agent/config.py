@@ -85,6 +85,10 @@ class TrainConfig:
     """Trapezoid knots of the Epps-Pulley integral over t in [0, 3]."""
     holdout_fraction: float = 0.1
     """Episodes held out of training (used by the evaluation protocol)."""
+    train_episodes: int = 0
+    """Train on only the first N training episodes (0 = all). The held-out split is
+    taken from the whole folder first, so runs on different data sizes are evaluated
+    on the same held-out episodes."""
     seed: int = 0
     """Seed of weights, sampler and SIGReg directions."""
     log_every: int = 10

@@ -607,6 +607,13 @@ class Dataset:
 
         return part(0, cut), part(cut, n)
 
+    def head(self, n: int) -> Dataset:
+        """The first ``n`` episodes (all if ``n`` is larger), sharing this frame buffer."""
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        offs = self.frame_offsets[:n] if self.frame_offsets is not None else None
+        return Dataset(self.meta, self.episodes[:n], self.frames, offs)
+
 
 class _CorruptEpisode(Exception):
     """Internal: an episode file failed to read or validate."""

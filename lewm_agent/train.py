@@ -542,6 +542,8 @@ def train(
 
     data, used_mmap, skipped = _load_training_data(dataset, ram_budget_mb, mmap, info)
     train_split, _ = data.split(train_cfg.holdout_fraction) if len(data) > 1 else (data, None)
+    if train_cfg.train_episodes > 0:
+        train_split = train_split.head(train_cfg.train_episodes)
     meta = dict(data.meta)
     image_size = int(meta["image_size"])
     if model_cfg.action_dim != data.action_dim or model_cfg.image_size != image_size:

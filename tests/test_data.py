@@ -321,3 +321,16 @@ def test_sampler_no_valid_window(tmp_path: Path) -> None:
     write_dataset(tmp_path / "ds", [3, 4])
     with pytest.raises(DatasetError, match="long enough"):
         WindowSampler(load_dataset(tmp_path / "ds"), num_frames=4, frameskip=5, seed=0)
+
+
+def test_head_takes_the_first_episodes_and_shares_frames(tworoom_data):
+    from lewm_agent.data import load_dataset
+
+    data = load_dataset(tworoom_data)
+    first = data.head(3)
+    assert [e.name for e in first.episodes] == [e.name for e in data.episodes[:3]]
+    assert first.frames is data.frames
+    np.testing.assert_array_equal(first[2].pixels, data[2].pixels)
+    assert len(data.head(10_000)) == len(data)
+    with pytest.raises(ValueError, match="n must be"):
+        data.head(0)

@@ -10,6 +10,8 @@
 ``ppo-pixels``      PPO on the 64 px ``{"pixels", "goal"}`` observation, same rules
 ``random``          uniform actions over ``env_id``'s (or ``action_space``'s) box
 ``scripted``        the env's noisy heuristic expert, deterministic, on the state
+``expert``          the env's goal-directed expert (privileged state; Push-T), the
+                    ceiling that its data sets
 ==================  ==============================================================
 
 Everything returned has ``predict(observation, state=None, episode_start=None,
@@ -27,7 +29,15 @@ import numpy as np
 
 __all__ = ["AGENT_NAMES", "ScriptedAgent", "make", "training_info"]
 
-AGENT_NAMES: tuple[str, ...] = ("lewm", "ppo", "sac", "ppo-pixels", "random", "scripted")
+AGENT_NAMES: tuple[str, ...] = (
+    "lewm",
+    "ppo",
+    "sac",
+    "ppo-pixels",
+    "random",
+    "scripted",
+    "expert",
+)
 
 
 class ScriptedAgent:
@@ -137,6 +147,17 @@ def make(name: str, **kw: Any) -> Any:
         return ScriptedAgent(
             make_data_policy("heuristic", env_id, space, seed=kw.pop("seed", None))
         )
+    if key == "expert":
+        from agents.scripted import GOAL_EXPERTS
+
+        env_id = kw.pop("env_id", None)
+        if env_id not in GOAL_EXPERTS:
+            raise ValueError(
+                f"agents.make('expert', env_id=...): no goal-directed expert for {env_id!r}; "
+                f"known: {sorted(GOAL_EXPERTS)}"
+            )
+        space = _action_space(env_id, None)
+        return ScriptedAgent(GOAL_EXPERTS[env_id](space, kw.pop("seed", None)), name="expert")
     raise ValueError(f"unknown agent {name!r}; choose one of {AGENT_NAMES}")
 
 

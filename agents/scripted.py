@@ -229,6 +229,12 @@ EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
     ),
 }
 
+# env id -> factory(action_space, seed) of its expert driving to the observation's
+# goal (the evaluation agent ``agents.make("expert")``: privileged state, no reward).
+GOAL_EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
+    "lewm/PushT-v0": lambda action_space, seed: PushTExpert(targets="goal", seed=seed),
+}
+
 DATA_POLICIES: tuple[str, ...] = ("random", "heuristic", "expert")
 
 

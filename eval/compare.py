@@ -315,6 +315,8 @@ def load_agents(
             out[name] = registry.make("random", env_id=env_id, seed=seed)
         elif name in ("scripted", "heuristic"):
             out[name] = registry.make("scripted", env_id=env_id, seed=seed)
+        elif name == "expert":
+            out[name] = registry.make("expert", env_id=env_id, seed=seed)
         else:
             raise ValueError(f"unknown agent {raw!r}; choose from {registry.AGENT_NAMES}")
     return out

@@ -85,6 +85,41 @@ def sample_episodes(
     return out
 
 
+def describe_goals(
+    env_id: str, episodes: list[ProtocolEpisode], env_kwargs: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """How far the protocol's goals are: the share already solved at the start, and
+    the median of every ``*_error`` the env reports at reset (Push-T: ``pos_error``
+    in px, ``angle_error`` in rad), so a success rate can be read against goals that
+    are real moves."""
+    env = gym.make(env_id, **{"obs_mode": "state", **(env_kwargs or {})})
+    solved, errors = [], {}
+    for ep in episodes:
+        _, info = env.reset(options={"state": ep.start_state, "goal_state": ep.goal_state})
+        solved.append(bool(info.get("is_success", False)))
+        for key, value in info.items():
+            if key.endswith("_error") and np.isscalar(value):
+                errors.setdefault(key, []).append(float(value))
+    env.close()
+    out: dict[str, Any] = {"episodes": len(episodes), "solved_at_start": float(np.mean(solved))}
+    out.update({f"median_{k}": float(np.median(v)) for k, v in errors.items()})
+    return out
+
+
+def format_goals(summary: dict[str, Any]) -> str:
+    """One line for :func:`describe_goals`' summary."""
+    parts = [
+        f"{k.removeprefix('median_')} {v:.3g}"
+        for k, v in summary.items()
+        if k.startswith("median_")
+    ]
+    medians = f", median start-goal {', '.join(parts)}" if parts else ""
+    return (
+        f"goals: {summary['solved_at_start']:.0%} of {summary['episodes']} episodes solved "
+        f"at the start{medians}"
+    )
+
+
 def _stack(observations: list[Any]) -> Any:
     if isinstance(observations[0], dict):
         return {k: np.stack([o[k] for o in observations]) for k in observations[0]}

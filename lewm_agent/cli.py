@@ -17,6 +17,7 @@ import sys
 import textwrap
 from dataclasses import fields
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from .config import PRESETS, ModelConfig, PlanConfig, TrainConfig
@@ -127,7 +128,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import envs  # noqa: F401
     from agents.scripted import RandomPolicy
     from eval.compare import compare, markdown_table, results_dict, write_results
-    from eval.protocol import run_protocol, sample_episodes
+    from eval.protocol import describe_goals, format_goals, run_protocol, sample_episodes
 
     from .agent import WorldModelAgent
     from .data import load_dataset
@@ -145,11 +146,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     agents: dict[str, Any] = {"lewm": agent}
     if args.random:
         agents["random"] = RandomPolicy(gym.make(env_id).action_space, seed=args.seed)
+    if args.expert:
+        import agents as registry
+
+        agents["expert"] = registry.make("expert", env_id=env_id, seed=args.seed)
+    goals = describe_goals(env_id, episodes, env_kwargs)
+    print(format_goals(goals))
     results = results_dict(compare(env_id, agents, episodes, env_kwargs=env_kwargs))
     print(markdown_table(results))
     if args.out:
         paths = write_results(results, args.out, header=f"# {env_id}, paper protocol")
-        print("wrote " + ", ".join(map(str, paths)))
+        goals_path = Path(args.out) / "goals.json"
+        goals_path.write_text(json.dumps(goals, indent=2) + "\n")
+        print("wrote " + ", ".join(map(str, [*paths, goals_path])))
     if args.video:
         from eval.video import side_by_side_frames, write_video
 
@@ -338,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--planner", default=None, choices=["cem", "mppi"])
     p.add_argument("--random", action="store_true", help="also run a random agent")
+    p.add_argument(
+        "--expert",
+        action="store_true",
+        help="also run the env's goal-directed expert (privileged state: the data's ceiling)",
+    )
     p.add_argument("--out", default=None, help="folder for results.json / results.md")
     p.add_argument("--video", default=None, help="write one rollout video (mp4) here")
     p.add_argument("--device", default="auto")

@@ -82,3 +82,23 @@ def test_replaying_the_recorded_actions_reaches_every_goal(heldout: Dataset) -> 
     )
     assert result.successes == len(eps)
     assert all(e["steps"] <= GOAL_OFFSET for e in result.per_episode)
+
+
+def test_describe_goals_counts_solved_starts_and_medians():
+    import envs  # noqa: F401
+    from eval.protocol import ProtocolEpisode, describe_goals, format_goals
+
+    def state(bx, angle):
+        return np.array([100.0, 100.0, bx, 256.0, angle, 0, 0, 0, 0, 0], dtype=np.float32)
+
+    episodes = [
+        ProtocolEpisode("a", 0, state(256.0, 0.0), state(256.0, 0.1)),  # solved at the start
+        ProtocolEpisode("b", 0, state(200.0, 0.0), state(300.0, 0.0)),  # 100 px away
+        ProtocolEpisode("c", 0, state(200.0, 0.0), state(260.0, 1.0)),  # 60 px, 1 rad
+    ]
+    summary = describe_goals("lewm/PushT-v0", episodes)
+    assert summary["episodes"] == 3
+    assert summary["solved_at_start"] == pytest.approx(1 / 3)
+    assert summary["median_pos_error"] == pytest.approx(60.0, abs=1e-3)
+    assert summary["median_angle_error"] == pytest.approx(0.1, abs=1e-3)
+    assert "33% of 3 episodes solved at the start" in format_goals(summary)

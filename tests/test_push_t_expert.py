@@ -130,3 +130,16 @@ def test_expert_rejects_bad_arguments():
     obs, _ = env.reset(seed=0)
     with pytest.raises(ValueError, match="desired_goal"):
         PushTExpert().predict({"observation": obs["observation"]})
+
+
+def test_expert_agent_from_the_registry():
+    import agents
+
+    agent = agents.make("expert", env_id="lewm/PushT-v0", seed=0)
+    assert agent.obs_mode == "state" and agent.name == "expert"
+    env = PushTEnv(obs_mode="state")
+    obs, _ = env.reset(seed=1)
+    action, _ = agent.predict(obs, episode_start=np.array([True]))
+    assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
+    with pytest.raises(ValueError, match="no goal-directed expert"):
+        agents.make("expert", env_id="lewm/TwoRoom-v0")

@@ -3,7 +3,7 @@
 Per env, in order (each stage is skipped when its output is complete and newer
 than what it was made from, like make):
 
-1. collect  reward-free data with the env's scripted data policy -> ROOT/data/suite/<env>
+1. collect  reward-free data with the env's data policy (heuristic or expert) -> ROOT/data/suite/<env>
 2. lewm     train LeWM on it (preset `cpu`)                        -> ROOT/runs/suite/<env>/lewm
 3. ppo, sac, ppo-pixels: SB3 baselines on the dense reward           -> ROOT/runs/suite/<env>/<name>
 4. compare  every agent on the same 50 protocol episodes             -> ROOT/outputs/suite/<env>/
@@ -47,6 +47,10 @@ class EnvPlan:
     env_id: str
     episodes: int
     """Episodes of reward-free data to record."""
+    policy: str = "heuristic"
+    """Data policy (``agents.scripted.make_data_policy``): heuristic | expert | random."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra ``gym.make`` kwargs for collection (e.g. ``max_episode_steps``)."""
     lewm_preset: str = "cpu"
     lewm_steps: int | None = None
     """LeWM gradient steps (None: the preset's)."""
@@ -65,6 +69,8 @@ class EnvPlan:
     """PlanConfig overrides for LeWM at evaluation (e.g. fewer CEM samples in tests)."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """TrainConfig overrides for LeWM (e.g. batch size, SIGReg weight)."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """ModelConfig overrides for LeWM (e.g. history)."""
 
 
 _CPU_BASELINES: dict[str, Any] = {"sac_steps": 10_000, "ppo_pixels_steps": 20_000}
@@ -203,12 +209,13 @@ def run_collect(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
     if missing > 0:
         collect(
             plan.env_id,
-            "heuristic",
+            plan.policy,
             missing,
             p.data,
             workers=plan.workers,
             image_size=plan.image_size,
             seed=have,  # a top-up after a crash continues with fresh episodes
+            env_kwargs=plan.env_kwargs or None,
             progress=progress,
         )
     (p.data / "meta.json").touch()  # the marker is fresh even when nothing was missing
@@ -227,6 +234,7 @@ def run_lewm(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
         preset=plan.lewm_preset,
         steps=plan.lewm_steps,
         train_overrides=plan.train_overrides or None,
+        model_overrides=plan.model_overrides or None,
         log_dir=tmp,
         progress=progress,
         plan_overrides=plan.plan_overrides or None,
@@ -407,7 +415,7 @@ def write_summary(root: Path, presets: dict[str, EnvPlan], preset_name: str) -> 
         lines += [
             f"### {plan.env_id} ({n} episodes)",
             "",
-            f"Data: {plan.episodes} episodes of the scripted data policy; LeWM preset "
+            f"Data: {plan.episodes} episodes of the {plan.policy} data policy; LeWM preset "
             f"`{plan.lewm_preset}`"
             + (f", {plan.lewm_steps} steps" if plan.lewm_steps else "")
             + f". Env steps for training: {budgets}.",

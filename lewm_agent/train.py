@@ -363,11 +363,13 @@ def _load_training_data(
             "files are compressed, which cannot be memory-mapped; repack it uncompressed "
             "(lewm_agent.data.repack_dataset(src, dst, compress=False)) or raise ram_budget_mb"
         )
+    # Listed before loading: a recorder still writing into the folder adds files
+    # during the load, and those are new, not corrupt.
+    all_files = sorted(p.name for p in (root / "episodes").glob("*.npz") if p.name[0] != ".")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data = load_dataset(root, skip_corrupt=True, mmap=use_mmap)
     kept = {e.name for e in data.episodes}
-    all_files = sorted(p.name for p in (root / "episodes").glob("*.npz") if p.name[0] != ".")
     skipped = [n for n in all_files if n not in kept]
     if info.is_main:
         for w in caught:

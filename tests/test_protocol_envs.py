@@ -85,7 +85,6 @@ def test_replaying_the_recorded_actions_reaches_every_goal(heldout: Dataset) -> 
 
 
 def test_describe_goals_counts_solved_starts_and_medians():
-    import envs  # noqa: F401
     from eval.protocol import ProtocolEpisode, describe_goals, format_goals
 
     def state(bx, angle):

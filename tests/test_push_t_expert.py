@@ -143,3 +143,15 @@ def test_expert_agent_from_the_registry():
     assert action.shape == (2,) and np.all(np.abs(action) <= 1.0)
     with pytest.raises(ValueError, match="no goal-directed expert"):
         agents.make("expert", env_id="lewm/TwoRoom-v0")
+
+
+def test_expert_bench_reports_success_and_cost(tmp_path):
+    from eval.bench import main
+
+    out = tmp_path / "expert.json"
+    assert main(["expert", "--pairs", "3", "--json", str(out)]) == 0
+    import json
+
+    result = json.loads(out.read_text())
+    assert result["pairs"] == 3 and result["successes"] == 3
+    assert 0.0 < result["ms_per_env_step"] and result["median_steps_to_success"] > 1

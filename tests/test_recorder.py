@@ -234,7 +234,7 @@ def test_data_policies_single_and_batched() -> None:
     with pytest.raises(ValueError, match="no heuristic"):
         make_data_policy("heuristic", "lewm/Nope-v0", space, 0)
     with pytest.raises(ValueError, match="unknown data policy"):
-        make_data_policy("expert", ENV_ID, space, 0)
+        make_data_policy("nope", ENV_ID, space, 0)
 
 
 @pytest.mark.parametrize("deterministic", [True, False])

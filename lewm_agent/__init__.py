@@ -20,6 +20,7 @@ _EXPORTS = {
     "load_dataset": "data",
     "DatasetError": "data",
     "CheckpointError": "checkpoint",
+    "ConfigError": "validation",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,6 +21,7 @@ _EXPORTS = {
     "DatasetError": "data",
     "CheckpointError": "checkpoint",
     "ConfigError": "validation",
+    "DiskFullError": "data",
 }
 
 __all__ = sorted(_EXPORTS)

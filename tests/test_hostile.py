@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -24,8 +26,11 @@ from safetensors.torch import load_file, save_file
 
 import envs  # noqa: F401
 from lewm_agent import CheckpointError, WorldModelAgent
+from lewm_agent.config import get_preset
+from lewm_agent.data import DatasetError, EpisodeWriter, dataset_info, load_dataset, verify_dataset
 
 from .conftest import TEST_IMAGE
+from .test_data_tools import _quick
 
 FUZZ = settings(
     max_examples=25,
@@ -365,3 +370,191 @@ def test_fuzzed_weight_byte_flip_is_always_caught(tiny_agent_dir, tmp_path_facto
     weights.write_bytes(bytes(raw))
     with pytest.raises(CheckpointError):
         WorldModelAgent.load(folder)
+
+
+# ------------------------------------------------------------------------- datasets
+def _write_raw_episode(path: Path, actions: np.ndarray, states: np.ndarray, size: int) -> None:
+    """An episode file written without EpisodeWriter's checks (as a foreign tool might)."""
+    t = actions.shape[0]
+    pixels = np.zeros((t + 1, size, size, 3), np.uint8)
+    np.savez(
+        path,
+        pixels=pixels,
+        actions=actions.astype(np.float32),
+        states=states.astype(np.float32),
+        terminated=np.array(False),
+        truncated=np.array(True),
+    )
+
+
+def _forged_episode(path: Path, t: int, size: int, a: int, s: int) -> None:
+    """A stored .npz whose npy headers declare T = t steps but hold one step of data."""
+    members = {
+        "pixels": ((t + 1, size, size, 3), np.uint8),
+        "actions": ((t, a), np.float32),
+        "states": ((t + 1, s), np.float32),
+        "terminated": ((), np.bool_),
+        "truncated": ((), np.bool_),
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for key, (shape, dtype) in members.items():
+            with zf.open(f"{key}.npy", "w") as f:
+                header = {
+                    "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                    "fortran_order": False,
+                    "shape": shape,
+                }
+                np.lib.format.write_array_header_1_0(f, header)
+                f.write(b"\0" * 64)
+
+
+def _square_dataset(root: Path, episodes: int, steps: int, size: int = 32) -> list:
+    """A square moved by random actions, written and closed (the index is complete)."""
+    rng = np.random.default_rng(0)
+    with EpisodeWriter(
+        root,
+        env_id="test/Square-v0",
+        image_size=size,
+        action_low=[-1, -1],
+        action_high=[1, 1],
+        state_dim=2,
+    ) as w:
+        written = []
+        for _ in range(episodes):
+            acts = rng.uniform(-1, 1, (steps, 2)).astype(np.float32)
+            pos = np.clip(8 + np.cumsum(np.vstack([[0, 0], acts]), axis=0), 4, size - 4)
+            frames = np.full((steps + 1, size, size, 3), 240, np.uint8)
+            for t, (x, y) in enumerate(pos.astype(int)):
+                frames[t, y - 3 : y + 3, x - 3 : x + 3] = (200, 30, 30)
+            w.write(frames, acts, pos.astype(np.float32), False, True)
+            written.append((frames, acts, pos.astype(np.float32)))
+    return written
+
+
+@pytest.fixture()
+def square_data(tmp_path) -> Path:
+    _square_dataset(tmp_path / "data", episodes=6, steps=30)
+    return tmp_path / "data"
+
+
+def test_hostile_episodes_are_named_by_verify_and_skipped_by_training(square_data, tmp_path):
+    """NaN actions, a 1e30 action, NaN states and an npy header declaring T = 1e9:
+    verify names each (without a terabyte allocation), training skips each, names
+    it, and still writes the model."""
+    from lewm_agent.train import agent_from_result, train
+
+    eps = square_data / "episodes"
+    acts = np.zeros((30, 2), np.float32)
+    states = np.zeros((31, 2), np.float32)
+    _write_raw_episode(
+        eps / "000001.npz", np.where(np.arange(30)[:, None] == 4, np.nan, acts), states, 32
+    )
+    _write_raw_episode(
+        eps / "000002.npz", np.where(np.arange(30)[:, None] == 7, 1e30, acts), states, 32
+    )
+    _write_raw_episode(eps / "000003.npz", acts, np.full((31, 2), np.nan), 32)
+    _forged_episode(eps / "000004.npz", t=10**9, size=32, a=2, s=2)
+
+    report = verify_dataset(square_data)
+    assert set(report.bad) == {"000001.npz", "000002.npz", "000003.npz", "000004.npz"}
+    assert "NaN or inf (step 4)" in report.bad["000001.npz"]
+    assert "outside meta.json's bounds" in report.bad["000002.npz"]
+    assert "states contain NaN" in report.bad["000003.npz"]
+    assert "declares shape (1000000001, 32, 32, 3)" in report.bad["000004.npz"]
+    info = dataset_info(square_data)
+    assert "000004.npz" in info["unreadable"] and info["pixel_bytes"] < 10**6
+    with pytest.raises(DatasetError, match=r"episodes/00000[1-4]\.npz is corrupt"):
+        load_dataset(square_data)
+
+    model_cfg, cfg = _quick(holdout_fraction=0.0)
+    with pytest.warns(RuntimeWarning, match="training skips 4 corrupt") as caught:
+        result = train(square_data, model_cfg, cfg, progress=False)
+    msgs = " ".join(str(w.message) for w in caught)
+    assert all(f"00000{i}.npz" in msgs for i in (1, 2, 3, 4))
+    assert result.dataset_meta["num_episodes"] == 2
+    agent_from_result(result, get_preset("test").plan, "cpu").save(tmp_path / "agent")
+    assert WorldModelAgent.load(tmp_path / "agent").action_low.tolist() == [-1.0, -1.0]
+
+
+@pytest.mark.parametrize(
+    "key, value, match",
+    [
+        ("episodes", 5, "episodes must be a list"),
+        ("episodes", [{"file": "000000.npz", "length": "30"}], "episodes must be a list"),
+        ("image_size", "32", "image_size must be a positive integer"),
+        ("action_dim", 0, "action_dim must be a positive integer"),
+        ("action_low", [float("nan"), -1.0], "low contains NaN"),
+        ("action_high", [1.0], "high has 1 entries"),
+        ("env_id", None, "env_id must be a string"),
+    ],
+)
+def test_bad_meta_json_is_a_dataset_error_naming_the_field(square_data, key, value, match):
+    meta_path = square_data / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta[key] = value
+    meta_path.write_text(json.dumps(meta))
+    for read in (load_dataset, verify_dataset, dataset_info):
+        with pytest.raises(DatasetError, match=match):
+            read(square_data)
+    with pytest.raises(DatasetError, match=match):
+        EpisodeWriter(
+            square_data,
+            env_id="test/Square-v0",
+            image_size=32,
+            action_low=[-1, -1],
+            action_high=[1, 1],
+            state_dim=2,
+        )
+
+
+def test_writer_refuses_what_readers_would_skip(tmp_path):
+    w = EpisodeWriter(
+        tmp_path / "d", env_id="x", image_size=4, action_low=[-1], action_high=[1], state_dim=1
+    )
+    pixels = np.zeros((3, 4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="outside meta.json's bounds"):
+        w.write(pixels, np.array([[0.5], [1e30]]), np.zeros((3, 1)), False, True)
+    with pytest.raises(ValueError, match="states contain NaN"):
+        w.write(pixels, np.zeros((2, 1)), np.full((3, 1), np.nan), False, True)
+    assert not list((tmp_path / "d" / "episodes").glob("*.npz"))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzzed_meta_json_loads_or_raises_dataset_error(tmp_path_factory, data):
+    root = tmp_path_factory.mktemp("meta") / "data"
+    _square_dataset(root, episodes=2, steps=16)
+    meta = json.loads((root / "meta.json").read_text())
+    key = data.draw(st.sampled_from(sorted(meta)))
+    meta[key] = data.draw(JSON)
+    (root / "meta.json").write_text(json.dumps(meta))
+    for read in (load_dataset, verify_dataset, dataset_info):
+        try:
+            read(root)
+        except DatasetError:
+            pass
+
+
+@FUZZ
+@given(offset=st.integers(0, 10**9), value=st.integers(1, 255))
+def test_fuzzed_episode_bytes_are_caught_or_harmless(tmp_path_factory, offset, value):
+    """A damaged episode file is reported by verify, skipped by the loader, or (if the
+    byte was in zip metadata nobody reads) loads with exactly the original arrays."""
+    root = tmp_path_factory.mktemp("flip") / "data"
+    pixels, actions, states = _square_dataset(root, episodes=2, steps=16)[0]
+    path = sorted((root / "episodes").glob("*.npz"))[0]
+    raw = bytearray(path.read_bytes())
+    raw[offset % len(raw)] ^= value
+    path.write_bytes(bytes(raw))
+    report = verify_dataset(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = load_dataset(root, skip_corrupt=True)
+    names = [e.name for e in loaded]
+    if path.name in report.bad:
+        assert path.name not in names
+    if path.name in names:
+        ep = loaded[names.index(path.name)]
+        np.testing.assert_array_equal(ep.pixels, pixels)
+        np.testing.assert_array_equal(ep.actions, actions)
+        np.testing.assert_array_equal(ep.states, states)

@@ -9,6 +9,8 @@ hypothesis checks the same properties on random inputs.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 import envs  # noqa: F401
 from lewm_agent import CheckpointError, WorldModelAgent
+from lewm_agent.cli import main as lewm
 from lewm_agent.config import get_preset
 from lewm_agent.data import DatasetError, EpisodeWriter, dataset_info, load_dataset, verify_dataset
 
@@ -99,6 +102,100 @@ def _memory(agent: WorldModelAgent) -> list[tuple]:
 
 def _fast_agent(folder: Path) -> WorldModelAgent:
     return WorldModelAgent.load(folder, device="cpu", samples=8, elites=2, iterations=1)
+
+
+# ---------------------------------------------------------------------- collection
+def _content(path: Path) -> str:
+    with np.load(path) as z:
+        return hashlib.sha256(b"".join(z[k].tobytes() for k in sorted(z.files))).hexdigest()
+
+
+def test_repeated_collect_continues_the_seed_sequence(tmp_path):
+    from envs.collect import collect
+
+    out = tmp_path / "data"
+    for _ in range(2):  # the same command twice, default seed
+        collect(
+            "lewm/TwoRoom-v0", "heuristic", 2, out, workers=1, image_size=TEST_IMAGE, progress=False
+        )
+    files = sorted((out / "episodes").glob("*.npz"))
+    assert len(files) == 4
+    assert len({_content(p) for p in files}) == 4, "the second run repeated the first's episodes"
+    report = verify_dataset(out)
+    assert report.ok and not report.duplicates, report.summary()
+
+
+def test_verify_reports_duplicate_episodes(tmp_path, capsys):
+    from envs.collect import collect
+
+    out = tmp_path / "data"
+    for _ in range(2):  # an explicit repeated seed: verify must say so
+        collect(
+            "lewm/TwoRoom-v0",
+            "heuristic",
+            2,
+            out,
+            workers=1,
+            image_size=TEST_IMAGE,
+            seed=0,
+            progress=False,
+        )
+    report = verify_dataset(out)
+    assert not report.ok
+    assert sorted(map(sorted, report.duplicates)) == [
+        ["w0-000000.npz", "w0-000002.npz"],
+        ["w0-000001.npz", "w0-000003.npz"],
+    ]
+    assert lewm(["data", "verify", str(out)]) == 1
+    assert "DUPLICATE w0-000000.npz == w0-000002.npz" in capsys.readouterr().out
+
+
+def _fail_writes_after(monkeypatch, good: int) -> None:
+    """Every episode write after the first `good` ones fails with ENOSPC (in this process
+    and in forked vector-env workers, each counting its own)."""
+    import lewm_agent.data as data
+
+    real, calls = data._write_npz, [0]
+
+    def write(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] > good:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "_write_npz", write)
+
+
+def test_full_disk_during_collect_is_one_line_and_keeps_the_data(tmp_path, monkeypatch):
+    from envs.collect import collect
+    from lewm_agent.data import DiskFullError
+
+    out = tmp_path / "data"
+    _fail_writes_after(monkeypatch, good=1)
+    with pytest.raises(DiskFullError) as info:
+        collect(
+            "lewm/TwoRoom-v0", "heuristic", 3, out, workers=1, image_size=TEST_IMAGE, progress=False
+        )
+    msg = str(info.value)
+    assert "\n" not in msg and str(out) in msg and "free" in msg and "1 of 3 new episodes" in msg
+    monkeypatch.undo()
+    assert len(load_dataset(out)) == 1 and verify_dataset(out).ok  # flushed and intact
+    assert [e["file"] for e in json.loads((out / "meta.json").read_text())["episodes"]] == [
+        "w0-000000.npz"
+    ]
+
+
+def test_full_disk_with_worker_processes_prints_no_tracebacks(tmp_path, monkeypatch, capfd):
+    out = tmp_path / "data"
+    _fail_writes_after(monkeypatch, good=1)
+    argv = ["collect", "--env", "lewm/TwoRoom-v0", "--episodes", "4", "--workers", "2"]
+    assert lewm([*argv, "--image-size", str(TEST_IMAGE), "--out", str(out)]) == 1
+    err = capfd.readouterr().err
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("lewm: error: disk full while recording")
+    monkeypatch.undo()
+    assert verify_dataset(out).ok
 
 
 # ------------------------------------------------------------------ weights, numbers
@@ -558,3 +655,34 @@ def test_fuzzed_episode_bytes_are_caught_or_harmless(tmp_path_factory, offset, v
         np.testing.assert_array_equal(ep.pixels, pixels)
         np.testing.assert_array_equal(ep.actions, actions)
         np.testing.assert_array_equal(ep.states, states)
+
+
+# ------------------------------------------------------------------------------ CLI
+def test_cli_prints_expected_errors_without_traceback(tmp_path, capsys, square_data):
+    missing = tmp_path / "nope"
+    assert lewm(["info", "--agent", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"lewm: error: checkpoint folder {missing} does not exist\n"
+    with pytest.raises(CheckpointError):
+        lewm(["--debug", "info", "--agent", str(missing)])
+    meta = json.loads((square_data / "meta.json").read_text())
+    (square_data / "meta.json").write_text(json.dumps({**meta, "episodes": 5}))
+    assert lewm(["data", "verify", str(square_data)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("lewm: error: ") and "episodes must be a list" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert (
+        lewm(
+            [
+                "train",
+                "--data",
+                str(square_data),
+                "--out",
+                str(tmp_path / "r"),
+                "--plan-samples",
+                "1",
+            ]
+        )
+        == 1
+    )
+    assert "PlanConfig.samples must be >= 2" in capsys.readouterr().err

@@ -12,16 +12,22 @@ is met. The parent only computes batched actions, so frames never cross processe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import functools
 import json
 import os
+import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from lewm_agent.data import DiskFullError
 
 # Env kwargs used for data collection unless the caller overrides them. Two-Room
 # episodes must not end at the goal: a world model wants long trajectories.
@@ -47,7 +53,7 @@ def _make_recording_env(
     from envs.wrappers import RecordEpisodes
 
     env = gym.make(env_id, obs_mode="state", image_size=image_size, **env_kwargs)
-    return RecordEpisodes(
+    recorder = RecordEpisodes(
         env,
         out_dir,
         collector=collector,
@@ -55,6 +61,64 @@ def _make_recording_env(
         prefix=prefix,
         max_episodes=quota,
     )
+    return _CloseDespiteFullDisk(recorder)
+
+
+class _CloseDespiteFullDisk(gym.Wrapper):
+    """close() that does not raise for a full disk (collect() reports it once, in the parent).
+
+    Closing flushes meta.json's index, which fails on a full disk too; the episode
+    files are complete regardless, and the next writer on the folder indexes them.
+    """
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+
+
+def _disk_full_cause(error: BaseException) -> OSError | None:
+    """The ENOSPC OSError behind `error`, if any (AsyncVectorEnv re-raises a worker's
+    error wrapped as `type(e)(e)`, so the original sits in args[0])."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [error]
+    while todo:
+        e = todo.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return e
+        todo += [a for a in e.args if isinstance(a, BaseException)]
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+    return None
+
+
+def _format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _episode_count(out: Path) -> int:
+    folder = out / "episodes"
+    if not folder.is_dir():
+        return 0
+    return sum(1 for p in folder.glob("*.npz") if not p.name.startswith("."))
+
+
+def default_seed(out_dir: str | os.PathLike[str]) -> int:
+    """The seed `collect` uses when none is given: the number of episodes already in the folder.
+
+    0 for a new folder. A run of n episodes uses the seeds seed .. seed + workers - 1
+    (workers <= n), so each run into the same folder starts past every seed an
+    earlier default-seeded run used, and never repeats its episodes.
+    """
+    return _episode_count(Path(out_dir))
 
 
 def split_quota(episodes: int, workers: int) -> list[int]:
@@ -71,7 +135,7 @@ def collect(
     *,
     workers: int = 2,
     image_size: int = 64,
-    seed: int = 0,
+    seed: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     frameskip: int = 5,
     progress: bool = True,
@@ -84,10 +148,15 @@ def collect(
     ``episodes`` episodes (appending to an existing compatible dataset is allowed).
     ``env_kwargs`` update :data:`COLLECTION_ENV_KWARGS` for this env (Two-Room is
     collected with ``terminate_on_success=False``, so every episode runs to the
-    time limit).
+    time limit). ``seed=None`` continues the folder's seed sequence (see
+    :func:`default_seed`): collecting twice into one folder never duplicates episodes.
 
     Returns:
         ``Path(out_dir)``.
+
+    Raises:
+        lewm_agent.data.DiskFullError: the disk filled up; the message names the folder
+            and its free space. The episodes finished before are complete on disk.
     """
     from agents.scripted import make_data_policy  # agents -> envs is the allowed direction
 
@@ -99,6 +168,8 @@ def collect(
     quotas = split_quota(episodes, workers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if seed is None:
+        seed = default_seed(out)
     kwargs = {**COLLECTION_ENV_KWARGS.get(env_id, {}), **(env_kwargs or {})}
     fns = [
         functools.partial(
@@ -125,6 +196,13 @@ def collect(
 
     done_count = np.zeros(workers, dtype=np.int64)  # finished episodes per worker
     quota_arr = np.asarray(quotas, dtype=np.int64)
+    before = _episode_count(out)
+    failure: BaseException | None = None
+    # AsyncVectorEnv logs each failed worker's traceback as a warning before raising:
+    # held back here, shown again unless the failure is a full disk (reported in one line).
+    stack = contextlib.ExitStack()
+    held = stack.enter_context(warnings.catch_warnings(record=True))
+    warnings.simplefilter("always")
     try:
         obs, _ = vec.reset(seed=seed)
         # NEXT_STEP autoreset: the step after a done is a reset step (its action is
@@ -141,9 +219,29 @@ def collect(
                 done_count += done
                 bar.update(int(new.sum()))
                 episode_start, resetting = resetting, done
+    except BaseException as e:
+        failure = e
     finally:
-        vec.close()
-    return out
+        try:
+            vec.close()  # workers wait for their last write, then index what is on disk
+        except Exception as e:
+            failure = failure or e  # a closing error must not mask the first one
+        stack.close()
+    disk_full = _disk_full_cause(failure) if failure is not None else None
+    if disk_full is None:
+        for w in held:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if failure is not None:
+            raise failure
+        return out
+    written = _episode_count(out) - before
+    free = shutil.disk_usage(out).free
+    raise DiskFullError(
+        f"disk full while recording into {out} ({_format_bytes(free)} free there): "
+        f"{written} of {episodes} new episodes were written and are complete; free some "
+        f"space, then collect the other {episodes - written} (without --seed a new run "
+        "continues this folder's seed sequence)"
+    ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -155,7 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", required=True, help="dataset folder (created or appended to)")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="default: the number of episodes already in --out (never repeats earlier ones)",
+    )
     p.add_argument("--frameskip", type=int, default=5, help="training hint stored in meta.json")
     p.add_argument(
         "--env-kwargs",

@@ -20,6 +20,8 @@ _EXPORTS = {
     "load_dataset": "data",
     "DatasetError": "data",
     "CheckpointError": "checkpoint",
+    "ConfigError": "validation",
+    "DiskFullError": "data",
 }
 
 __all__ = sorted(_EXPORTS)

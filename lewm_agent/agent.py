@@ -9,6 +9,7 @@ start; all envs that need a new plan are planned together in one batched call.
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,7 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    CONFIG_FILE,
+    STATS_FILE,
+    CheckpointContents,
+    CheckpointError,
+    build_model,
+    read_checkpoint,
+    save_checkpoint,
+)
 from .config import (
     ModelConfig,
     PlanConfig,
@@ -34,9 +43,95 @@ from .model import LeWM
 from .planning import PlanResult, make_planner
 from .rollout import LatentRollout
 from .train import autocast_context, resolve_device, train
+from .validation import ConfigError, check_action_bounds, check_finite_vector
 
 # Normalised-space bound used where the env's own bound is infinite.
 UNBOUNDED_LIMIT = 3.0
+
+
+def _checkpoint_sections(
+    contents: CheckpointContents,
+) -> tuple[
+    PlanConfig, TrainConfig | None, dict[str, Any], np.ndarray, np.ndarray, ActionNormalizer
+]:
+    """The agent's parts of a checkpoint (plan, train, env, normaliser), each value checked.
+
+    Raises CheckpointError naming the file and field: a NaN bound or normaliser
+    statistic would otherwise turn every planned action into NaN.
+    """
+    config, stats = contents.config, contents.stats
+    a = contents.model_config.action_dim
+    config_path, stats_path = contents.folder / CONFIG_FILE, contents.folder / STATS_FILE
+    section = "plan"
+    try:
+        plan = config.get("plan")
+        plan_cfg = from_dict(PlanConfig, {} if plan is None else plan)
+        section = "train"
+        train = config.get("train")
+        train_cfg = None if train is None else from_dict(TrainConfig, train)
+        section = "env"
+        env = config.get("env")
+        if not isinstance(env, dict):
+            raise ConfigError(f"must be an object with action_low/action_high, got {env!r}")
+        if not isinstance(env.get("env_id"), str | None):
+            raise ConfigError(f"env_id must be a string or null, got {env.get('env_id')!r}")
+        low, high = check_action_bounds(
+            env.get("action_low"), env.get("action_high"), a, "action_low/action_high"
+        )
+    except ValueError as e:
+        raise CheckpointError(f"{config_path}: bad {section} section: {e}") from e
+    section = "action_normalizer"
+    try:
+        norm = stats.get("action_normalizer")
+        if not isinstance(norm, dict):
+            raise ConfigError(f"must be an object with mean and std, got {norm!r}")
+        mean = check_finite_vector(norm.get("mean"), a, "mean")
+        std = check_finite_vector(norm.get("std"), a, "std")
+        if np.any(std <= 0):
+            raise ConfigError(f"std must be positive, got {std.tolist()}")
+        section = "training"
+        if not isinstance(stats.get("training"), dict | None):
+            raise ConfigError(f"must be an object, got {stats.get('training')!r}")
+    except ValueError as e:
+        raise CheckpointError(f"{stats_path}: bad {section} section: {e}") from e
+    return plan_cfg, train_cfg, env, low, high, ActionNormalizer(mean, std)
+
+
+def _check_env_indices(env_indices: Any, n: int) -> list[int]:
+    """`predict`'s env_indices as a list of n distinct non-negative ints (default 0..n-1)."""
+    if env_indices is None:
+        return list(range(n))
+    items = list(np.asarray(env_indices, dtype=object).reshape(-1))
+    if not all(
+        isinstance(i, numbers.Integral) and not isinstance(i, bool | np.bool_) for i in items
+    ):
+        raise ValueError(f"env_indices must be integers, got {env_indices!r}")
+    ids = [int(i) for i in items]
+    if len(ids) != n or len(set(ids)) != n or min(ids) < 0:
+        raise ValueError(f"env_indices must be {n} distinct non-negative ints, got {ids}")
+    return ids
+
+
+def _check_episode_start(episode_start: Any, n: int) -> np.ndarray:
+    """`predict`'s episode_start as n bools (default all False).
+
+    Only booleans (or the integers 0 and 1) are accepted: np.asarray(["False"],
+    dtype=bool) is True, which would silently wipe that env's memory.
+    """
+    if episode_start is None:
+        return np.zeros(n, dtype=bool)
+    starts = np.asarray(episode_start)
+    if starts.dtype != np.bool_:
+        if starts.dtype.kind not in "iu" or not np.isin(starts, (0, 1)).all():
+            raise ValueError(
+                f"episode_start must be booleans, one per env, got {starts.dtype} "
+                f"{starts.tolist()!r}"
+            )
+        starts = starts.astype(bool)
+    starts = starts.reshape(-1)
+    if starts.shape[0] != n:
+        raise ValueError(f"episode_start has {starts.shape[0]} entries for {n} envs")
+    return starts
 
 
 @dataclass
@@ -85,8 +180,7 @@ class WorldModelAgent:
         self.normalizer = normalizer
         self.training_stats = training_stats or {}
         a = self.model_config.action_dim
-        self.action_low = np.asarray(action_low, dtype=np.float32).reshape(a)
-        self.action_high = np.asarray(action_high, dtype=np.float32).reshape(a)
+        self.action_low, self.action_high = check_action_bounds(action_low, action_high, a)
         self._mean = np.asarray(normalizer.mean, dtype=np.float32).reshape(a)
         self._std = np.asarray(normalizer.std, dtype=np.float32).reshape(a)
         fs = self.model_config.frameskip
@@ -188,16 +282,15 @@ class WorldModelAgent:
         device: str | torch.device = "auto",
         **plan_overrides: Any,
     ) -> WorldModelAgent:
-        """Load a saved agent; `planner` picks "cem"/"mppi" or a full PlanConfig."""
+        """Load a saved agent; `planner` picks "cem"/"mppi" or a full PlanConfig.
+
+        Everything in the folder is checked before the model is built (see
+        `read_checkpoint` and `_checkpoint_sections`): a bad value raises a
+        CheckpointError naming its file and field.
+        """
         dev = resolve_device(device)
-        model, config, stats = load_checkpoint(path, device=dev)
-        try:
-            plan_cfg = from_dict(PlanConfig, config.get("plan") or {})
-            train_cfg = from_dict(TrainConfig, config["train"]) if config.get("train") else None
-            env = config["env"]
-            normalizer = ActionNormalizer.from_dict(stats["action_normalizer"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"checkpoint {path} is incomplete or corrupt: {e!r}") from e
+        contents = read_checkpoint(path)
+        plan_cfg, train_cfg, env, low, high, normalizer = _checkpoint_sections(contents)
         if isinstance(planner, PlanConfig):
             plan_cfg = planner
         elif isinstance(planner, str):
@@ -206,11 +299,12 @@ class WorldModelAgent:
             raise TypeError("planner must be 'cem', 'mppi', a PlanConfig or None")
         if plan_overrides:
             plan_cfg = replace(plan_cfg, **plan_overrides)
+        stats = contents.stats
         return cls(
-            model,
+            build_model(contents, device=dev),
             normalizer,
-            np.asarray(env["action_low"]),
-            np.asarray(env["action_high"]),
+            low,
+            high,
             plan_cfg,
             train_config=train_cfg,
             env_id=env.get("env_id"),
@@ -258,25 +352,26 @@ class WorldModelAgent:
         Returns:
             (actions (A,) or (N, A), None).
         """
+        # Every argument is checked before any per-env memory changes, so a rejected
+        # call leaves the agent exactly as it was.
         pixels, goals, batched = self._parse_observation(observation)
         n = pixels.shape[0]
+        if n == 0:
+            raise ValueError(
+                "the observation batch is empty (0 observations): pass one observation "
+                "(H, W, 3) or a batch (N, H, W, 3) with N >= 1"
+            )
+        ids = _check_env_indices(env_indices, n)
+        starts = _check_episode_start(episode_start, n)
         if env_indices is None:
             if len(self._slots) != n:  # a new (vector) env: start fresh
                 self._slots = [self._new_slot(i) for i in range(n)]
-            ids = list(range(n))
         else:
-            ids = [int(i) for i in env_indices]
-            if len(ids) != n or len(set(ids)) != n or min(ids) < 0:
-                raise ValueError(f"env_indices must be {n} distinct non-negative ints, got {ids}")
             while len(self._slots) <= max(ids):
                 self._slots.append(self._new_slot(len(self._slots)))
         slots = [self._slots[i] for i in ids]
-        if episode_start is not None:
-            starts = np.asarray(episode_start, dtype=bool).reshape(-1)
-            if starts.shape[0] != n:
-                raise ValueError(f"episode_start has {starts.shape[0]} entries for {n} envs")
-            for j in np.flatnonzero(starts):
-                slots[j].clear()
+        for j in np.flatnonzero(starts):
+            slots[j].clear()
         self._update_goals(slots, goals)
         self._observe_boundaries(slots, pixels)
         self._plan([sl for sl in slots if not sl.queue])
@@ -344,7 +439,13 @@ class WorldModelAgent:
         """uint8 (N, H, W, 3) -> (N, D) on the agent's device."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         with autocast_context(self.device):
-            return self.model.encode(x).float()
+            z = self.model.encode(x).float()
+        if not torch.isfinite(z).all():
+            raise FloatingPointError(
+                "the model's embeddings of these images are NaN or infinite: the checkpoint's "
+                "weights are likely corrupt (retrain or reload it)"
+            )
+        return z
 
     def _update_goals(self, slots: list[_EnvSlot], goals: np.ndarray) -> None:
         changed = [
@@ -418,11 +519,22 @@ class WorldModelAgent:
                 with autocast_context(self.device):
                     return self.model.rollout(z, past, plans)[:, -1].float()
 
+        finite: list[Tensor] = []  # one flag per call; checked once (no per-call CUDA sync)
+
         def cost_fn(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S,)
             final = rollout(z_rep, past_rep, plans)  # (G*S, D)
-            return (final - goal_rep).square().sum(dim=-1)
+            cost = (final - goal_rep).square().sum(dim=-1)
+            finite.append(torch.isfinite(cost).all())
+            return cost
 
-        return self.planner.plan(cost_fn, generators, init_mean)
+        result = self.planner.plan(cost_fn, generators, init_mean)
+        # CEM's top-k over NaN costs still returns a finite mean: check the costs themselves.
+        if not torch.stack(finite).all():
+            raise FloatingPointError(
+                "the planner's predicted costs are NaN or infinite: the checkpoint's weights "
+                "are likely corrupt (retrain or reload it)"
+            )
+        return result
 
     def _plan_group(self, h0: int, slots: list[_EnvSlot]) -> None:
         cfg, fs = self.plan_config, self.model_config.frameskip

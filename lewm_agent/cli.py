@@ -82,8 +82,9 @@ def _headless() -> None:
 def cmd_collect(args: argparse.Namespace) -> int:
     _headless()
     import envs  # noqa: F401
-    from envs.collect import collect
+    from envs.collect import collect, default_seed
 
+    seed = default_seed(args.out) if args.seed is None else args.seed
     path = collect(
         args.env,
         args.policy,
@@ -91,9 +92,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
         args.out,
         workers=args.workers,
         image_size=args.image_size,
-        seed=args.seed,
+        seed=seed,
     )
-    print(f"recorded {args.episodes} episodes into {path}")
+    print(f"recorded {args.episodes} episodes into {path} (seed {seed})")
     return 0
 
 
@@ -274,7 +275,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         if args.json:
             print(
                 json.dumps(
-                    {"checked": report.checked, "bad": report.bad, "notes": report.notes},
+                    {
+                        "checked": report.checked,
+                        "bad": report.bad,
+                        "duplicates": report.duplicates,
+                        "notes": report.notes,
+                    },
                     indent=2,
                 )
             )
@@ -312,6 +318,9 @@ def add_data_parser(sub: Any) -> None:
 # ------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lewm", description="LeWorldModel agent toolkit")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of expected errors too"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="record a reward-free dataset with a data policy")
@@ -321,7 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="worker processes (vector env)")
     p.add_argument("--out", required=True, help="dataset folder")
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="default: the number of episodes already in --out, so a second run into the "
+        "same folder continues the seed sequence instead of repeating its episodes",
+    )
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("train", help="train LeWM on a dataset and save the agent folder")
@@ -371,8 +386,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Errors about the user's files, values or disk: their message says what to fix."""
+    from .checkpoint import CheckpointError
+    from .data import DatasetError, DiskFullError
+    from .train_state import TrainStateError
+    from .validation import ConfigError
+
+    return (CheckpointError, DatasetError, DiskFullError, TrainStateError, ConfigError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`lewm ...`: an expected error prints `lewm: error: <message>` alone and returns 1.
+
+    `lewm --debug ...` lets it raise instead, with its full traceback.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    try:
+        return _main(argv)
+    except Exception as e:
+        if debug or not isinstance(e, _expected_errors()):
+            raise
+        print(f"lewm: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str]) -> int:
     # These commands have their own parsers in eval/ (they need envs and agents).
     if argv[:2] == ["eval", "--compare"]:
         _headless()

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
+from .validation import ConfigError, check_config_fields
+
 T = TypeVar("T")
 
 
@@ -55,6 +57,9 @@ class ModelConfig:
     pred_dropout: float = 0.1
     """Predictor dropout (paper: 0.1 is best; 0 and 0.2+ hurt)."""
 
+    def __post_init__(self) -> None:
+        check_config_fields(self)  # a bad value fails here, naming the field
+
     @property
     def action_block_dim(self) -> int:
         """Size of one flattened action block (frameskip * action_dim)."""
@@ -96,6 +101,9 @@ class TrainConfig:
     threads: int = 0
     """torch CPU threads (0 = leave torch's default)."""
 
+    def __post_init__(self) -> None:
+        check_config_fields(self)  # a bad value fails here, naming the field
+
 
 @dataclass(frozen=True)
 class PlanConfig:
@@ -127,6 +135,9 @@ class PlanConfig:
     """Start each plan from the previous plan shifted by the executed blocks."""
     seed: int = 0
     """Seed of the planner's own torch.Generator."""
+
+    def __post_init__(self) -> None:
+        check_config_fields(self)  # a bad value fails here, naming the field
 
 
 @dataclass(frozen=True)
@@ -211,12 +222,17 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Build a config dataclass from a dict, rejecting unknown keys by name.
 
     Lists are turned back into tuples where the field's default is a tuple, so a
-    JSON round trip gives an equal (and hashable) config.
+    JSON round trip gives an equal (and hashable) config. Values are checked by the
+    dataclass itself (`check_config_fields`): a wrong type or range raises ConfigError.
     """
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{cls.__name__} must be a JSON object of its fields, got {type(data).__name__}"
+        )
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown fields {unknown}; valid: {sorted(known)}")
+        raise ConfigError(f"{cls.__name__}: unknown fields {unknown}; valid: {sorted(known)}")
     kwargs = {}
     for key, value in data.items():
         default = known[key].default
@@ -236,6 +252,7 @@ def replace(cfg: T, **changes: Any) -> T:
 
 
 __all__ = [
+    "ConfigError",
     "ModelConfig",
     "TrainConfig",
     "PlanConfig",

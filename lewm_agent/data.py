@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -41,12 +43,15 @@ import threading
 import time
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .validation import ConfigError, check_action_bounds
 
 FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -60,6 +65,7 @@ __all__ = [
     "ActionNormalizer",
     "Dataset",
     "DatasetError",
+    "DiskFullError",
     "Episode",
     "EpisodeWriter",
     "VerifyReport",
@@ -76,6 +82,10 @@ __all__ = [
 
 class DatasetError(ValueError):
     """A dataset folder or file is missing, corrupt or inconsistent (the message says the fix)."""
+
+
+class DiskFullError(OSError):
+    """The disk filled up while recording a dataset (the message names the folder and free space)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,7 +172,43 @@ def _read_meta(root: Path) -> dict[str, Any]:
     missing = [k for k in required if k not in meta]
     if missing:
         raise DatasetError(f"{path} lacks keys {missing}; re-record the dataset")
+    _check_meta_fields(meta, path)
     return meta
+
+
+def _check_meta_fields(meta: dict[str, Any], path: Path) -> None:
+    """Types and ranges of meta.json's fields, so a damaged one fails here, by name."""
+    fix = "restore meta.json or re-record the dataset"
+    for key in ("image_size", "action_dim", "state_dim", "frameskip"):
+        v = meta[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise DatasetError(f"{path}: {key} must be a positive integer, got {v!r}; {fix}")
+    if not isinstance(meta["env_id"], str):
+        raise DatasetError(f"{path}: env_id must be a string, got {meta['env_id']!r}; {fix}")
+    if "action_low" in meta or "action_high" in meta:
+        try:
+            check_action_bounds(
+                meta.get("action_low"),
+                meta.get("action_high"),
+                meta["action_dim"],
+                "action_low/action_high",
+                strict=False,
+            )
+        except ConfigError as e:
+            raise DatasetError(f"{path}: {e}; {fix}") from e
+    episodes = meta.get("episodes", [])
+    if not isinstance(episodes, list) or not all(
+        isinstance(e, dict)
+        and isinstance(e.get("file"), str)
+        and isinstance(e.get("length"), int)
+        and not isinstance(e.get("length"), bool)
+        for e in episodes
+    ):
+        raise DatasetError(
+            f'{path}: episodes must be a list of {{"file": name, "length": steps}} entries, '
+            f"got {str(episodes)[:80]}; it is only an index of episodes/: delete the "
+            '"episodes" key (the next EpisodeWriter rebuilds it from the files) or ' + fix
+        )
 
 
 def _episode_files(root: Path) -> list[Path]:
@@ -446,9 +492,12 @@ class EpisodeWriter:
         if states.shape != (t + 1, self.state_dim):
             raise ValueError(f"states must be ({t + 1}, {self.state_dim}), got {states.shape}")
         actions = actions.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(actions)):
-            raise ValueError("actions contain NaN or inf")
-        return pixels, actions, states.astype(np.float32, copy=False)
+        states = states.astype(np.float32, copy=False)
+        try:  # what every reader checks, so a written file is never skipped as corrupt
+            _check_values({"actions": actions, "states": states}, self._header)
+        except _CorruptEpisode as e:
+            raise ValueError(f"{e}; clip actions to the env's bounds before writing") from None
+        return pixels, actions, states
 
     def _scan_next_index(self) -> int:
         pattern = re.compile(re.escape(self.prefix) + r"(\d{6,})\.npz")
@@ -619,6 +668,23 @@ class _CorruptEpisode(Exception):
     """Internal: an episode file failed to read or validate."""
 
 
+# What reading a damaged episode file can raise: zipfile and zlib errors, a flipped flag
+# bit ("encrypted": RuntimeError; unknown compression method: NotImplementedError), short
+# reads, bad npy headers. Any of these means the file is bad, not the program.
+_READ_ERRORS = (
+    _CorruptEpisode,
+    zipfile.BadZipFile,
+    zlib.error,
+    struct.error,
+    NotImplementedError,
+    RuntimeError,
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+)
+
+
 def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, bool, int]]:
     """Read each member's npy header: name -> (shape, dtype, fortran_order, data_offset).
 
@@ -626,9 +692,11 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, bool,
     is stored uncompressed, else -1. Only headers are read (cheap even for big files).
     """
     out: dict[str, tuple[tuple[int, ...], np.dtype, bool, int]] = {}
+    disk_size = path.stat().st_size
     with zipfile.ZipFile(path) as zf, open(path, "rb") as raw:
         for info in zf.infolist():
             key = info.filename.removesuffix(".npy")
+            _check_member_size(info, disk_size)
             with zf.open(info) as f:
                 version = np.lib.format.read_magic(f)
                 if version == (1, 0):
@@ -636,6 +704,14 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, bool,
                 else:
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
                 npy_header_len = f.tell()
+            declared = math.prod(shape) * np.dtype(dtype).itemsize
+            if declared > info.file_size - npy_header_len:
+                # Reading it would first allocate the declared size (terabytes for a
+                # forged length): refuse it from the header.
+                raise _CorruptEpisode(
+                    f"{info.filename} declares shape {tuple(shape)} ({declared} bytes) but "
+                    f"holds {info.file_size - npy_header_len} bytes"
+                )
             offset = -1
             if info.compress_type == zipfile.ZIP_STORED:
                 raw.seek(info.header_offset)
@@ -646,6 +722,57 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, bool,
                 offset = info.header_offset + 30 + name_len + extra_len + npy_header_len
             out[key] = (tuple(shape), np.dtype(dtype), bool(fortran), offset)
     return out
+
+
+# Deflate cannot compress better than ~1032:1, so a member that claims to expand more
+# than this from its compressed size is lying about its size.
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _check_member_size(info: zipfile.ZipInfo, disk_size: int) -> None:
+    """A zip member's recorded sizes must fit in the file that holds it."""
+    if info.header_offset + info.compress_size > disk_size:
+        raise _CorruptEpisode(
+            f"{info.filename} claims {info.compress_size} bytes at offset {info.header_offset} "
+            f"of a {disk_size}-byte file (truncated?)"
+        )
+    limit = info.compress_size if info.compress_type == zipfile.ZIP_STORED else None
+    if limit is None:
+        limit = info.compress_size * _MAX_DEFLATE_RATIO + 1024
+    if info.file_size > limit:
+        raise _CorruptEpisode(
+            f"{info.filename} claims {info.file_size} bytes from {info.compress_size} stored"
+        )
+
+
+def _check_values(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    """Finite actions inside meta.json's action bounds, finite states.
+
+    An action outside the env's Box was never applied to the env (the recorder
+    stores the clipped action), and one huge value (1e30) squeezes the fitted
+    action normaliser until the planner's search box has zero width.
+    """
+    actions = np.asarray(arrays["actions"])  # (T, A)
+    bad_steps = np.flatnonzero(~np.isfinite(actions).all(axis=1))
+    if bad_steps.size:
+        raise _CorruptEpisode(f"actions contain NaN or inf (step {int(bad_steps[0])})")
+    if "action_low" in meta and "action_high" in meta:
+        low = np.asarray(meta["action_low"], dtype=np.float64)  # (A,)
+        high = np.asarray(meta["action_high"], dtype=np.float64)
+        # float32 rounding slack; infinite bounds stay infinite (-inf - inf = -inf)
+        lo = low - 1e-5 * np.maximum(1.0, np.abs(low))
+        hi = high + 1e-5 * np.maximum(1.0, np.abs(high))
+        outside = (actions < lo) | (actions > hi)  # (T, A)
+        if outside.any():
+            t, d = (int(i) for i in np.argwhere(outside)[0])
+            raise _CorruptEpisode(
+                f"actions outside meta.json's bounds: actions[{t}][{d}] = {actions[t, d]:g}, "
+                f"bounds [{low[d]:g}, {high[d]:g}] (the env cannot have applied it)"
+            )
+    states = np.asarray(arrays["states"])  # (T+1, S)
+    bad_steps = np.flatnonzero(~np.isfinite(states).all(axis=1))
+    if bad_steps.size:
+        raise _CorruptEpisode(f"states contain NaN or inf (frame {int(bad_steps[0])})")
 
 
 def _check_shapes(
@@ -746,7 +873,7 @@ def load_dataset(
             t = _check_shapes(
                 {k: v[0] for k, v in h.items()}, {k: v[1] for k, v in h.items()}, meta
             )
-        except (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        except _READ_ERRORS as e:
             corrupt(path, e)
             continue
         if mmap and any(v[3] < 0 for v in h.values()):
@@ -764,6 +891,7 @@ def load_dataset(
         for path, h, _t in headers:
             try:
                 small = _load_small(path, with_pixels=False)  # CRC-checks the small arrays
+                _check_values(small, meta)
 
                 shape, dtype, fortran, off = h["pixels"]
                 pixels = np.memmap(
@@ -774,7 +902,7 @@ def load_dataset(
                     shape=shape,
                     order="F" if fortran else "C",
                 )  # uint8 (T+1, H, W, 3), read lazily from the page cache
-            except (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            except _READ_ERRORS as e:
                 corrupt(path, e)
                 continue
             episodes.append(
@@ -803,7 +931,8 @@ def load_dataset(
                 )
                 if t_read != t:
                     raise _CorruptEpisode(f"file changed while loading ({t} -> {t_read} steps)")
-            except (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+                _check_values(arrs, meta)
+            except _READ_ERRORS as e:
                 corrupt(path, e)
                 continue
             frames[pos : pos + t + 1] = arrs["pixels"]
@@ -823,8 +952,10 @@ def load_dataset(
         frame_offsets = offsets
 
     if not episodes:
+        skipped = f" ({len(files)} files skipped as corrupt, see the warnings)" if files else ""
         raise DatasetError(
-            f"{root} has no readable episodes in {root / EPISODES_DIR}; record some first"
+            f"{root} has no readable episodes in {root / EPISODES_DIR}{skipped}; record some "
+            f"first (`lewm data verify {root}` names what is wrong with each file)"
         )
     return Dataset(meta, episodes, frames, frame_offsets)
 
@@ -1015,7 +1146,6 @@ class WindowSampler:
 # ---------------------------------------------------------------------------------------
 # dataset tools: info, verify, repack, Minari export (`lewm data ...`)
 # ---------------------------------------------------------------------------------------
-_READ_ERRORS = (_CorruptEpisode, zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError)
 
 
 def _unindexed_note(names: list[str]) -> str:
@@ -1122,22 +1252,34 @@ class VerifyReport:
     checked: int
     bad: dict[str, str]  # file name -> what is wrong with it
     notes: list[str]  # index mismatches: worth knowing, not errors
+    duplicates: list[list[str]] = dataclasses.field(default_factory=list)
+    """Groups of files with identical content (e.g. collected twice with the same seed):
+    a copy in the held-out split contaminates every evaluation on the folder."""
 
     @property
     def ok(self) -> bool:
-        return not self.bad
+        return not self.bad and not self.duplicates
 
     def summary(self) -> str:
+        problems = [f"{len(self.bad)} CORRUPT"] if self.bad else []
+        if self.duplicates:
+            problems.append(f"{len(self.duplicates)} DUPLICATED episodes")
         lines = [
             f"{self.root}: checked {self.checked} episode files, "
-            + ("all OK" if self.ok else f"{len(self.bad)} CORRUPT")
+            + (", ".join(problems) if problems else "all OK")
         ]
         lines += [f"  CORRUPT {self.root / EPISODES_DIR / n}: {why}" for n, why in self.bad.items()]
+        lines += [f"  DUPLICATE {' == '.join(group)}" for group in self.duplicates]
         lines += [f"  note: {n}" for n in self.notes]
-        if not self.ok:
+        if self.bad:
             lines.append(
                 "  fix: delete or re-record the corrupt files; training skips them with a "
                 "warning (load_dataset(skip_corrupt=True))"
+            )
+        if self.duplicates:
+            lines.append(
+                "  fix: delete all but the first file of each duplicate group (identical "
+                "episodes come from collecting twice with the same --seed)"
             )
         return "\n".join(lines)
 
@@ -1147,13 +1289,16 @@ def verify_dataset(root: str | os.PathLike[str]) -> VerifyReport:
 
     Checks per file: the zip structure (a truncated file has no central
     directory), every member's CRC-32 (a flipped byte anywhere, pixels included),
-    the arrays' shapes and dtypes against each other and ``meta.json``, and finite
-    actions. Index mismatches between ``meta.json`` and the folder are notes.
+    the arrays' shapes and dtypes against each other and ``meta.json``, finite
+    actions inside the bounds, finite states, and that no two files hold the same
+    episode (content hash). Index mismatches between ``meta.json`` and the folder
+    are notes.
     """
     root = Path(root)
     meta = _read_meta(root)
     files = _episode_files(root)
     bad: dict[str, str] = {}
+    by_content: dict[bytes, list[str]] = {}
     for path in files:
         try:
             h = _npz_headers(path)
@@ -1168,10 +1313,11 @@ def verify_dataset(root: str | os.PathLike[str]) -> VerifyReport:
             )
             if t_read != t:
                 raise _CorruptEpisode(f"headers say {t} steps, arrays hold {t_read}")
-            if not np.all(np.isfinite(arrs["actions"])):
-                raise _CorruptEpisode("actions contain NaN or inf")
+            _check_values(arrs, meta)
         except _READ_ERRORS as e:
             bad[path.name] = f"{type(e).__name__}: {e}"
+            continue
+        by_content.setdefault(_content_hash(arrs), []).append(path.name)
     notes: list[str] = []
     indexed = {str(e.get("file")): e.get("length") for e in meta.get("episodes", [])}
     on_disk = {p.name for p in files}
@@ -1183,7 +1329,18 @@ def verify_dataset(root: str | os.PathLike[str]) -> VerifyReport:
         notes.append(_unindexed_note(unindexed))
     if not files:
         bad["(none)"] = f"no episode files in {root / EPISODES_DIR}"
-    return VerifyReport(root=root, checked=len(files), bad=bad, notes=notes)
+    duplicates = [names for names in by_content.values() if len(names) > 1]
+    return VerifyReport(root=root, checked=len(files), bad=bad, notes=notes, duplicates=duplicates)
+
+
+def _content_hash(arrays: dict[str, np.ndarray]) -> bytes:
+    """Digest of an episode's arrays (names, shapes, dtypes, bytes): equal iff same content."""
+    h = hashlib.blake2b(digest_size=16)
+    for key in _EPISODE_KEYS:
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape};".encode())
+        h.update(memoryview(a.reshape(-1).view(np.uint8)))
+    return h.digest()
 
 
 def iter_episodes(root: str | os.PathLike[str], *, skip_corrupt: bool = True) -> Iterator[Episode]:
@@ -1198,6 +1355,7 @@ def iter_episodes(root: str | os.PathLike[str], *, skip_corrupt: bool = True) ->
                 {k: np.asarray(v).dtype for k, v in arrs.items()},
                 meta,
             )
+            _check_values(arrs, meta)
         except _READ_ERRORS as e:
             if not skip_corrupt:
                 raise DatasetError(f"episode file {path} is corrupt ({e})") from e

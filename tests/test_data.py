@@ -24,13 +24,18 @@ A = 2
 S = 3
 
 
+# Wide enough for the synthetic actions' codes (+-(1000 * ep + t)): a reader refuses
+# actions outside the bounds in meta.json.
+BOUND = 1e6
+
+
 def make_writer(root: Path, **kwargs) -> EpisodeWriter:
     return EpisodeWriter(
         root,
         env_id="test/Env-v0",
         image_size=SIZE,
-        action_low=[-1.0] * A,
-        action_high=[1.0] * A,
+        action_low=[-BOUND] * A,
+        action_high=[BOUND] * A,
         state_dim=S,
         collector="pytest",
         **kwargs,
@@ -79,7 +84,7 @@ def test_round_trip(tmp_path: Path, compress: bool) -> None:
     assert meta["format_version"] == 1
     assert meta["env_id"] == "test/Env-v0" and meta["image_size"] == SIZE
     assert meta["action_dim"] == A and meta["state_dim"] == S
-    assert meta["action_low"] == [-1.0, -1.0] and meta["frameskip"] == 5
+    assert meta["action_low"] == [-BOUND, -BOUND] and meta["frameskip"] == 5
     assert meta["num_episodes"] == 3 and meta["num_steps"] == 15
     assert [e["length"] for e in meta["episodes"]] == [5, 7, 3]
     # No temp files left behind.

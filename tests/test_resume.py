@@ -6,8 +6,8 @@ step counts, and all runs use one torch thread, so the same float operations run
 in the same order.
 
 This file is also the script of the run that gets killed:
-`python tests/test_resume.py slow-run DATA OUT` (it sleeps after each late step
-so the kill lands mid-run, after a checkpoint exists).
+`python tests/test_resume.py slow-run DATA OUT` (it stalls after step 16 so the
+kill lands mid-run, after the step-15 checkpoint exists).
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ CLI_ARGS += ["--checkpoint-every", str(EVERY)]
 
 
 def _slow_run(data: str, out: str) -> None:
-    """What `lewm train ... CLI_ARGS` runs, with a sleep after each step from step 12."""
+    """What `lewm train ... CLI_ARGS` runs, stalling after step 16 (past the step-15
+    checkpoint) until it is killed: a fixed sleep per step lost the race on a loaded
+    machine (the run finished before the kill)."""
     p = get_preset("test")
     cfg = replace(p.train, steps=STEPS, log_every=1, threads=1)
     train(
@@ -46,7 +48,7 @@ def _slow_run(data: str, out: str) -> None:
         log_dir=out,
         device="cpu",
         checkpoint_every=EVERY,
-        callback=lambda step, row: time.sleep(0.4) if step >= 12 else None,
+        callback=lambda step, row: time.sleep(3600) if step >= 16 else None,
     )
 
 
@@ -88,7 +90,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
     done = _cli("--data", str(data_dir), "--out", str(ref), *CLI_ARGS)
     assert done.returncode == 0, done.stderr[-3000:]
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             latest = latest_train_state(run)
             if latest is not None and int(latest.name.split("-")[1]) >= 15:
@@ -96,7 +98,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
             assert victim.poll() is None, victim.stderr.read().decode()[-3000:]  # type: ignore[union-attr]
             time.sleep(0.05)
         else:
-            pytest.fail("no checkpoint at step >= 15 within 120 s")
+            pytest.fail("no checkpoint at step >= 15 within 600 s")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
     finally:

@@ -291,11 +291,14 @@ def test_oracle_is_registered_and_batched() -> None:
 
 
 def test_oracle_reaches_the_env_goal(state_env: CubeEnv) -> None:
-    """Goal mode carries the cube to ``desired_goal`` (OGBench's Markov oracle, no noise)."""
+    """``agents.make("expert")``: goal mode carries the cube to ``desired_goal``, no noise."""
+    import agents
+
+    policy = agents.make("expert", env_id=ENV_ID, seed=0)
+    assert policy.obs_mode == "state" and policy.policy.targets == "goal"
     obs, _ = state_env.reset(seed=11)
-    policy = CubeOracle(targets="goal", seed=0)
     for t in range(200):
-        action, _ = policy.predict(obs, episode_start=np.array([t == 0]), deterministic=True)
+        action, _ = policy.predict(obs, episode_start=np.array([t == 0]))
         obs, _, terminated, _, info = state_env.step(action)
         if terminated:
             break

@@ -10,8 +10,8 @@
 ``ppo-pixels``      PPO on the 64 px ``{"pixels", "goal"}`` observation, same rules
 ``random``          uniform actions over ``env_id``'s (or ``action_space``'s) box
 ``scripted``        the env's noisy heuristic expert, deterministic, on the state
-``expert``          the env's goal-directed expert (privileged state; Push-T), the
-                    ceiling that its data sets
+``expert``          the env's goal-directed expert (privileged state; Push-T, and
+                    OGBench's oracle on Cube), the ceiling that its data sets
 ==================  ==============================================================
 
 Everything returned has ``predict(observation, state=None, episode_start=None,

@@ -233,15 +233,30 @@ EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
 # goal (the evaluation agent ``agents.make("expert")``: privileged state, no reward).
 GOAL_EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
     "lewm/PushT-v0": lambda action_space, seed: PushTExpert(targets="goal", seed=seed),
+    "lewm/Cube-v0": lambda action_space, seed: _cube_oracle(seed, targets="goal"),
 }
 
-DATA_POLICIES: tuple[str, ...] = ("random", "heuristic", "expert")
+# env id -> factory(action_space, seed) of the benchmark's own scripted oracle, in data
+# mode (imported lazily: it needs the ogbench package).
+ORACLES: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
+    "lewm/Cube-v0": lambda action_space, seed: _cube_oracle(seed),
+}
+
+
+def _cube_oracle(seed: int | None, targets: str = "own") -> Any:
+    from agents.cube_oracle import CubeOracle
+
+    return CubeOracle(targets=targets, action_noise=0.1, min_norm=0.4, seed=seed)
+
+
+DATA_POLICIES: tuple[str, ...] = ("random", "heuristic", "expert", "oracle")
 
 
 def make_data_policy(
     name: str, env_id: str, action_space: gym.spaces.Box, seed: int | None = None
 ) -> Any:
-    """Build a data-collection policy by name: ``"random"``, ``"heuristic"`` or ``"expert"``.
+    """Build a data-collection policy by name: ``"random"``, ``"heuristic"``, ``"expert"``
+    or ``"oracle"`` (per env id).
 
     The returned object has the SB3 ``predict`` signature and accepts batched
     observations (as collected from a vector env).
@@ -262,4 +277,11 @@ def make_data_policy(
                 "(or use policy 'heuristic' or 'random')"
             )
         return EXPERTS[env_id](action_space, seed)
+    if name == "oracle":
+        if env_id not in ORACLES:
+            raise ValueError(
+                f"no oracle data policy for {env_id!r}; known: {sorted(ORACLES)} "
+                "(or use policy 'heuristic' or 'random')"
+            )
+        return ORACLES[env_id](action_space, seed)
     raise ValueError(f"unknown data policy {name!r}; choose one of {DATA_POLICIES}")

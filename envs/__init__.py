@@ -12,6 +12,7 @@ _ENVS: list[tuple[str, str, int]] = [
     ("lewm/TwoRoom-v0", "envs.two_room:TwoRoomEnv", 100),
     ("lewm/PushT-v0", "envs.push_t:PushTEnv", 300),
     ("lewm/Reacher-v0", "envs.reacher:ReacherEnv", 200),
+    ("lewm/Cube-v0", "envs.cube:CubeEnv", 200),
 ]
 
 for _env_id, _entry_point, _max_steps in _ENVS:

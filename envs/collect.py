@@ -35,6 +35,7 @@ COLLECTION_ENV_KWARGS: dict[str, dict[str, Any]] = {
     "lewm/TwoRoom-v0": {"terminate_on_success": False},
     "lewm/PushT-v0": {"terminate_on_success": False},
     "lewm/Reacher-v0": {"terminate_on_success": False},
+    "lewm/Cube-v0": {"terminate_on_success": False},
 }
 
 
@@ -248,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m envs.collect --env ID --policy NAME --episodes N --workers K --out DIR``."""
     p = argparse.ArgumentParser(prog="python -m envs.collect", description=__doc__.split("\n")[0])
     p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
-    p.add_argument("--policy", default="heuristic", help="data policy: heuristic | expert | random")
+    p.add_argument(
+        "--policy", default="heuristic", help="data policy: heuristic | expert | oracle | random"
+    )
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", required=True, help="dataset folder (created or appended to)")

@@ -325,7 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="record a reward-free dataset with a data policy")
     p.add_argument("--env", required=True, help="Gymnasium id, e.g. lewm/TwoRoom-v0")
-    p.add_argument("--policy", default="heuristic", help="data policy: heuristic | expert | random")
+    p.add_argument(
+        "--policy", default="heuristic", help="data policy: heuristic | expert | oracle | random"
+    )
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--workers", type=int, default=2, help="worker processes (vector env)")
     p.add_argument("--out", required=True, help="dataset folder")

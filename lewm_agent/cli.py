@@ -102,15 +102,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if wants_train_engine(args):
         return cmd_train_engine(args)
     from .agent import WorldModelAgent
+    from .config import get_preset, replace
+    from .train import DEFAULT_PRESET, run_meta, written_files_line
 
+    if args.data is None:
+        raise SystemExit("lewm train needs --data DIR, the dataset folder `lewm collect` wrote")
+    preset = args.preset or DEFAULT_PRESET
+    plan_overrides = collect_overrides(args, PlanConfig, "plan-")
     agent = WorldModelAgent.fit(
         args.data,
-        preset=args.preset,
+        preset=preset,
         device=args.device,
         log_dir=args.out,
         model_overrides=collect_overrides(args, ModelConfig, "model-"),
         train_overrides=collect_overrides(args, TrainConfig, ""),
-        plan_overrides=collect_overrides(args, PlanConfig, "plan-"),
+        plan_overrides=plan_overrides,
+        keep_train_state=args.keep_train_state,
+        run_meta=run_meta(args.data, preset, replace(get_preset(preset).plan, **plan_overrides)),
     )
     path = agent.save(args.out)
     final = agent.training_stats.get("final", {})
@@ -118,6 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"saved agent to {path} ({agent.training_stats['seconds']:.0f} s; final pred_loss "
         f"{final.get('pred_loss', float('nan')):.4f}, emb_std {final.get('emb_std', float('nan')):.2f})"
     )
+    print(written_files_line(path))
     return 0
 
 
@@ -219,7 +228,14 @@ def add_train_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the newest checkpoint in OUT/train_state (same settings and data)",
+        help="continue from the newest checkpoint in OUT/train_state with the saved run's "
+        "settings and data (flags given now override them)",
+    )
+    g.add_argument(
+        "--keep-train-state",
+        action="store_true",
+        help="keep OUT/train_state (optimiser state, ~3x the model) after the run finishes, "
+        "to extend it later; by default a finished run deletes it",
     )
     g.add_argument(
         "--checkpoint-every",
@@ -340,9 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("train", help="train LeWM on a dataset and save the agent folder")
-    p.add_argument("--data", required=True, help="dataset folder (from `lewm collect`)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset folder (from `lewm collect`); with --resume: the saved run's",
+    )
     p.add_argument("--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="named configuration (default cpu; with --resume: the saved run's settings)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     add_config_options(p, TrainConfig, "")
     add_config_options(p, ModelConfig, "model-")

@@ -839,6 +839,7 @@ def agent_from_result(result: TrainResult, plan_cfg: Any, device: str | torch.de
             "world_size": result.world_size,
             "resumed_from": result.start_step or None,
         },
+        env_build=meta.get("env_build"),
     )
 
 

@@ -354,14 +354,14 @@ def protocol_episodes(
 
 
 # ------------------------------------------------------------------------------ CLI
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m eval.compare") -> argparse.ArgumentParser:
     """The `python -m eval.compare` options (also used by `lewm eval --compare`)."""
     from agents.baselines import DEFAULT_TIMESTEPS
 
     p = argparse.ArgumentParser(
-        prog="python -m eval.compare",
+        prog=prog,
         description="Every agent on the same paper-protocol episodes: results.json, "
-        "results.md and success.png (95%% Wilson intervals).",
+        "results.md and success.png (95% Wilson intervals).",
     )
     p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
     p.add_argument(
@@ -416,11 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.compare") -> int:
     """CLI entry: ``python -m eval.compare --env ID --agents lewm,ppo,sac,random ...``."""
     for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
         os.environ.setdefault(k, v)
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
     run_compare(args)
     return 0
 

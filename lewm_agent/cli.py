@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     # Listed for `lewm -h`; main() hands its arguments to eval.physics's own parser.
     sub.add_parser(
-        "probe", help="latent physics: probe | surprise | straightness (`lewm probe -h`)"
+        "probe", help="latent physics: state | surprise | straightness (`lewm probe -h`)"
     )
     return parser
 
@@ -536,22 +536,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    # These commands have their own parsers in eval/ (they need envs and agents).
-    if argv[:2] == ["eval", "--compare"]:
-        _headless()
-        from eval.compare import main as compare_main
+    # These commands have their own parsers in eval/ (they need envs and agents); the
+    # mode flag may come anywhere after `eval`.
+    for flag, module in (("--compare", "eval.compare"), ("--videos", "eval.video")):
+        if argv[:1] == ["eval"] and flag in argv[1:]:
+            _headless()
+            import importlib
 
-        return int(compare_main(argv[2:]) or 0)
-    if argv[:2] == ["eval", "--videos"]:
-        _headless()
-        from eval.video import main as video_main
-
-        return int(video_main(argv[2:]) or 0)
+            rest = [a for a in argv[1:] if a != flag]
+            mode_main = importlib.import_module(module).main
+            return int(mode_main(rest, prog=f"lewm eval {flag}") or 0)
     if argv and argv[0] == "probe":
         _headless()
         from eval.physics import main as physics_main
 
-        return int(physics_main(argv[1:]) or 0)
+        return int(physics_main(argv[1:], prog="lewm probe") or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

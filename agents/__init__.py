@@ -144,9 +144,7 @@ def make(name: str, **kw: Any) -> Any:
         if env_id is None:
             raise ValueError("agents.make('scripted', env_id=...) needs the env id")
         space = _action_space(env_id, None)
-        return ScriptedAgent(
-            make_data_policy("heuristic", env_id, space, seed=kw.pop("seed", None))
-        )
+        return ScriptedAgent(make_data_policy("scripted", env_id, space, seed=kw.pop("seed", None)))
     if key == "expert":
         from agents.scripted import GOAL_EXPERTS
 

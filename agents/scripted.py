@@ -249,39 +249,44 @@ def _cube_oracle(seed: int | None, targets: str = "own") -> Any:
     return CubeOracle(targets=targets, action_noise=0.1, min_norm=0.4, seed=seed)
 
 
-DATA_POLICIES: tuple[str, ...] = ("random", "heuristic", "expert", "oracle")
+DATA_POLICIES: tuple[str, ...] = ("random", "scripted", "expert", "oracle")
+# Old names still accepted: "heuristic" was `lewm collect`'s name for "scripted".
+DATA_POLICY_ALIASES: dict[str, str] = {"heuristic": "scripted"}
 
 
 def make_data_policy(
     name: str, env_id: str, action_space: gym.spaces.Box, seed: int | None = None
 ) -> Any:
-    """Build a data-collection policy by name: ``"random"``, ``"heuristic"``, ``"expert"``
+    """Build a data-collection policy by name: ``"random"``, ``"scripted"``, ``"expert"``
     or ``"oracle"`` (per env id).
 
-    The returned object has the SB3 ``predict`` signature and accepts batched
-    observations (as collected from a vector env).
+    ``"scripted"`` is the env's noisy heuristic (also accepted: its old name
+    ``"heuristic"``), the same policy ``lewm eval --compare`` calls ``scripted``. The
+    returned object has the SB3 ``predict`` signature and accepts batched observations
+    (as collected from a vector env).
     """
+    name = DATA_POLICY_ALIASES.get(name, name)
     if name == "random":
         return RandomPolicy(action_space, seed=seed)
-    if name == "heuristic":
+    if name == "scripted":
         if env_id not in HEURISTICS:
             raise ValueError(
-                f"no heuristic data policy for {env_id!r}; known: {sorted(HEURISTICS)} "
-                "(or use policy 'random')"
+                f"no scripted data policy for {env_id!r}; known: {sorted(HEURISTICS)} "
+                "(use --policy random for other envs)"
             )
         return HEURISTICS[env_id](action_space, seed)
     if name == "expert":
         if env_id not in EXPERTS:
             raise ValueError(
                 f"no expert data policy for {env_id!r}; known: {sorted(EXPERTS)} "
-                "(or use policy 'heuristic' or 'random')"
+                "(or use policy 'scripted' or 'random')"
             )
         return EXPERTS[env_id](action_space, seed)
     if name == "oracle":
         if env_id not in ORACLES:
             raise ValueError(
                 f"no oracle data policy for {env_id!r}; known: {sorted(ORACLES)} "
-                "(or use policy 'heuristic' or 'random')"
+                "(or use policy 'scripted' or 'random')"
             )
         return ORACLES[env_id](action_space, seed)
     raise ValueError(f"unknown data policy {name!r}; choose one of {DATA_POLICIES}")

@@ -1,10 +1,11 @@
 """Parallel data collection: a vector env of recording workers driven by a data policy.
 
-    python -m envs.collect --env lewm/TwoRoom-v0 --policy heuristic --episodes 1000 \\
+    python -m envs.collect --env lewm/TwoRoom-v0 --policy scripted --episodes 1000 \\
         --workers 2 --out data/tworoom [--image-size 64] [--seed 0]
 
 Each worker process runs ``gym.make(env_id, obs_mode="state", ...)`` (scripted
-policies act on the simulator state) wrapped in :class:`envs.wrappers.RecordEpisodes`,
+policies act on the simulator state; a foreign env gets only the kwargs it takes and
+a PixelGoal wrapper, see :mod:`envs.build`) wrapped in :class:`envs.wrappers.RecordEpisodes`,
 which renders and writes its own finished episodes (prefix ``w<i>-``) until its quota
 is met. The parent only computes batched actions, so frames never cross processes.
 """
@@ -28,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from lewm_agent.data import DiskFullError
+from lewm_agent.validation import ConfigError
 
 # Env kwargs used for data collection unless the caller overrides them. Two-Room
 # episodes must not end at the goal: a world model wants long trajectories.
@@ -39,28 +41,45 @@ COLLECTION_ENV_KWARGS: dict[str, dict[str, Any]] = {
 }
 
 
+def _make_env(build: dict[str, Any], image_size: int) -> gym.Env:
+    """The env a collection worker records: state observations where the env has them.
+
+    Scripted policies act on the simulator state (``obs_mode="state"``, which only the
+    lewm envs take); a foreign env is wrapped in PixelGoal, whose goal image is not
+    recorded, so it may be blank.
+    """
+    import envs  # noqa: F401  (registers the ids in a fresh worker process)
+    from envs.build import EnvBuild
+
+    b = EnvBuild.from_dict(build)
+    return b.make(
+        obs_mode="state",
+        image_size=image_size,
+        wrapper_overrides={"goal_optional": True},
+        **COLLECTION_ENV_KWARGS.get(b.id, {}),
+    )
+
+
 def _make_recording_env(
-    env_id: str,
+    build: dict[str, Any],
     out_dir: str,
     image_size: int,
-    env_kwargs: dict[str, Any],
     prefix: str,
     quota: int,
     frameskip: int,
     collector: str,
 ) -> gym.Env:
     """Worker-side env factory (module-level so it also works with spawn start methods)."""
-    import envs  # noqa: F401  (registers the ids in a fresh worker process)
     from envs.wrappers import RecordEpisodes
 
-    env = gym.make(env_id, obs_mode="state", image_size=image_size, **env_kwargs)
     recorder = RecordEpisodes(
-        env,
+        _make_env(build, image_size),
         out_dir,
         collector=collector,
         frameskip=frameskip,
         prefix=prefix,
         max_episodes=quota,
+        env_build=build,
     )
     return _CloseDespiteFullDisk(recorder)
 
@@ -140,6 +159,7 @@ def collect(
     env_kwargs: dict[str, Any] | None = None,
     frameskip: int = 5,
     progress: bool = True,
+    wrapper_kwargs: dict[str, Any] | None = None,
 ) -> Path:
     """Record ``episodes`` finished episodes of ``env_id`` with a scripted data policy.
 
@@ -147,10 +167,19 @@ def collect(
     worker). Worker ``i`` records up to its quota into ``out_dir`` with prefix
     ``w<i>-``; the loop ends when every quota is met, so the folder gains exactly
     ``episodes`` episodes (appending to an existing compatible dataset is allowed).
-    ``env_kwargs`` update :data:`COLLECTION_ENV_KWARGS` for this env (Two-Room is
-    collected with ``terminate_on_success=False``, so every episode runs to the
-    time limit). ``seed=None`` continues the folder's seed sequence (see
-    :func:`default_seed`): collecting twice into one folder never duplicates episodes.
+    ``seed=None`` continues the folder's seed sequence (see :func:`default_seed`):
+    collecting twice into one folder never duplicates episodes.
+
+    ``env_id`` may name the module that registers it, Gymnasium's ``module:id`` form
+    (``gym_pusht:gym_pusht/PushT-v0``). ``env_kwargs`` are passed to the env as given
+    (each must be one its constructor takes); this package's own kwargs
+    (``obs_mode``, ``image_size``, :data:`COLLECTION_ENV_KWARGS`: Two-Room is
+    collected with ``terminate_on_success=False``, so every episode runs to the time
+    limit) only where the env takes them. Envs outside ``lewm/`` are wrapped in
+    :class:`envs.wrappers.PixelGoal` with ``wrapper_kwargs`` (callables as
+    ``"module:function"`` strings). How the env was built is stored in ``meta.json``
+    (``"env_build"``). A folder this call created is removed again if it fails before
+    writing an episode.
 
     Returns:
         ``Path(out_dir)``.
@@ -160,6 +189,7 @@ def collect(
             and its free space. The episodes finished before are complete on disk.
     """
     from agents.scripted import make_data_policy  # agents -> envs is the allowed direction
+    from envs.build import EnvBuild, EnvBuildError
 
     if episodes < 1 or workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {episodes}, {workers}")
@@ -168,17 +198,29 @@ def collect(
     workers = min(workers, episodes)
     quotas = split_quota(episodes, workers)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if seed is None:
         seed = default_seed(out)
-    kwargs = {**COLLECTION_ENV_KWARGS.get(env_id, {}), **(env_kwargs or {})}
+    # Everything that can fail on the user's arguments fails here, before any folder
+    # exists: the module, the id, the kwargs, the wrapper's callables, the policy.
+    build = EnvBuild.from_spec(env_id, env_kwargs, wrapper_kwargs).to_dict()
+    try:
+        first = _make_env(build, image_size)
+    except (TypeError, ValueError) as e:  # the env's own check of the user's kwargs
+        raise EnvBuildError(f"cannot make {build['id']} with {build['kwargs']}: {e}") from e
+    try:
+        policy = make_data_policy(policy_name, build["id"], first.action_space, seed=seed)
+    except ValueError as e:  # the user's --policy: one line in the CLI, not a traceback
+        raise ConfigError(str(e)) from e
+    finally:
+        first.close()
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
     fns = [
         functools.partial(
             _make_recording_env,
-            env_id,
+            build,
             str(out),
             image_size,
-            kwargs,
             f"w{i}-",
             quotas[i],
             frameskip,
@@ -186,12 +228,15 @@ def collect(
         )
         for i in range(workers)
     ]
-    vec: gym.vector.VectorEnv
-    if workers > 1:
-        vec = gym.vector.AsyncVectorEnv(fns)
-    else:
-        vec = gym.vector.SyncVectorEnv(fns)
-    policy = make_data_policy(policy_name, env_id, vec.single_action_space, seed=seed)
+    try:
+        vec: gym.vector.VectorEnv
+        if workers > 1:
+            vec = gym.vector.AsyncVectorEnv(fns)
+        else:
+            vec = gym.vector.SyncVectorEnv(fns)
+    except BaseException:
+        _remove_if_empty(out, created)
+        raise
 
     from tqdm.auto import tqdm
 
@@ -211,7 +256,9 @@ def collect(
         # so a new episode's first real action is chosen one call after that step.
         episode_start = np.ones(workers, dtype=bool)  # (K,) obs is a first observation
         resetting = np.zeros(workers, dtype=bool)  # (K,) next step is a reset step
-        with tqdm(total=episodes, desc=f"collect {env_id}", disable=not progress) as bar:
+        with tqdm(
+            total=episodes, desc=f"collect {env_id}", unit="episode", disable=not progress
+        ) as bar:
             while np.any(done_count < quota_arr):
                 actions, _ = policy.predict(obs, episode_start=episode_start)
                 obs, _, terminated, truncated, _ = vec.step(actions)
@@ -233,6 +280,7 @@ def collect(
         for w in held:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if failure is not None:
+            _remove_if_empty(out, created)
             raise failure
         return out
     written = _episode_count(out) - before
@@ -245,12 +293,20 @@ def collect(
     ) from None
 
 
+def _remove_if_empty(out: Path, created: bool) -> None:
+    """Remove a dataset folder this run created if no episode made it to disk."""
+    if created and _episode_count(out) == 0:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``python -m envs.collect --env ID --policy NAME --episodes N --workers K --out DIR``."""
     p = argparse.ArgumentParser(prog="python -m envs.collect", description=__doc__.split("\n")[0])
     p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
     p.add_argument(
-        "--policy", default="heuristic", help="data policy: heuristic | expert | oracle | random"
+        "--policy",
+        default="scripted",
+        help="data policy: scripted (alias heuristic) | expert | oracle | random",
     )
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--workers", type=int, default=2)
@@ -268,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=json.loads,
         default=None,
         help="JSON dict of extra env kwargs, e.g. '{\"terminate_on_success\": true}'",
+    )
+    p.add_argument(
+        "--wrapper-kwargs",
+        type=json.loads,
+        default=None,
+        help="JSON dict of PixelGoal kwargs for a non-lewm env (see `lewm collect -h`)",
     )
     args = p.parse_args(argv)
 
@@ -292,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         frameskip=args.frameskip,
         env_kwargs=args.env_kwargs,
+        wrapper_kwargs=args.wrapper_kwargs,
     )
     elapsed = time.perf_counter() - t0
     eps1, steps1 = steps_so_far()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
@@ -20,7 +21,13 @@ import numpy as np
 
 from lewm_agent.data import EpisodeWriter
 
-__all__ = ["PixelGoal", "RecordEpisodes", "resize_image", "simulator_state"]
+__all__ = [
+    "PixelGoal",
+    "RecordEpisodes",
+    "resize_image",
+    "simulator_state",
+    "warn_unless_state_restores",
+]
 
 _IMAGE_KEYS = ("pixels", "goal")
 
@@ -145,6 +152,66 @@ def simulator_state(env: gym.Env, info: dict[str, Any], observation: Any = None)
     )
 
 
+def warn_unless_state_restores(
+    env: gym.Env,
+    second: Callable[[], gym.Env],
+    state: Any,
+    frame: np.ndarray,
+    frame_of: Callable[[gym.Env, Any], np.ndarray],
+    *,
+    state_option: str = "state",
+    source: str = "state_fn",
+    who: str = "RecordEpisodes",
+) -> bool | None:
+    """Check one state round trip; warn (and return False) if the frame is not restored.
+
+    ``second()`` gives another instance of the env; it is reset with
+    ``options={state_option: state}`` and its frame (``frame_of(env, obs)``) compared
+    with ``frame``, the frame the state was recorded with. Returns True when restored,
+    False when not, None when it could not be checked (a warning says why).
+    """
+    name = getattr(env.spec, "id", None) or type(env.unwrapped).__name__
+    what = (
+        "state_fn(env)"
+        if source == "state_fn"
+        else f"the flattened non-image observation ({np.size(state)} numbers; the env gives "
+        "no info['state'])"
+    )
+    fix = (
+        "pass state_fn=... returning the full simulator state (and state_option=... naming "
+        "the reset option that restores it)"
+    )
+    option = f"reset(options={{{state_option!r}: state}})"
+    try:
+        other = second()
+        obs, _ = other.reset(options={state_option: state})
+        again = frame_of(other, obs)
+    except Exception as e:  # the env takes no state at reset, or cannot be made twice
+        warnings.warn(
+            f"{who} on {name}: cannot check that the recorded state ({what}) restores the "
+            f"frame: {option} failed ({e!r}). The evaluation protocol restarts episodes from "
+            f"recorded states: {fix}, or evaluate on episodes sampled from the env "
+            "(lewm eval --episodes-from env)",
+            UserWarning,
+            stacklevel=4,
+        )
+        return None
+    if again.shape != frame.shape:
+        again = resize_image(again, frame.shape[:2])
+    differ = float(np.mean(np.abs(again.astype(np.int16) - frame).max(axis=-1) > 16))
+    if differ > 0.002:  # a few pixels of tolerance for renderers' rounding
+        warnings.warn(
+            f"{who} on {name}: the recorded state ({what}) does not restore the frame: "
+            f"{option} shows a different frame ({100 * differ:.1f}% of pixels differ), so the "
+            f"recorded states miss part of the scene and the evaluation protocol cannot "
+            f"restart episodes from them: {fix}",
+            UserWarning,
+            stacklevel=4,
+        )
+        return False
+    return True
+
+
 _UINT8 = np.dtype(np.uint8)
 _FIRST_BUFFER_FRAMES = 128  # episode buffer rows when the env has no time limit (it doubles)
 _FIRST_BUFFER_BYTES = 64 << 20  # cap on the first pixel buffer (a huge time limit)
@@ -238,6 +305,14 @@ class RecordEpisodes(gym.Wrapper):
         max_episodes: stop recording after this many written episodes (None: never).
         compress: compressed ``.npz`` (default) or uncompressed (memory-mappable).
         background: write episodes on a background thread (default) or inline.
+        state_fn: ``state_fn(env) -> 1-D array``, the state to record instead of
+            :func:`simulator_state`'s. A state from ``state_fn`` or from the flattened
+            observation is checked once, at the first reset: a second instance of the
+            env (``gym.make(env.spec)``) reset with ``options={state_option: state}``
+            must show the same frame, else a warning says so.
+        state_option: the reset option under which the env takes a state.
+        env_build: how the env was built (:meth:`envs.build.EnvBuild.to_dict`), stored
+            in ``meta.json`` as ``"env_build"`` so other commands can rebuild the env.
     """
 
     def __init__(
@@ -251,6 +326,9 @@ class RecordEpisodes(gym.Wrapper):
         max_episodes: int | None = None,
         compress: bool = True,
         background: bool = True,
+        state_fn: StateFn | None = None,
+        state_option: str = "state",
+        env_build: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(env)
         if not isinstance(env.action_space, gym.spaces.Box):
@@ -264,6 +342,10 @@ class RecordEpisodes(gym.Wrapper):
         self.max_episodes = max_episodes
         self.compress = compress
         self.background = background
+        self.state_fn = state_fn
+        self.state_option = state_option
+        self.env_build = env_build
+        self._state_checked = False
         self.episodes_written = 0
         """Finished episodes handed to the writer (the last may still be in flight)."""
         self._writer: EpisodeWriter | None = None
@@ -308,7 +390,7 @@ class RecordEpisodes(gym.Wrapper):
             # bounds happens once per episode, in _write.
             buf.actions[t] = action
             buf.pixels[t + 1] = self._frame(obs)
-            state = info.get("state") if isinstance(info, dict) else None
+            state = info.get("state") if isinstance(info, dict) and self.state_fn is None else None
             if type(state) is np.ndarray and state.shape == self._state_shape:
                 buf.states[t + 1] = state  # fast path: the lewm env contract
             else:
@@ -360,7 +442,10 @@ class RecordEpisodes(gym.Wrapper):
         """Begin recording an episode at its first observation."""
         space = self.env.action_space
         frame = self._frame(obs, first=True)
-        state = simulator_state(self.env, info, obs)  # (S,)
+        state = self._raw_state(info, obs)  # (S,)
+        if not self._state_checked:
+            self._state_checked = True  # once per wrapper: it costs a second env instance
+            self._check_state(state, frame, info)
         self._state_shape = state.shape
         self._low = np.asarray(space.low, dtype=np.float32)
         self._high = np.asarray(space.high, dtype=np.float32)
@@ -404,9 +489,52 @@ class RecordEpisodes(gym.Wrapper):
             )
         return frame
 
+    def _raw_state(self, info: dict[str, Any], obs: Any) -> np.ndarray:
+        if self.state_fn is not None:
+            return np.asarray(self.state_fn(self.env), dtype=np.float32).reshape(-1).copy()
+        return simulator_state(self.env, info, obs)
+
+    def _check_state(self, state: np.ndarray, frame: np.ndarray, info: dict[str, Any]) -> None:
+        """Round-trip check of a state this wrapper made up (see ``state_fn``)."""
+        if self.state_fn is not None:
+            source = "state_fn"
+        elif "state" in info:
+            return  # the env's own full state (the lewm env contract)
+        elif hasattr(getattr(self.env.unwrapped, "data", None), "qpos"):
+            return  # MuJoCo [qpos, qvel]: restorable with set_state by construction
+        else:
+            source = "observation"
+        spec = self.env.spec
+        second: list[gym.Env] = []
+
+        def make_second() -> gym.Env:
+            if spec is None:
+                raise RuntimeError("the env has no spec to make a second instance from")
+            second.append(gym.make(spec))
+            return second[0]
+
+        def frame_of(env: gym.Env, obs: Any) -> np.ndarray:
+            if isinstance(obs, dict) and "pixels" in obs:
+                return np.asarray(obs["pixels"])
+            return env.render()
+
+        try:
+            warn_unless_state_restores(
+                self.env,
+                make_second,
+                state,
+                frame,
+                frame_of,
+                state_option=self.state_option,
+                source=source,
+            )
+        finally:
+            for env in second:
+                env.close()
+
     def _state(self, info: dict[str, Any], obs: Any) -> np.ndarray:
-        """This step's state from :func:`simulator_state`, checked against the episode's."""
-        state = simulator_state(self.env, info, obs)
+        """This step's state (``state_fn`` or :func:`simulator_state`), checked against the episode's."""
+        state = self._raw_state(info, obs)
         if state.shape != self._state_shape:
             raise ValueError(
                 f"state shape changed within an episode: {state.shape}, the episode's first "
@@ -436,6 +564,7 @@ class RecordEpisodes(gym.Wrapper):
                 frameskip=self.frameskip,
                 prefix=self.prefix,
                 compress=self.compress,
+                env_build=self.env_build,
             )
         self._wait()  # at most one write in flight: the other buffer set is free now
         if self.background:
@@ -484,6 +613,8 @@ GoalFn = Callable[[gym.Env], np.ndarray]
 GoalStateFn = Callable[[gym.Env, gym.Env], None]
 """``goal_state_fn(goal_env, env)`` puts ``goal_env`` (a private second instance) in
 the goal state; ``env`` is the live env, just reset, to read the episode's target from."""
+StateFn = Callable[[gym.Env], Any]
+"""``state_fn(env) -> 1-D array``: the full state of the env, recorded as ``info["state"]``."""
 
 
 class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -517,16 +648,35 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
     observation on). A reset with no source at all raises, rather than hand the
     agent a blank goal it would silently plan toward.
 
-    ``info["state"]`` is added when the env does not give one (see
-    :func:`simulator_state`: ``[qpos, qvel]`` for MuJoCo envs, else the flattened raw
-    observation), so :class:`RecordEpisodes` can wrap this wrapper and record any
-    env in the lewm dataset format; the raw observation itself is dropped.
+    ``info["state"]`` is added when the env does not give one: ``state_fn(env)`` when
+    given, else :func:`simulator_state` (``[qpos, qvel]`` for MuJoCo envs, else the
+    flattened raw observation), so :class:`RecordEpisodes` can wrap this wrapper and
+    record any env in the lewm dataset format; the raw observation itself is dropped.
+    A flattened observation is often not the whole state (gym-pusht's
+    ``pixels_agent_pos`` has the agent but not the block), so at the first reset a
+    state from ``state_fn`` or from the observation is checked once on the second
+    instance: ``reset(options={state_option: state})`` must show the same frame, else
+    a warning says so (the evaluation protocol restarts episodes from recorded states).
+
+    Reset options ``{"state": s, "goal_state": g}`` (the evaluation protocol's) work
+    when the env restores a state through a reset option: ``state`` is passed as
+    ``options[state_option]``, and the goal image is the frame of the second instance
+    reset to ``g`` (it takes precedence over the sources above for that episode).
 
     Args:
         env: a Gymnasium env made with ``render_mode="rgb_array"``.
         goal_fn: per-episode goal image function (source 1).
         image_size: side ``S`` of the square output images.
         goal_state_fn: per-episode goal state function (source 2).
+        state_fn: ``state_fn(env) -> 1-D array``, the state recorded at every step.
+        frame_from: ``"render"`` (``env.render()``) or ``"obs"`` (the observation's
+            ``"pixels"``, or the observation itself if it is an image): e.g. gym-pusht's
+            96 px observation instead of its 680 px rendering with overlays.
+        state_option: the reset option under which the env takes a state (``"state"``
+            for the lewm contract; gym-pusht: ``"reset_to_state"``).
+        goal_optional: an episode without a goal source gets a black goal image
+            instead of an error (for recording data, where goals are not stored).
+        check_state: check the state round trip at the first reset (see above).
     """
 
     def __init__(
@@ -536,9 +686,22 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
         image_size: int = 64,
         *,
         goal_state_fn: GoalStateFn | None = None,
+        state_fn: StateFn | None = None,
+        frame_from: str = "render",
+        state_option: str = "state",
+        goal_optional: bool = False,
+        check_state: bool = True,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
-            self, goal_fn=goal_fn, image_size=image_size, goal_state_fn=goal_state_fn
+            self,
+            goal_fn=goal_fn,
+            image_size=image_size,
+            goal_state_fn=goal_state_fn,
+            state_fn=state_fn,
+            frame_from=frame_from,
+            state_option=state_option,
+            goal_optional=goal_optional,
+            check_state=check_state,
         )
         super().__init__(env)
         if env.render_mode != "rgb_array":
@@ -550,9 +713,22 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         if goal_fn is not None and goal_state_fn is not None:
             raise ValueError("give goal_fn or goal_state_fn, not both")
+        if frame_from not in ("render", "obs"):
+            raise ValueError(f"frame_from must be 'render' or 'obs', got {frame_from!r}")
+        if frame_from == "obs" and goal_state_fn is not None:
+            raise ValueError(
+                "goal_state_fn's goal frame is goal_env.render(), which frame_from='obs' does "
+                "not use: give goal_fn, or frame_from='render'"
+            )
         self.image_size = int(image_size)
         self.goal_fn = goal_fn
         self.goal_state_fn = goal_state_fn
+        self.state_fn = state_fn
+        self.frame_from = frame_from
+        self.state_option = str(state_option)
+        self.goal_optional = bool(goal_optional)
+        self.check_state = bool(check_state)
+        self._state_checked = False
         img = gym.spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
         self.observation_space = gym.spaces.Dict({"pixels": img, "goal": img})
         self._goal: np.ndarray | None = None  # (S, S, 3) goal of the running episode
@@ -601,7 +777,11 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 "pass goal_fn instead and render the goal yourself"
             ) from e
 
-    def _episode_goal(self) -> np.ndarray:
+    def _episode_goal(self, goal_state: Any = None) -> np.ndarray:
+        if goal_state is not None:  # the protocol's goal: the frame at that state
+            obs, _ = self.goal_env.reset(options={self.state_option: goal_state})
+            _match_mujoco_camera(self.env, self.goal_env)
+            return self._frame_of(self.goal_env, obs, "goal_env")
         if self.goal_fn is not None:
             return self._resized(self.goal_fn(self.env), "goal_fn(env)")
         if self.goal_state_fn is not None:
@@ -612,6 +792,8 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return self._resized(genv.render(), "goal_env.render()")
         if self._fixed_goal is not None:
             return self._fixed_goal
+        if self.goal_optional:
+            return np.zeros((self.image_size, self.image_size, 3), np.uint8)
         raise RuntimeError(
             "PixelGoal has no goal for this episode: pass goal_fn or goal_state_fn, "
             "or call set_goal(image) before reset()"
@@ -621,19 +803,30 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        options = dict(options) if options else None
+        goal_state = options.get("goal_state") if options else None
+        if options and "state" in options and self.state_option != "state":
+            options[self.state_option] = options.pop("state")  # the env's own option name
         obs, info = self.env.reset(seed=seed, options=options)
         if seed is not None:  # the goal env's resets follow this wrapper's seed
             self._goal_rng = np.random.default_rng(seed)
-        pixels = self._pixels()  # render the live env first: its camera is the reference
-        self._goal = self._episode_goal()
-        return {"pixels": pixels, "goal": self._goal.copy()}, self._info(info, obs)
+        pixels = self._frame_of(self.env, obs)  # the live env first: its camera is the reference
+        self._goal = self._episode_goal(goal_state)
+        source = self._state_source(info)
+        info = self._info(info, obs)
+        if goal_state is not None:
+            info = {**info, "goal_state": np.asarray(goal_state, dtype=np.float32)}
+        if self.check_state and not self._state_checked:
+            self._state_checked = True  # once: it costs a reset of the second instance
+            self._check_state_round_trip(info.get("state"), pixels, source)
+        return {"pixels": pixels, "goal": self._goal.copy()}, info
 
     def step(
         self, action: Any
     ) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         assert self._goal is not None  # reset() always sets one
-        observation = {"pixels": self._pixels(), "goal": self._goal.copy()}
+        observation = {"pixels": self._frame_of(self.env, obs), "goal": self._goal.copy()}
         return observation, reward, terminated, truncated, self._info(info, obs)
 
     def close(self) -> None:
@@ -650,10 +843,34 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"{what} must be a uint8 (H, W, 3) RGB image, got {desc}")
         return resize_image(img, self.image_size)  # (S, S, 3)
 
-    def _pixels(self) -> np.ndarray:
-        return self._resized(self.env.render(), "env.render()")  # (S, S, 3)
+    def _frame_of(self, env: gym.Env, obs: Any, name: str = "env") -> np.ndarray:
+        """The frame of ``env`` (this one or the goal env) after it returned ``obs``."""
+        if self.frame_from == "render":
+            return self._resized(env.render(), f"{name}.render()")  # (S, S, 3)
+        if isinstance(obs, dict):
+            if "pixels" not in obs:
+                raise ValueError(
+                    f"PixelGoal(frame_from='obs') needs an observation with 'pixels', got keys "
+                    f"{sorted(obs)}; use frame_from='render'"
+                )
+            obs = obs["pixels"]
+        return self._resized(obs, f"{name}'s observation pixels")  # (S, S, 3)
+
+    def _state_source(self, info: dict[str, Any]) -> str:
+        """Where info['state'] comes from: state_fn | info | mujoco | observation."""
+        if self.state_fn is not None:
+            return "state_fn"
+        if "state" in info:
+            return "info"
+        data = getattr(self.env.unwrapped, "data", None)
+        if data is not None and hasattr(data, "qpos") and hasattr(data, "qvel"):
+            return "mujoco"
+        return "observation"
 
     def _info(self, info: dict[str, Any], obs: Any) -> dict[str, Any]:
+        if self.state_fn is not None:
+            state = np.asarray(self.state_fn(self.env), dtype=np.float32).reshape(-1)
+            return {**info, "state": state}  # (S,)
         if "state" in info:
             return info
         try:
@@ -661,3 +878,23 @@ class PixelGoal(gym.Wrapper, gym.utils.RecordConstructorArgs):
         except KeyError:
             return info  # nothing to add; RecordEpisodes will say what is missing
         return {**info, "state": state}
+
+    def _check_state_round_trip(self, state: Any, frame: np.ndarray, source: str) -> None:
+        """Warn when ``reset(options={state_option: state})`` does not show ``frame`` again.
+
+        Only for states this wrapper made up (``state_fn`` or the flattened
+        observation): an env's own ``info["state"]`` keeps the env contract, and
+        MuJoCo's ``[qpos, qvel]`` restores through ``set_state`` by construction.
+        """
+        if state is None or source not in ("state_fn", "observation"):
+            return
+        warn_unless_state_restores(
+            self.env,
+            lambda: self.goal_env,
+            state,
+            frame,
+            lambda env, obs: self._frame_of(env, obs, "the second instance"),
+            state_option=self.state_option,
+            source=source,
+            who="PixelGoal",
+        )

@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +73,17 @@ def steady_state_inputs(agent: WorldModelAgent, envs: int, seed: int = 0) -> dic
 
 
 def time_plan(
-    agent: WorldModelAgent, envs: int, repeats: int, peaks: list[float] | None = None
+    agent: WorldModelAgent,
+    envs: int,
+    repeats: int,
+    peaks: list[float] | None = None,
+    on_plan: Callable[[], None] | None = None,
 ) -> tuple[float, list[float]]:
     """Median seconds of one batched plan for `envs` envs (after one warm-up plan).
 
     With `peaks`, the matmul peak is measured right before every timed plan and
     appended to it, so plan and peak see the same state of a shared machine.
+    `on_plan()` is called after each plan, the warm-up included (progress bars).
     """
     inputs = steady_state_inputs(agent, envs)
 
@@ -85,7 +91,10 @@ def time_plan(
         gens = [torch.Generator().manual_seed(i) for i in range(envs)]
         t = time.perf_counter()
         agent.plan_latent(inputs["z_ctx"], inputs["past"], inputs["goal"], gens)
-        return time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        if on_plan is not None:
+            on_plan()
+        return seconds
 
     once()
     times = []
@@ -114,8 +123,22 @@ def count_plan_flops(agent: WorldModelAgent, envs: int = 1) -> int:
 
 
 def bench_planning(
-    repeats: int, presets: list[str], env_counts: list[int], scaling_preset: str = "cpu"
+    repeats: int,
+    presets: list[str],
+    env_counts: list[int],
+    scaling_preset: str = "cpu",
+    progress: bool = True,
 ) -> dict[str, Any]:
+    """Time plans of each preset and of 1 / 4 / 16 envs together; returns the figures.
+
+    `progress`: a tqdm bar in plans (each preset: a warm-up, `repeats` timed plans and
+    one FLOP-counting iteration; each env count: a warm-up and max(3, repeats // 2)).
+    """
+    from tqdm.auto import tqdm
+
+    scaling_repeats = max(3, repeats // 2)
+    total = len(presets) * (repeats + 2) + len(env_counts) * (scaling_repeats + 1)
+    bar = tqdm(total=total, desc="bench planning", unit="plan", disable=not progress)
     # The matmul peak is measured right before every timed plan and the ratio uses
     # the median of those peaks and the median plan time: on a shared machine both
     # then see the same conditions (a single peak taken in a quiet moment, or the
@@ -126,10 +149,12 @@ def bench_planning(
     }
     all_peaks: list[float] = []
     for preset in presets:
+        bar.set_description(f"bench planning: {preset} preset")
         agent = make_agent(preset)
         peaks: list[float] = []
-        seconds, times = time_plan(agent, 1, repeats, peaks=peaks)
+        seconds, times = time_plan(agent, 1, repeats, peaks=peaks, on_plan=lambda: bar.update(1))
         flops = count_plan_flops(agent)
+        bar.update(1)
         all_peaks += peaks
         peak = statistics.median(peaks)
         achieved = flops / seconds / 1e9
@@ -145,22 +170,22 @@ def bench_planning(
             "all_peaks_gflops": peaks,
             "peak_ratio": achieved / peak,
         }
-        print(
+        tqdm.write(
             f"{preset:>6}: {out[preset]['plan']}: {seconds:.3f} s/plan, "
             f"{flops / 1e12:.3f} TFLOP, {achieved:.1f} GFLOP/s = {achieved / peak:.2f} of "
             f"peak {peak:.1f} (median of {len(peaks)} measured between the plans, "
-            f"range {min(peaks):.0f}-{max(peaks):.0f})",
-            flush=True,
+            f"range {min(peaks):.0f}-{max(peaks):.0f})"
         )
     out["matmul_peak_gflops"] = statistics.median(all_peaks) if all_peaks else None
     scaling = {}
     agent = make_agent(scaling_preset)
     for n in env_counts:
-        scaling[str(n)] = time_plan(agent, n, max(3, repeats // 2))[0]
-        print(
-            f"   {scaling_preset} preset, {n:>2} envs planned together: {scaling[str(n)]:.3f} s",
-            flush=True,
+        bar.set_description(f"bench planning: {n} envs together")
+        scaling[str(n)] = time_plan(agent, n, scaling_repeats, on_plan=lambda: bar.update(1))[0]
+        tqdm.write(
+            f"   {scaling_preset} preset, {n:>2} envs planned together: {scaling[str(n)]:.3f} s"
         )
+    bar.close()
     out["scaling_preset"] = scaling_preset
     out["scaling_seconds"] = scaling
     if "1" in scaling and "16" in scaling:
@@ -207,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    else:
+        print("wrote no file (pass --json PATH to save these figures)")
     return 0
 
 

@@ -354,14 +354,14 @@ def protocol_episodes(
 
 
 # ------------------------------------------------------------------------------ CLI
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m eval.compare") -> argparse.ArgumentParser:
     """The `python -m eval.compare` options (also used by `lewm eval --compare`)."""
     from agents.baselines import DEFAULT_TIMESTEPS
 
     p = argparse.ArgumentParser(
-        prog="python -m eval.compare",
+        prog=prog,
         description="Every agent on the same paper-protocol episodes: results.json, "
-        "results.md and success.png (95%% Wilson intervals).",
+        "results.md and success.png (95% Wilson intervals).",
     )
     p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
     p.add_argument(
@@ -377,6 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the dataset LeWM was trained on: protocol episodes come from its held-out "
         "split (default data/suite/<env>, where `make bench-suite` records it)",
+    )
+    p.add_argument(
+        "--episodes-from",
+        default="data",
+        choices=["data", "env"],
+        help="data: start/goal pairs from the dataset's held-out episodes (the paper's "
+        "protocol); env: sampled by the env's own reset, no dataset needed",
     )
     p.add_argument("--episodes", type=int, default=EPISODES, help="protocol episodes")
     p.add_argument("--seed", type=int, default=SEED, help="episode sampling, random agent, SB3")
@@ -409,11 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.compare") -> int:
     """CLI entry: ``python -m eval.compare --env ID --agents lewm,ppo,sac,random ...``."""
     for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
         os.environ.setdefault(k, v)
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
     run_compare(args)
     return 0
 
@@ -424,6 +431,14 @@ def _lewm_holdout(path: str | os.PathLike[str] | None) -> float:
         return 0.1
     config = json.loads((Path(path) / "config.json").read_text())
     return float((config.get("train") or {}).get("holdout_fraction", 0.1))
+
+
+def _lewm_image_size(path: str | os.PathLike[str] | None) -> int | None:
+    """The image side a LeWM checkpoint works at (its config.json), or None."""
+    if path is None or not (Path(path) / "config.json").is_file():
+        return None
+    config = json.loads((Path(path) / "config.json").read_text())
+    return (config.get("model") or {}).get("image_size")
 
 
 def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -438,22 +453,29 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     names = [n.strip() for n in args.agents.split(",") if n.strip()]
     if not names:
         raise SystemExit("--agents is empty")
-    args.data = args.data or f"data/suite/{slug}"
-    if not (Path(args.data) / "meta.json").is_file():
-        raise SystemExit(
-            f"no dataset at {args.data}: pass --data (the folder LeWM was trained on) "
-            "or run `make bench-suite` first"
-        )
+    from_env = getattr(args, "episodes_from", "data") == "env"
+    if not from_env:
+        args.data = args.data or f"data/suite/{slug}"
+        if not (Path(args.data) / "meta.json").is_file():
+            raise SystemExit(
+                f"no dataset at {args.data}: the protocol's start/goal pairs come from the "
+                "held-out episodes of a recorded dataset (the one LeWM was trained on); pass "
+                "--data DIR, run `make bench-suite` first, or sample the pairs from the env "
+                "itself with --episodes-from env"
+            )
     if "lewm" in names and args.lewm is None:
         args.lewm = f"runs/suite/{slug}/lewm"
         if not Path(args.lewm).is_dir():
             raise SystemExit(f"no LeWM checkpoint at {args.lewm}: pass --lewm CHECKPOINT_FOLDER")
-    data_meta = json.loads((Path(args.data) / "meta.json").read_text())
+    data_meta: dict[str, Any] = {}
+    if args.data and (Path(args.data) / "meta.json").is_file():
+        data_meta = json.loads((Path(args.data) / "meta.json").read_text())
     if data_meta.get("env_id") not in (None, args.env):
         raise SystemExit(
             f"--data {args.data} was recorded on {data_meta['env_id']}, not {args.env}"
         )
-    image_size = int(args.image_size or data_meta.get("image_size", 64))
+    lewm_size = _lewm_image_size(args.lewm) if "lewm" in names else None
+    image_size = int(args.image_size or data_meta.get("image_size") or lewm_size or 64)
     progress = not args.no_progress
 
     t0 = time.perf_counter()
@@ -461,9 +483,17 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     holdout = args.holdout
     if holdout is None:
         holdout = _lewm_holdout(args.lewm) if "lewm" in names else 0.1
-    episodes, counts = protocol_episodes(
-        args.data, n=args.episodes, seed=args.seed, holdout=holdout
-    )
+    if from_env:
+        from .protocol import sample_env_episodes
+
+        episodes = sample_env_episodes(
+            args.env, n=args.episodes, seed=args.seed, image_size=image_size
+        )
+        counts: dict[str, int] = {}
+    else:
+        episodes, counts = protocol_episodes(
+            args.data, n=args.episodes, seed=args.seed, holdout=holdout
+        )
     cache = out / "per_agent"
 
     def fingerprint(name: str) -> dict[str, Any]:
@@ -475,7 +505,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             marker = baselines_dir / name / "baseline.json"
         return {
             "env": args.env,
-            "data": str(Path(args.data).resolve()),
+            "data": "env" if from_env else str(Path(args.data).resolve()),
             "episodes": [(e.episode, e.start_step) for e in episodes],
             "seed": args.seed,
             "budget": args.budget,
@@ -528,7 +558,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             progress=progress,
         )[name]
         info = training_info(agent)
-        if name == "lewm":  # exact: the steps of the training split it learned from
+        if name == "lewm" and counts:  # exact: the steps of the training split it learned from
             info["train_env_steps"] = counts["train_env_steps"]
             info["data_env_steps"] = counts["data_env_steps"]
         results[name], extra[name] = result, info
@@ -542,14 +572,24 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     results = {n: results[n] for n in names}
     extra = {n: extra[n] for n in names}
     table = results_dict(results, extra)
-    header = (
-        f"# {args.env}: paper protocol, {len(episodes)} held-out start/goal pairs "
-        f"(goal 25 steps ahead, {args.budget}-step budget, seed {args.seed})"
-    )
+    if from_env:
+        header = (
+            f"# {args.env}: {len(episodes)} start/goal pairs sampled by the env's reset "
+            f"(seeds {args.seed}-{args.seed + len(episodes) - 1}, {args.budget}-step budget)"
+        )
+        lewm_steps = "the steps of its reward-free dataset's training split"
+    else:
+        header = (
+            f"# {args.env}: paper protocol, {len(episodes)} held-out start/goal pairs "
+            f"(goal 25 steps ahead, {args.budget}-step budget, seed {args.seed})"
+        )
+        lewm_steps = (
+            "the steps of its reward-free dataset's training split "
+            f"({counts['train_env_steps']:,} of {counts['data_env_steps']:,} recorded; the "
+            "rest is held out for the protocol's goals)"
+        )
     footer = (
-        "Env steps for training: LeWM = the steps of its reward-free dataset's training "
-        f"split ({counts['train_env_steps']:,} of {counts['data_env_steps']:,} recorded; "
-        "the rest is held out for the protocol's goals); SB3 baselines = env steps of "
+        f"Env steps for training: LeWM = {lewm_steps}; SB3 baselines = env steps of "
         "online interaction with the dense reward (random start/goal pairs from env.reset). "
         "Decision latency is wall time per predict call per env, on a shared 2-core CPU."
     )

@@ -11,7 +11,7 @@ The env-dependent half of :mod:`lewm_agent.probe` (which knows tensors only):
   show the object in another colour, states untouched);
 - reports with PNGs, and ``main(argv)``::
 
-    python -m eval.physics probe runs/tw1 --data data/demo-tworoom
+    python -m eval.physics state runs/tw1 --data data/demo-tworoom
     python -m eval.physics surprise runs/tw1 --data data/demo-tworoom
     python -m eval.physics straightness runs/tw1 --init --data data/demo-tworoom
 
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from lewm_agent.data import ActionNormalizer, Dataset, Episode, load_dataset
 from lewm_agent.probe import (
@@ -538,6 +539,7 @@ def run_probes(
     max_train_frames: int | None = 20_000,
     mlp_steps: int = 500,
     seed: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Fit probes on training episodes, score on held-out ones; write probe.json + probe_scatter.png."""
     out = Path(out)
@@ -553,6 +555,7 @@ def run_probes(
         max_train_frames=max_train_frames,
         mlp_steps=mlp_steps,
         seed=seed,
+        progress=progress,
     )
     report = {
         "env_id": loaded.env_id,
@@ -587,6 +590,7 @@ def surprise_experiment(
     window: int = 20,
     history: int | None = None,
     frameskip: int | None = None,
+    progress: bool = False,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Perturbed]]:
     """Surprise of original vs perturbed episodes, with paired tests across episodes.
 
@@ -633,7 +637,7 @@ def surprise_experiment(
     examples: dict[str, dict[str, Any]] = {}
     first: dict[str, Perturbed] = {}
     used = 0
-    for ep in episodes:
+    for ep in tqdm(episodes, desc="surprise", unit="episode", disable=not progress):
         t_len = len(ep)
         k_hi = t_len - 2 * fs
         if k_hi < k_lo:
@@ -711,6 +715,7 @@ def run_surprise(
     kinds: Sequence[str] = PERTURBATIONS,
     new_color: tuple[int, int, int] | None = None,
     seed: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Surprise experiment on held-out episodes; writes surprise.json and PNGs.
 
@@ -725,7 +730,7 @@ def run_surprise(
     eps = loaded.test.episodes[:episodes]
     t0 = time.perf_counter()
     reports, first = surprise_experiment(
-        loaded.model, loaded.normalizer, env, eps, spec, kinds=kinds, seed=seed
+        loaded.model, loaded.normalizer, env, eps, spec, kinds=kinds, seed=seed, progress=progress
     )
     plot_surprise(reports, out / "surprise.png")
     ex_name = next(iter(reports.values()))["example"]["episode"]
@@ -756,6 +761,7 @@ def run_straightness(
     stride: int | None = None,
     holdout_fraction: float = 0.1,
     seed: int = 0,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Straightness of each checkpoint (and optionally its untrained init) on held-out episodes.
 
@@ -790,7 +796,7 @@ def run_straightness(
     for name, model, steps in loaded:
         items.append((name + (f" @{steps}" if steps is not None else ""), model))
     eps = test.episodes[:episodes]
-    rows = straightness_over_checkpoints(items, eps, stride=stride)
+    rows = straightness_over_checkpoints(items, eps, stride=stride, progress=progress)
     for row, (_n, _m, steps) in zip(rows[1:] if include_init else rows, loaded, strict=True):
         row["steps"] = steps
     if include_init:
@@ -827,10 +833,13 @@ def _default_out(checkpoint: str) -> Path:
     return Path("outputs") / "physics" / Path(checkpoint).name
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eval.physics probe|surprise|straightness CHECKPOINT... --data DIR``."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.physics") -> int:
+    """``python -m eval.physics state|surprise|straightness CHECKPOINT... --data DIR``.
+
+    ``state`` was called ``probe`` (still accepted).
+    """
     parser = argparse.ArgumentParser(
-        prog="python -m eval.physics",
+        prog=prog,
         description="Probes, surprise and temporal straightness of a trained LeWM checkpoint.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -841,7 +850,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
 
-    p = sub.add_parser("probe", help="linear / MLP probes of state quantities")
+    p = sub.add_parser(
+        "state",
+        aliases=["probe"],
+        help="linear / MLP probes of state quantities (positions, angles) from the embedding",
+        description="Fit linear / MLP probes from the embeddings of training frames to "
+        "state quantities (positions, angles) and score them on held-out frames. "
+        "(Called `probe` before; that name still works.)",
+    )
     p.add_argument("checkpoint")
     common(p)
     p.add_argument(
@@ -897,7 +913,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Path(args.out) if args.out else _default_out(args.checkpoint)
     loaded = load(args.checkpoint, args.data)
-    if args.command == "probe":
+    if args.command in ("state", "probe"):
         quantities = parse_quantity_spec(args.quantities) if args.quantities else None
         rep = run_probes(
             loaded,

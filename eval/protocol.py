@@ -14,6 +14,7 @@ then plans for all of them in one batched rollout).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,12 +33,18 @@ SEED = 42
 
 @dataclass(frozen=True, eq=False)
 class ProtocolEpisode:
-    """One start/goal pair drawn from a held-out trajectory."""
+    """One start/goal pair drawn from a held-out trajectory (or from the env itself).
+
+    With states, the env is reset to them (``options={"state", "goal_state"}``);
+    without (``start_state is None``: an env whose start and goal cannot be set), it
+    is reset with ``seed`` and plays the start and goal the env samples from it.
+    """
 
     episode: str
     start_step: int
-    start_state: np.ndarray
-    goal_state: np.ndarray
+    start_state: np.ndarray | None
+    goal_state: np.ndarray | None
+    seed: int | None = None
 
 
 @dataclass
@@ -85,17 +92,78 @@ def sample_episodes(
     return out
 
 
+def sample_env_episodes(
+    env_id: str | Any, n: int = EPISODES, seed: int = SEED, image_size: int | None = None
+) -> list[ProtocolEpisode]:
+    """``n`` start/goal pairs sampled by the env itself: ``reset(seed=seed + i)``.
+
+    No dataset needed (``--episodes-from env``). When the env reports both
+    ``info["state"]`` and ``info["goal_state"]`` (the lewm envs), the pairs are stored
+    as states, exactly like dataset episodes; otherwise each episode is its reset seed
+    and the env samples the same start and goal again when the protocol resets it.
+    ``env_id``: an id, ``module:id`` or an env build (see :mod:`envs.build`).
+    """
+    from envs.build import make_env
+
+    if n < 1:
+        raise ValueError(f"need n >= 1 episodes, got {n}")
+    env = make_env(
+        env_id,
+        obs_mode="pixels",
+        image_size=image_size,
+        wrapper_overrides={"goal_optional": True, "check_state": False},
+    )
+    out = []
+    try:
+        for i in range(n):
+            _, info = env.reset(seed=seed + i)
+            if "state" in info and "goal_state" in info:
+                start = np.asarray(info["state"], dtype=np.float32).copy()
+                goal = np.asarray(info["goal_state"], dtype=np.float32).copy()
+                out.append(ProtocolEpisode(f"env-seed-{seed + i}", 0, start, goal, seed + i))
+            else:
+                out.append(ProtocolEpisode(f"env-seed-{seed + i}", 0, None, None, seed + i))
+    finally:
+        env.close()
+    return out
+
+
+def reset_to_episode(env: gym.Env, ep: ProtocolEpisode, index: int) -> tuple[Any, dict[str, Any]]:
+    """Reset ``env`` to a protocol episode's start and goal (``index``: its position)."""
+    if ep.start_state is None:
+        return env.reset(seed=ep.seed)
+    return env.reset(
+        seed=SEED + index, options={"state": ep.start_state, "goal_state": ep.goal_state}
+    )
+
+
+def episode_goal_image(
+    env_id: str | Any, ep: ProtocolEpisode, env_kwargs: dict[str, Any] | None = None
+) -> np.ndarray:
+    """The goal image the agent sees in episode ``ep`` (index 0), uint8 ``(H, W, 3)``."""
+    from envs.build import make_env
+
+    env = make_env(env_id, **{"obs_mode": "pixels", **(env_kwargs or {})})
+    try:
+        obs, _ = reset_to_episode(env, ep, 0)
+    finally:
+        env.close()
+    return np.asarray(obs["goal"])
+
+
 def describe_goals(
-    env_id: str, episodes: list[ProtocolEpisode], env_kwargs: dict[str, Any] | None = None
+    env_id: str | Any, episodes: list[ProtocolEpisode], env_kwargs: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """How far the protocol's goals are: the share already solved at the start, and
     the median of every ``*_error`` the env reports at reset (Push-T: ``pos_error``
     in px, ``angle_error`` in rad), so a success rate can be read against goals that
     are real moves."""
-    env = gym.make(env_id, **{"obs_mode": "state", **(env_kwargs or {})})
+    from envs.build import make_env
+
+    env = make_env(env_id, **{"obs_mode": "state", **(env_kwargs or {})})
     solved, errors = [], {}
-    for ep in episodes:
-        _, info = env.reset(options={"state": ep.start_state, "goal_state": ep.goal_state})
+    for i, ep in enumerate(episodes):
+        _, info = reset_to_episode(env, ep, i)
         solved.append(bool(info.get("is_success", False)))
         for key, value in info.items():
             if key.endswith("_error") and np.isscalar(value):
@@ -168,17 +236,24 @@ def run_protocol(
 
     The envs are made with `env_kwargs`, then with what the agent itself asks for
     (see `agent_env_kwargs`): a state-based baseline gets `obs_mode="state"` envs.
-    Start and goal are set through reset options either way, so every agent plays
-    the same episodes; recorded frames are always the rendered pixels.
+    Start and goal are set through reset options either way (or the reset seed, see
+    `ProtocolEpisode`), so every agent plays the same episodes; recorded frames are
+    always the rendered pixels. `env_id` may be an id, `module:id` or an env build
+    (`envs.build.EnvBuild` or its dict): a foreign env gets only the kwargs it takes.
+
+    Progress: a planning agent (one with `plan_callback`, e.g. LeWM) gets a bar in
+    plans per env, moved after every planner iteration, so the first batched plan
+    of all episodes (minutes on a CPU) shows progress and a fair time estimate;
+    other agents get a bar in env steps.
     """
+    from envs.build import make_env
+
     kwargs = {"obs_mode": "pixels", **(env_kwargs or {}), **agent_env_kwargs(agent)}
-    envs = [gym.make(env_id, **kwargs) for _ in episodes]
+    envs = [make_env(env_id, **kwargs) for _ in episodes]
     n = len(episodes)
     obs_list, frames = [], [[] for _ in range(n)]
     for i, (env, ep) in enumerate(zip(envs, episodes, strict=True)):
-        obs, _ = env.reset(
-            seed=SEED + i, options={"state": ep.start_state, "goal_state": ep.goal_state}
-        )
+        obs, _ = reset_to_episode(env, ep, i)
         obs_list.append(obs)
         if record:
             frames[i].append(_frame(env, obs))
@@ -190,41 +265,68 @@ def run_protocol(
     uses_indices = getattr(agent, "supports_env_indices", False)
     decision_time, decisions = 0.0, 0
     t0 = time.perf_counter()
-    bar = tqdm(total=budget, desc=f"protocol {name}", disable=not progress, unit="step")
-    for _ in range(budget):
-        if not active:
-            break
-        idx = active if uses_indices else list(range(n))
-        tic = time.perf_counter()
-        if uses_indices:
-            actions, _ = agent.predict(
-                _stack([obs_list[i] for i in idx]), episode_start=starts[idx], env_indices=idx
-            )
-        else:
-            actions, _ = agent.predict(
-                _stack([obs_list[i] for i in idx]), episode_start=starts[idx]
-            )
-        decision_time += time.perf_counter() - tic
-        decisions += len(idx)
-        starts[:] = False
-        actions = np.asarray(actions)
-        still = []
-        for row, i in enumerate(idx):
-            if i not in active:
-                continue
-            obs, reward, term, trunc, info = envs[i].step(actions[row])
-            obs_list[i] = obs
-            steps[i] += 1
-            returns[i] += float(reward)
-            if record:
-                frames[i].append(_frame(envs[i], obs))
-            if info.get("is_success", False):
-                success[i] = True
-            if not (success[i] or term or trunc):
-                still.append(i)
-        active = still
-        bar.update(1)
-        bar.set_postfix(success=f"{success.sum()}/{n}")
+    plan_cfg = getattr(agent, "plan_config", None)
+    model_cfg = getattr(agent, "model_config", None)
+    per_plan = plan_cfg.receding_horizon * model_cfg.frameskip if plan_cfg and model_cfg else 0
+    planning = hasattr(agent, "plan_callback") and per_plan > 0
+    if planning:  # every env plans every `per_plan` steps, all at once in one batch
+        total = n * math.ceil(budget / per_plan)
+        bar = tqdm(
+            total=total,
+            desc=f"protocol {name}",
+            disable=not progress,
+            unit="plan",
+            bar_format="{l_bar}{bar}| {n:.1f}/{total} plans [{elapsed}<{remaining}{postfix}]",
+        )
+        previous_callback = agent.plan_callback
+
+        def on_iteration(iteration: int, iterations: int, envs_planned: int) -> None:
+            bar.update(envs_planned / iterations)  # (envs planned) / iterations per plan
+
+        agent.plan_callback = on_iteration
+    else:
+        bar = tqdm(total=budget, desc=f"protocol {name}", disable=not progress, unit="step")
+    try:
+        for _ in range(budget):
+            if not active:
+                break
+            idx = active if uses_indices else list(range(n))
+            tic = time.perf_counter()
+            if uses_indices:
+                actions, _ = agent.predict(
+                    _stack([obs_list[i] for i in idx]), episode_start=starts[idx], env_indices=idx
+                )
+            else:
+                actions, _ = agent.predict(
+                    _stack([obs_list[i] for i in idx]), episode_start=starts[idx]
+                )
+            decision_time += time.perf_counter() - tic
+            decisions += len(idx)
+            starts[:] = False
+            actions = np.asarray(actions)
+            still = []
+            for row, i in enumerate(idx):
+                if i not in active:
+                    continue
+                obs, reward, term, trunc, info = envs[i].step(actions[row])
+                obs_list[i] = obs
+                steps[i] += 1
+                returns[i] += float(reward)
+                if record:
+                    frames[i].append(_frame(envs[i], obs))
+                if info.get("is_success", False):
+                    success[i] = True
+                if not (success[i] or term or trunc):
+                    still.append(i)
+            active = still
+            if not planning:
+                bar.update(1)
+            bar.set_postfix(success=f"{success.sum()}/{n}")
+    finally:
+        if planning:
+            agent.plan_callback = previous_callback
+    if planning:
+        bar.update(bar.total - bar.n)  # plans of episodes that ended early never run
     bar.close()
     for env in envs:
         env.close()

@@ -485,7 +485,7 @@ def agent_videos(
     return single, grid
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.video") -> int:
     """``python -m eval.video --env ID --agents lewm,ppo,... --lewm RUN --data DIR --out DIR``.
 
     Loads the agents like ``eval.compare`` (saved baselines only: no training here),
@@ -497,7 +497,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
         os.environ.setdefault(k, v)
-    p = argparse.ArgumentParser(prog="python -m eval.video", description=main.__doc__)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Videos of several agents on the same protocol episodes (the comparison's "
+        "first ones, same seed): per agent an mp4 of one episode and a grid of --episodes "
+        "episodes, each frame agent | goal | step counter. Saved baselines only.",
+    )
     p.add_argument("--env", required=True)
     p.add_argument("--agents", default="lewm,ppo,sac,random")
     p.add_argument("--lewm", default=None, help="default runs/suite/<env>/lewm")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numbers
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,9 @@ def _checkpoint_sections(
             raise ConfigError(f"must be an object with action_low/action_high, got {env!r}")
         if not isinstance(env.get("env_id"), str | None):
             raise ConfigError(f"env_id must be a string or null, got {env.get('env_id')!r}")
+        build = env.get("build")  # how the data's env was made (envs/build.py); optional
+        if build is not None and not (isinstance(build, dict) and isinstance(build.get("id"), str)):
+            raise ConfigError(f"build must be null or an object with an 'id', got {build!r}")
         low, high = check_action_bounds(
             env.get("action_low"), env.get("action_high"), a, "action_low/action_high"
         )
@@ -170,6 +174,7 @@ class WorldModelAgent:
         env_id: str | None = None,
         device: str | torch.device = "auto",
         training_stats: dict[str, Any] | None = None,
+        env_build: dict[str, Any] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -177,6 +182,12 @@ class WorldModelAgent:
         self.plan_config = plan_config or PlanConfig()
         self.train_config = train_config
         self.env_id = env_id
+        self.env_build = env_build
+        """How the training data's env was built (id, module, kwargs, wrappers; JSON),
+        from the dataset's meta.json: `lewm eval` rebuilds the env from it."""
+        self.plan_callback: Callable[[int, int, int], None] | None = None
+        """Called as `plan_callback(iteration, iterations, envs)` after each planner
+        iteration of a batched plan (progress bars for plans that take minutes)."""
         self.normalizer = normalizer
         self.training_stats = training_stats or {}
         a = self.model_config.action_dim
@@ -257,6 +268,7 @@ class WorldModelAgent:
                 "final": last,
                 "dataset": meta,
             },
+            env_build=meta.get("env_build"),
         )
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -267,6 +279,7 @@ class WorldModelAgent:
             "train": to_dict(self.train_config) if self.train_config else None,
             "env": {
                 "env_id": self.env_id,
+                "build": self.env_build,
                 "action_low": self.action_low.tolist(),
                 "action_high": self.action_high.tolist(),
             },
@@ -310,6 +323,7 @@ class WorldModelAgent:
             env_id=env.get("env_id"),
             device=dev,
             training_stats=stats.get("training"),
+            env_build=env.get("build"),
         )
 
     # ------------------------------------------------------------------ goals
@@ -520,11 +534,15 @@ class WorldModelAgent:
                     return self.model.rollout(z, past, plans)[:, -1].float()
 
         finite: list[Tensor] = []  # one flag per call; checked once (no per-call CUDA sync)
+        callback, calls = self.plan_callback, [0]
 
         def cost_fn(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S,)
             final = rollout(z_rep, past_rep, plans)  # (G*S, D)
             cost = (final - goal_rep).square().sum(dim=-1)
             finite.append(torch.isfinite(cost).all())
+            if callback is not None:  # one call per planner iteration
+                calls[0] += 1
+                callback(calls[0], self.plan_config.iterations, z_ctx.shape[0])
             return cost
 
         result = self.planner.plan(cost_fn, generators, init_mean)

@@ -79,6 +79,17 @@ def _headless() -> None:
 
 
 # ----------------------------------------------------------------------------- commands
+def _json_dict(text: str) -> dict[str, Any]:
+    """argparse type: a JSON object (`--env-kwargs '{"obs_type": "pixels"}'`)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON ({e}): {text!r}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
+    return value
+
+
 def cmd_collect(args: argparse.Namespace) -> int:
     _headless()
     import envs  # noqa: F401
@@ -93,8 +104,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
         workers=args.workers,
         image_size=args.image_size,
         seed=seed,
+        env_kwargs=args.env_kwargs,
+        wrapper_kwargs=args.wrapper_kwargs,
     )
+    files = sorted((path / "episodes").glob("*.npz"))
     print(f"recorded {args.episodes} episodes into {path} (seed {seed})")
+    print(f"wrote {path / 'meta.json'} and {path / 'episodes'}/ ({len(files)} episode files)")
     return 0
 
 
@@ -102,15 +117,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     if wants_train_engine(args):
         return cmd_train_engine(args)
     from .agent import WorldModelAgent
+    from .config import get_preset, replace
+    from .train import DEFAULT_PRESET, run_meta, written_files_line
 
+    if args.data is None:
+        raise SystemExit("lewm train needs --data DIR, the dataset folder `lewm collect` wrote")
+    preset = args.preset or DEFAULT_PRESET
+    plan_overrides = collect_overrides(args, PlanConfig, "plan-")
     agent = WorldModelAgent.fit(
         args.data,
-        preset=args.preset,
+        preset=preset,
         device=args.device,
         log_dir=args.out,
         model_overrides=collect_overrides(args, ModelConfig, "model-"),
         train_overrides=collect_overrides(args, TrainConfig, ""),
-        plan_overrides=collect_overrides(args, PlanConfig, "plan-"),
+        plan_overrides=plan_overrides,
+        keep_train_state=args.keep_train_state,
+        run_meta=run_meta(args.data, preset, replace(get_preset(preset).plan, **plan_overrides)),
     )
     path = agent.save(args.out)
     final = agent.training_stats.get("final", {})
@@ -118,48 +141,72 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"saved agent to {path} ({agent.training_stats['seconds']:.0f} s; final pred_loss "
         f"{final.get('pred_loss', float('nan')):.4f}, emb_std {final.get('emb_std', float('nan')):.2f})"
     )
+    print(written_files_line(path))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     _headless()
-    import gymnasium as gym
     import numpy as np
 
     import envs  # noqa: F401
     from agents.scripted import RandomPolicy
-    from eval.compare import compare, markdown_table, results_dict, write_results
-    from eval.protocol import describe_goals, format_goals, run_protocol, sample_episodes
+    from envs.build import EnvBuild, make_env
+    from eval.compare import CHART_FILE, compare, markdown_table, results_dict, write_results
+    from eval.protocol import (
+        describe_goals,
+        episode_goal_image,
+        format_goals,
+        run_protocol,
+        sample_env_episodes,
+        sample_episodes,
+    )
 
     from .agent import WorldModelAgent
     from .data import load_dataset
 
     plan_over = collect_overrides(args, PlanConfig, "plan-")
     agent = WorldModelAgent.load(args.agent, planner=args.planner, device=args.device, **plan_over)
-    env_id = args.env or agent.env_id
-    if not env_id:
+    # The env as the training data was recorded (module, kwargs, wrappers), unless --env.
+    env: Any = args.env or agent.env_build or agent.env_id
+    if not env:
         raise SystemExit("the checkpoint does not name its env: pass --env ID")
-    dataset = load_dataset(args.data)
-    holdout = agent.train_config.holdout_fraction if agent.train_config else 0.1
-    _, heldout = dataset.split(holdout)
-    episodes = sample_episodes(heldout, n=args.episodes, seed=args.seed)
+    env_name = EnvBuild.coerce(env).id
     env_kwargs = {"image_size": agent.model_config.image_size}
+    if args.episodes_from == "env":
+        episodes = sample_env_episodes(
+            env, n=args.episodes, seed=args.seed, image_size=agent.model_config.image_size
+        )
+    else:
+        if args.data is None:
+            raise SystemExit(
+                "lewm eval needs --data DIR: the protocol's start/goal pairs come from the "
+                "held-out episodes of the dataset the agent was trained on; or sample them "
+                "from the env itself with --episodes-from env"
+            )
+        dataset = load_dataset(args.data)
+        holdout = agent.train_config.holdout_fraction if agent.train_config else 0.1
+        _, heldout = dataset.split(holdout)
+        episodes = sample_episodes(heldout, n=args.episodes, seed=args.seed)
     agents: dict[str, Any] = {"lewm": agent}
     if args.random:
-        agents["random"] = RandomPolicy(gym.make(env_id).action_space, seed=args.seed)
+        space_env = make_env(env, **env_kwargs)
+        agents["random"] = RandomPolicy(space_env.action_space, seed=args.seed)
+        space_env.close()
     if args.expert:
         import agents as registry
 
-        agents["expert"] = registry.make("expert", env_id=env_id, seed=args.seed)
-    goals = describe_goals(env_id, episodes, env_kwargs)
+        agents["expert"] = registry.make("expert", env_id=env_name, seed=args.seed)
+    goals = describe_goals(env, episodes, env_kwargs)
     print(format_goals(goals))
-    results = results_dict(compare(env_id, agents, episodes, env_kwargs=env_kwargs))
+    results = results_dict(compare(env, agents, episodes, env_kwargs=env_kwargs))
     print(markdown_table(results))
+    written: list[str] = []
     if args.out:
-        paths = write_results(results, args.out, header=f"# {env_id}, paper protocol")
+        paths = write_results(results, args.out, header=f"# {env_name}, paper protocol")
         goals_path = Path(args.out) / "goals.json"
         goals_path.write_text(json.dumps(goals, indent=2) + "\n")
-        print("wrote " + ", ".join(map(str, [*paths, goals_path])))
+        written += [*map(str, paths), str(Path(args.out) / CHART_FILE), str(goals_path)]
     if args.video:
         from eval.video import side_by_side_frames, write_video
 
@@ -168,13 +215,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             args.agent, planner=args.planner, device=args.device, **plan_over
         )
         _, frames = run_protocol(
-            env_id, fresh, [ep], name="video", record=True, env_kwargs=env_kwargs, progress=False
+            env, fresh, [ep], name="video", record=True, env_kwargs=env_kwargs, progress=False
         )
-        goal = gym.make(env_id, **env_kwargs).unwrapped.render_state(ep.goal_state)
+        goal = episode_goal_image(env, ep, env_kwargs)
         path = write_video(
             side_by_side_frames(np.stack(frames[0]), goal, label="LeWM"), args.video, fps=10
         )
-        print(f"wrote {path}")
+        written.append(str(path))
+    print("wrote " + ", ".join(written) if written else "wrote no files (pass --out / --video)")
     return 0
 
 
@@ -219,7 +267,14 @@ def add_train_engine_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the newest checkpoint in OUT/train_state (same settings and data)",
+        help="continue from the newest checkpoint in OUT/train_state with the saved run's "
+        "settings and data (flags given now override them)",
+    )
+    g.add_argument(
+        "--keep-train-state",
+        action="store_true",
+        help="keep OUT/train_state (optimiser state, ~3x the model) after the run finishes, "
+        "to extend it later; by default a finished run deletes it",
     )
     g.add_argument(
         "--checkpoint-every",
@@ -324,9 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="record a reward-free dataset with a data policy")
-    p.add_argument("--env", required=True, help="Gymnasium id, e.g. lewm/TwoRoom-v0")
     p.add_argument(
-        "--policy", default="heuristic", help="data policy: heuristic | expert | oracle | random"
+        "--env",
+        required=True,
+        help="Gymnasium id, e.g. lewm/TwoRoom-v0, or MODULE:ID for an env another package "
+        "registers, e.g. gym_pusht:gym_pusht/PushT-v0 (wrapped in envs.wrappers.PixelGoal)",
+    )
+    p.add_argument(
+        "--policy",
+        default="scripted",
+        help="data policy: scripted (the env's noisy heuristic; old name: heuristic) | "
+        "expert | oracle | random",
     )
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--workers", type=int, default=2, help="worker processes (vector env)")
@@ -339,12 +402,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the number of episodes already in --out, so a second run into the "
         "same folder continues the seed sequence instead of repeating its episodes",
     )
+    p.add_argument(
+        "--env-kwargs",
+        type=_json_dict,
+        default=None,
+        metavar="JSON",
+        help='env constructor kwargs, e.g. \'{"obs_type": "pixels_agent_pos"}\' (checked '
+        "against the env's signature; recorded in meta.json for `lewm eval`)",
+    )
+    p.add_argument(
+        "--wrapper-kwargs",
+        type=_json_dict,
+        default=None,
+        metavar="JSON",
+        help="PixelGoal kwargs for an env outside lewm/, functions as 'module:function' or "
+        '\'file.py:function\', e.g. \'{"state_fn": "examples.third_party_env:state_fn", '
+        '"frame_from": "obs"}\'',
+    )
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("train", help="train LeWM on a dataset and save the agent folder")
-    p.add_argument("--data", required=True, help="dataset folder (from `lewm collect`)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset folder (from `lewm collect`); with --resume: the saved run's",
+    )
     p.add_argument("--out", required=True, help="checkpoint folder to write")
-    p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="named configuration (default cpu; with --resume: the saved run's settings)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     add_config_options(p, TrainConfig, "")
     add_config_options(p, ModelConfig, "model-")
@@ -356,10 +445,38 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="the paper's protocol on held-out episodes (`lewm eval --compare -h`: several "
         "agents; `lewm eval --videos -h`: videos of several agents)",
+        description="Run a LeWM checkpoint on the paper's protocol. Two more modes have "
+        "their own options: `lewm eval --compare ...` (several agents on the same "
+        "episodes; `lewm eval --compare -h`) and `lewm eval --videos ...` (videos of "
+        "several agents; `lewm eval --videos -h`).",
     )
+    modes = p.add_argument_group("other modes (their own options: add -h)")
+    modes.add_argument(
+        "--compare",
+        action="store_true",
+        help="several agents (lewm, ppo, sac, random, scripted) on the same episodes",
+    )
+    modes.add_argument("--videos", action="store_true", help="videos of several agents")
     p.add_argument("--agent", required=True, help="checkpoint folder")
-    p.add_argument("--data", required=True, help="the dataset the agent was trained on")
-    p.add_argument("--env", default=None, help="env id (default: the checkpoint's)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="the dataset the agent was trained on: the protocol's start/goal pairs come "
+        "from its held-out episodes (not needed with --episodes-from env)",
+    )
+    p.add_argument(
+        "--episodes-from",
+        default="data",
+        choices=["data", "env"],
+        help="data: start/goal pairs from held-out dataset episodes (the paper's protocol); "
+        "env: sampled by the env's own reset (seed, seed+1, ...)",
+    )
+    p.add_argument(
+        "--env",
+        default=None,
+        help="env id or MODULE:ID (default: the env the checkpoint's data was recorded on, "
+        "rebuilt with its kwargs and wrappers)",
+    )
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--planner", default=None, choices=["cem", "mppi"])
@@ -369,7 +486,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also run the env's goal-directed expert (privileged state: the data's ceiling)",
     )
-    p.add_argument("--out", default=None, help="folder for results.json / results.md")
+    p.add_argument(
+        "--out", default=None, help="folder for results.json, results.md and success.png"
+    )
     p.add_argument("--video", default=None, help="write one rollout video (mp4) here")
     p.add_argument("--device", default="auto")
     add_config_options(p, PlanConfig, "plan-")
@@ -383,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     # Listed for `lewm -h`; main() hands its arguments to eval.physics's own parser.
     sub.add_parser(
-        "probe", help="latent physics: probe | surprise | straightness (`lewm probe -h`)"
+        "probe", help="latent physics: state | surprise | straightness (`lewm probe -h`)"
     )
     return parser
 
@@ -417,22 +536,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    # These commands have their own parsers in eval/ (they need envs and agents).
-    if argv[:2] == ["eval", "--compare"]:
-        _headless()
-        from eval.compare import main as compare_main
+    # These commands have their own parsers in eval/ (they need envs and agents); the
+    # mode flag may come anywhere after `eval`.
+    for flag, module in (("--compare", "eval.compare"), ("--videos", "eval.video")):
+        if argv[:1] == ["eval"] and flag in argv[1:]:
+            _headless()
+            import importlib
 
-        return int(compare_main(argv[2:]) or 0)
-    if argv[:2] == ["eval", "--videos"]:
-        _headless()
-        from eval.video import main as video_main
-
-        return int(video_main(argv[2:]) or 0)
+            rest = [a for a in argv[1:] if a != flag]
+            mode_main = importlib.import_module(module).main
+            return int(mode_main(rest, prog=f"lewm eval {flag}") or 0)
     if argv and argv[0] == "probe":
         _headless()
         from eval.physics import main as physics_main
 
-        return int(physics_main(argv[1:]) or 0)
+        return int(physics_main(argv[1:], prog="lewm probe") or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -314,6 +314,9 @@ class EpisodeWriter:
             like ``compress=False``.
         index_interval_s: at most this long between ``meta.json`` updates while
             writing (0: after every episode, the old behaviour).
+        env_build: how the env was built (JSON: id, module, kwargs, wrappers; see
+            ``envs.build.EnvBuild``), stored as ``meta["env_build"]`` when the folder is
+            created, so other commands can rebuild the env.
     """
 
     def __init__(
@@ -331,6 +334,7 @@ class EpisodeWriter:
         compress: bool = True,
         compress_level: int = 1,
         index_interval_s: float = 1.0,
+        env_build: dict[str, Any] | None = None,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_\-]*", prefix):
             raise ValueError(f"prefix must match [A-Za-z0-9_-]*, got {prefix!r}")
@@ -378,6 +382,8 @@ class EpisodeWriter:
             "collector": str(collector),
             "frameskip": int(frameskip),
         }
+        if env_build is not None:
+            self._header["env_build"] = json.loads(json.dumps(env_build))  # a JSON copy
         (self.root / EPISODES_DIR).mkdir(parents=True, exist_ok=True)
         with _locked(self.root):
             created = not (self.root / META_FILE).exists()

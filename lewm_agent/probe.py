@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .data import ActionNormalizer, Episode
 
@@ -161,12 +162,14 @@ def encode_episodes(
     *,
     frames: Sequence[np.ndarray] | None = None,
     batch_size: int = 512,
+    progress: bool | str = False,
 ) -> list[np.ndarray]:
     """Embeddings of selected frames of each episode, batched across episodes.
 
     Args:
         episodes: the episodes (their ``pixels`` may be memory-mapped).
         frames: per episode, the frame indices to encode (default: every frame).
+        progress: a tqdm bar in frames (a string is its description).
     Returns:
         Per episode, float32 ``(len(frames[i]), D)`` (``(T+1, D)`` by default).
     """
@@ -183,11 +186,14 @@ def encode_episodes(
     parts: list[np.ndarray] = []
     fill = 0
     dev = _device_of(model)
-    with _eval_mode(model):
+    desc = progress if isinstance(progress, str) else "encode frames"
+    bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False)
+    with _eval_mode(model), bar:
 
         def flush(k: int) -> None:
             z = model.encode(torch.from_numpy(buf[:k]).to(dev))  # (k, D)
             parts.append(z.float().cpu().numpy())
+            bar.update(k)
 
         for ep, idx in zip(episodes, frames, strict=True):
             idx = np.asarray(idx, dtype=np.int64)
@@ -377,6 +383,8 @@ class MLPProbe:
         self.hidden, self.steps, self.batch_size = int(hidden), int(steps), int(batch_size)
         self.lr, self.weight_decay, self.seed = float(lr), float(weight_decay), int(seed)
         self.net: nn.Sequential | None = None
+        self.on_step: Any = None
+        """Called with no argument after each optimiser step (progress bars)."""
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> MLPProbe:
         """Fit on embeddings ``(N, D)`` and targets ``(N, Q)``."""
@@ -405,6 +413,8 @@ class MLPProbe:
                 loss.backward()
                 opt.step()
                 sched.step()
+                if self.on_step is not None:
+                    self.on_step()
         self.net = net.eval()
         return self
 
@@ -465,11 +475,13 @@ def fit_probes(
     kinds: Sequence[str] = ("linear", "mlp"),
     seed: int = 0,
     mlp_steps: int = 500,
+    progress: bool = False,
 ) -> dict[str, ProbeResult]:
     """Fit each probe kind on ``(x_train, y_train)`` and score it on ``(x_test, y_test)``.
 
     Shapes: x ``(N, D)``, y ``(N, Q)`` with ``Q == len(names)``. Scores are per
     quantity, in the quantity's own units (MSE) and unitless (Pearson r, R^2).
+    ``progress``: a tqdm bar in optimiser steps (a linear probe counts as one).
     """
     y_train = np.asarray(y_train, dtype=np.float64)
     y_test = np.asarray(y_test, dtype=np.float64)
@@ -484,8 +496,16 @@ def fit_probes(
     if len(x_train) < 2 or len(x_test) < 2:
         raise ValueError("need at least 2 training and 2 test frames")
     results: dict[str, ProbeResult] = {}
+    total = sum(mlp_steps if k == "mlp" else 1 for k in kinds)
+    bar = tqdm(total=total, desc="fit probes", unit="step", disable=not progress, leave=False)
     for kind in kinds:
-        probe = _make_probe(kind, seed, mlp_steps).fit(x_train, y_train)
+        bar.set_postfix(probe=kind)
+        probe = _make_probe(kind, seed, mlp_steps)
+        if isinstance(probe, MLPProbe):
+            probe.on_step = lambda: bar.update(1)
+        probe.fit(x_train, y_train)
+        if isinstance(probe, LinearProbe):
+            bar.update(1)
         pred = probe.predict(x_test)  # (N_test, Q)
         mse = ((pred - y_test) ** 2).mean(axis=0)  # (Q,)
         var = y_test.var(axis=0)  # (Q,)
@@ -505,6 +525,7 @@ def fit_probes(
             y_pred=pred,
             extra=extra,
         )
+    bar.close()
     return results
 
 
@@ -536,8 +557,11 @@ def probe_episodes(
     seed: int = 0,
     mlp_steps: int = 500,
     batch_size: int = 512,
+    progress: bool = False,
 ) -> dict[str, ProbeResult]:
     """Encode frames, then fit probes on training episodes and score them on test ones.
+
+    ``progress`` shows tqdm bars (frames encoded, probe optimiser steps).
 
     Args:
         model: anything with ``encode`` (a loaded ``LeWM``).
@@ -552,14 +576,30 @@ def probe_episodes(
         raise ValueError("need at least one training and one test episode")
     rng = np.random.default_rng(seed)
     out = []
-    for eps, cap in ((train_episodes, max_train_frames), (test_episodes, max_test_frames)):
+    for eps, cap, what in (
+        (train_episodes, max_train_frames, "encode training frames"),
+        (test_episodes, max_test_frames, "encode test frames"),
+    ):
         sel = _select_frames(eps, cap, rng)
-        z = np.concatenate(encode_episodes(model, eps, frames=sel, batch_size=batch_size))
+        shown: bool | str = what if progress else False
+        z = np.concatenate(
+            encode_episodes(model, eps, frames=sel, batch_size=batch_size, progress=shown)
+        )
         states = np.concatenate([e.states[i] for e, i in zip(eps, sel, strict=True)])
         names, y = state_targets(states, spec)
         out.append((z, y))
     (z_tr, y_tr), (z_te, y_te) = out
-    return fit_probes(z_tr, y_tr, z_te, y_te, names, kinds=kinds, seed=seed, mlp_steps=mlp_steps)
+    return fit_probes(
+        z_tr,
+        y_tr,
+        z_te,
+        y_te,
+        names,
+        kinds=kinds,
+        seed=seed,
+        mlp_steps=mlp_steps,
+        progress=progress,
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -897,8 +937,11 @@ def straightness_over_checkpoints(
     *,
     stride: int | None = None,
     batch_size: int = 512,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Straightness of each of several checkpoints on the same episodes (a table).
+
+    ``progress``: a tqdm bar in checkpoints.
 
     Args:
         checkpoints: folders :func:`load_model` reads (checkpoints or training
@@ -910,7 +953,7 @@ def straightness_over_checkpoints(
         ``std``, ``pairs``.
     """
     rows: list[dict[str, Any]] = []
-    for item in checkpoints:
+    for item in tqdm(checkpoints, desc="straightness", unit="checkpoint", disable=not progress):
         steps: int | None = None
         if isinstance(item, tuple):
             label, model = item

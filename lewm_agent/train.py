@@ -67,6 +67,8 @@ from .train_state import (
     TrainStateError,
     latest_train_state,
     load_train_state,
+    read_train_state_meta,
+    remove_train_state,
     restore_rng,
     save_train_state,
 )
@@ -398,7 +400,10 @@ def _check_resume_compatible(
 ) -> None:
     """Refuse to resume a checkpoint written by a different configuration or dataset."""
     where = state.path
-    fix = f"pass the settings of the original run, or delete {where.parent} to start over"
+    fix = (
+        "`lewm train --resume` reuses the saved settings: drop the flags that change them "
+        f"(or pass the original values), or delete {where.parent} to start over"
+    )
     saved_model, saved_train = state.meta["model_config"], state.meta["train_config"]
     diffs = [
         f"model.{k}: {saved_model.get(k)!r} -> {v!r}"
@@ -494,6 +499,8 @@ def train(
     mmap: bool | None = None,
     plot: bool = True,
     callback: Callable[[int, dict[str, float] | None], None] | None = None,
+    keep_train_state: bool = False,
+    run_meta: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train LeWM on the training split of a recorded dataset.
 
@@ -523,6 +530,12 @@ def train(
         mmap: force (True) or forbid (False) memory-mapping; None = by budget.
         plot: write `train_curves.png` at the end.
         callback: called as `callback(step, row_or_None)` after every step.
+        keep_train_state: at the end, save the final step's `train_state/` (to resume
+            or extend the run later); by default a finished run deletes `train_state/`
+            (optimiser moments are ~3x the model) and keeps only the model the caller saves.
+        run_meta: JSON-able settings of the command that started the run (data folder,
+            preset, plan config), stored in each checkpoint so `lewm train --resume`
+            can reuse them (see `saved_run_settings`).
     """
     dev = resolve_device(device)
     info = dist_info()
@@ -548,6 +561,13 @@ def train(
         train_split = train_split.head(train_cfg.train_episodes)
     meta = dict(data.meta)
     image_size = int(meta["image_size"])
+    if model_cfg.image_size != image_size and info.is_main:
+        # Frames are used as recorded (resizing would blur what the env drew).
+        tqdm.write(
+            f"training at the dataset's {image_size} px, not the configured "
+            f"{model_cfg.image_size} px (record with --image-size {model_cfg.image_size} "
+            f"to train at {model_cfg.image_size} px)"
+        )
     if model_cfg.action_dim != data.action_dim or model_cfg.image_size != image_size:
         model_cfg = replace(model_cfg, action_dim=data.action_dim, image_size=image_size)
     fingerprint = _fingerprint(train_split)
@@ -610,10 +630,15 @@ def train(
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
+        # No buffer broadcast before each forward: every rank updates its BatchNorm
+        # buffers from the same global statistics, so they stay equal. (The init sync
+        # still copies rank 0's buffers, which equal every rank's: same seed or same
+        # checkpoint.) `forward_sync_buffers` replaces the deprecated
+        # `broadcast_buffers`, whose use warned once per rank.
         runner = DDP(
             loss_module,
             device_ids=[dev.index] if dev.type == "cuda" else None,
-            broadcast_buffers=False,  # BatchNorm buffers come from global statistics
+            forward_sync_buffers=False,
         )
 
     start_step = state.step if state else 0
@@ -658,6 +683,7 @@ def train(
                 "world_size": info.world_size,
                 "log": log,
                 "torch_version": torch.__version__,
+                "run": dict(run_meta or {}),
             },
         )
 
@@ -758,8 +784,10 @@ def train(
         if tb is not None:
             tb.close()
     seconds = seconds_before + time.perf_counter() - start
-    if main and every:
+    if main and keep_train_state:
         checkpoint(train_cfg.steps, seconds)
+    elif main:
+        remove_train_state(out_dir)  # type: ignore[arg-type]  # finished: nothing to resume
     if main and plot and log:
         plot_training_curves(log, out_dir / CURVES_FILE, title=f"LeWM on {meta.get('env_id')}")  # type: ignore[operator]
     if info.is_main and watch.fired and log:
@@ -811,6 +839,7 @@ def agent_from_result(result: TrainResult, plan_cfg: Any, device: str | torch.de
             "world_size": result.world_size,
             "resumed_from": result.start_step or None,
         },
+        env_build=meta.get("env_build"),
     )
 
 
@@ -847,28 +876,92 @@ def argv_from_args(args: argparse.Namespace, drop: tuple[str, ...] = ("nproc",))
     return argv
 
 
+DEFAULT_PRESET = "cpu"
+"""`lewm train`'s preset when --preset is not given (and no saved run is resumed)."""
+
+
+def run_meta(data: str | os.PathLike[str], preset: str | None, plan_cfg: Any) -> dict[str, Any]:
+    """What `lewm train` stores in its checkpoints beyond the model and train configs."""
+    return {
+        "data": str(Path(data).resolve()),
+        "preset": preset,
+        "plan_config": to_dict(plan_cfg),
+    }
+
+
+def saved_run_settings(
+    args: argparse.Namespace,
+) -> tuple[str, ModelConfig, TrainConfig, Any, dict[str, Any] | None]:
+    """(data, model config, train config, plan config, saved meta) of a `lewm train` call.
+
+    A fresh run: the preset (default `cpu`) with the flags given. `--resume` with a
+    checkpoint in OUT/train_state: the SAVED run's configs, data folder and plan config,
+    with only the flags given explicitly now on top (every config flag defaults to
+    None, so "given" is exact). An explicit `--preset` replaces the saved configs by
+    that preset's (and the resume check then names what differs).
+    """
+    from .cli import collect_overrides
+    from .config import PlanConfig, from_dict, get_preset
+
+    model_over = collect_overrides(args, ModelConfig, "model-")
+    train_over = collect_overrides(args, TrainConfig, "")
+    plan_over = collect_overrides(args, PlanConfig, "plan-")
+    saved: dict[str, Any] | None = None
+    if getattr(args, "resume", False):
+        path = latest_train_state(args.out)
+        saved = read_train_state_meta(path) if path is not None else None
+    run = (saved or {}).get("run") or {}
+    if saved is not None and args.preset is None:
+        model_cfg = replace(from_dict(ModelConfig, saved["model_config"]), **model_over)
+        train_cfg = replace(from_dict(TrainConfig, saved["train_config"]), **train_over)
+        base_plan = (
+            from_dict(PlanConfig, run["plan_config"])
+            if run.get("plan_config")
+            else get_preset(run.get("preset") or DEFAULT_PRESET).plan
+        )
+        plan_cfg = replace(base_plan, **plan_over)
+    else:
+        p = get_preset(args.preset or DEFAULT_PRESET)
+        model_cfg = replace(p.model, **model_over)
+        train_cfg = replace(p.train, **train_over)
+        plan_cfg = replace(p.plan, **plan_over)
+    data = args.data or run.get("data")
+    if not data:
+        raise SystemExit(
+            "lewm train needs --data DIR, the dataset folder `lewm collect` wrote"
+            + (
+                f" (the checkpoint in {args.out}/train_state does not record one)"
+                if saved is not None
+                else f" (no checkpoint in {args.out}/train_state to resume from)"
+                if getattr(args, "resume", False)
+                else ""
+            )
+        )
+    return str(data), model_cfg, train_cfg, plan_cfg, saved
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """`lewm train` with the engine flags: launch torchrun, or train and save the agent.
 
     With `--nproc N > 1` outside torchrun this re-launches itself as
     `torchrun --standalone --nproc_per_node=N -m lewm_agent.train ...`. Inside
     torchrun (or in one process) it trains; rank 0 saves the agent to `--out`.
+    `--resume` reuses the saved run's settings (see `saved_run_settings`).
     """
-    from .cli import collect_overrides
-    from .config import PlanConfig, get_preset
-
     nproc = int(getattr(args, "nproc", None) or 1)
     if nproc > 1 and not launched_by_torchrun():
         return launch_torchrun(nproc, "lewm_agent.train", argv_from_args(args))
     dev = resolve_device(args.device)
     info = init_distributed(dev)
     try:
-        p = get_preset(args.preset)
-        model_cfg = replace(p.model, **collect_overrides(args, ModelConfig, "model-"))
-        train_cfg = replace(p.train, **collect_overrides(args, TrainConfig, ""))
-        plan_cfg = replace(p.plan, **collect_overrides(args, PlanConfig, "plan-"))
+        data, model_cfg, train_cfg, plan_cfg, saved = saved_run_settings(args)
+        if saved is not None and info.is_main:
+            tqdm.write(
+                f"resume: reusing the saved run's settings (data {data}, "
+                f"{train_cfg.steps} steps); flags given now override them"
+            )
         result = train(
-            args.data,
+            data,
             model_cfg,
             train_cfg,
             log_dir=args.out,
@@ -877,6 +970,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             checkpoint_every=getattr(args, "checkpoint_every", None),
             compile=bool(getattr(args, "compile", False)),
             tensorboard=bool(getattr(args, "tensorboard", False)),
+            keep_train_state=bool(getattr(args, "keep_train_state", False)),
+            run_meta=run_meta(
+                data,
+                args.preset or (saved or {}).get("run", {}).get("preset") or DEFAULT_PRESET,
+                plan_cfg,
+            ),
         )
         if info.is_main:
             agent = agent_from_result(result, plan_cfg, result.model.enc_proj.fc1.weight.device)
@@ -888,9 +987,24 @@ def run_from_args(args: argparse.Namespace) -> int:
                 f"final pred_loss {final.get('pred_loss', float('nan')):.4f}, "
                 f"emb_std {final.get('emb_std', float('nan')):.2f})"
             )
+            print(written_files_line(path))
     finally:
         shutdown_distributed()
     return 0
+
+
+def written_files_line(out: str | os.PathLike[str]) -> str:
+    """`wrote OUT/config.json, ...`: the files a training run leaves in its folder."""
+    from .checkpoint import CONFIG_FILE, STATS_FILE, WEIGHTS_FILE
+    from .train_state import STATE_DIR
+
+    folder = Path(out)
+    names = [CONFIG_FILE, WEIGHTS_FILE, STATS_FILE, LOG_FILE, CURVES_FILE, TENSORBOARD_DIR]
+    names += [STATE_DIR]
+    paths = [str(folder / n) + ("/" if (folder / n).is_dir() else "") for n in names]
+    return "wrote " + ", ".join(
+        p for p, n in zip(paths, names, strict=True) if (folder / n).exists()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

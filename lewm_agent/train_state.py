@@ -49,6 +49,8 @@ __all__ = [
     "TrainStateError",
     "latest_train_state",
     "load_train_state",
+    "read_train_state_meta",
+    "remove_train_state",
     "save_train_state",
     "capture_rng",
     "restore_rng",
@@ -222,6 +224,27 @@ def latest_train_state(out_dir: str | os.PathLike) -> Path | None:
         if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").is_file()
     ]
     return max(done, key=lambda p: int(p.name[len(_PREFIX) :]), default=None)
+
+
+def read_train_state_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON part (state.json) of a step folder, without loading any tensor."""
+    folder = Path(path)
+    try:
+        return json.loads((folder / "state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise TrainStateError(
+            f"training checkpoint {folder} is unreadable ({e}); delete it to fall back to "
+            f"an older one, or delete {folder.parent} to start over"
+        ) from e
+
+
+def remove_train_state(out_dir: str | os.PathLike) -> bool:
+    """Delete `OUT/train_state/` (a finished run needs none); True if there was one."""
+    root = Path(out_dir) / STATE_DIR
+    if not root.is_dir():
+        return False
+    shutil.rmtree(root)
+    return True
 
 
 def load_train_state(path: str | os.PathLike) -> TrainState:

@@ -78,7 +78,7 @@ def compute(mode: str, rank: int, world: int) -> dict[str, torch.Tensor]:
     if multi:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        runner = DDP(module, broadcast_buffers=False)
+        runner = DDP(module, forward_sync_buffers=False)  # as lewm_agent.train makes it
     res = runner(pixels[rows], actions[rows], torch.Generator().manual_seed(2))
     res["loss"].backward()
     out["loss"] = all_reduce_mean(res["loss"].detach().reshape(1))
@@ -244,6 +244,8 @@ def test_two_rank_ddp_training_end_to_end_only_rank0_writes(tmp_path):
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    # DDP is made without the deprecated argument that warned once per rank.
+    assert "broadcast_buffers" not in proc.stderr, proc.stderr[-3000:]
 
     rank0 = json.loads((audit / "rank0.json").read_text())
     rank1 = json.loads((audit / "rank1.json").read_text())
@@ -254,7 +256,7 @@ def test_two_rank_ddp_training_end_to_end_only_rank0_writes(tmp_path):
 
     agent = WorldModelAgent.load(out, device="cpu")
     assert agent.training_stats["world_size"] == 2
-    assert sorted(p.name for p in (out / "train_state").iterdir()) == [f"step-{steps:08d}"]
+    assert not (out / "train_state").exists()  # a finished run keeps only the model
     assert (out / "train_curves.png").stat().st_size > 10_000
     rows = (out / "train_log.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(range(0, steps, 2)) + 1  # header, every 2nd step, the last

@@ -384,7 +384,7 @@ def test_physics_cli_end_to_end_on_a_tiny_agent(tiny_agent_dir, tworoom_data, tm
     assert (
         main(
             [
-                "probe",
+                "state",
                 str(tiny_agent_dir),
                 *common,
                 "--max-train-frames",

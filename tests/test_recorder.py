@@ -229,9 +229,11 @@ def test_data_policies_single_and_batched() -> None:
     # Noise-free heuristic heads straight for the goal in the same room.
     a, _ = TwoRoomHeuristic().predict(single, deterministic=True)
     np.testing.assert_allclose(a, (GOAL - START) / np.linalg.norm(GOAL - START), atol=1e-6)
+    assert isinstance(make_data_policy("scripted", ENV_ID, space, 0), TwoRoomHeuristic)
+    # "heuristic", collect's old name for the same policy, still works.
     assert isinstance(make_data_policy("heuristic", ENV_ID, space, 0), TwoRoomHeuristic)
     assert isinstance(make_data_policy("random", ENV_ID, space, 0), RandomPolicy)
-    with pytest.raises(ValueError, match="no heuristic"):
+    with pytest.raises(ValueError, match="no scripted data policy"):
         make_data_policy("heuristic", "lewm/Nope-v0", space, 0)
     with pytest.raises(ValueError, match="unknown data policy"):
         make_data_policy("nope", ENV_ID, space, 0)

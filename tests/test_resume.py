@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from lewm_agent.config import get_preset, replace
-from lewm_agent.train import train
+from lewm_agent.train import run_meta, saved_run_settings, train
 from lewm_agent.train_state import STATE_DIR, TrainStateError, latest_train_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +49,7 @@ def _slow_run(data: str, out: str) -> None:
         device="cpu",
         checkpoint_every=EVERY,
         callback=lambda step, row: time.sleep(3600) if step >= 16 else None,
+        run_meta=run_meta(data, "test", p.plan),  # what `lewm train` records
     )
 
 
@@ -87,8 +88,18 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    done = _cli("--data", str(data_dir), "--out", str(ref), *CLI_ARGS)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # The reference run goes on meanwhile: waiting for it first let the victim finish
+    # before it could be killed on a loaded machine (load 9 on 2 cores).
+    ref_log = tmp_path / "ref.log"
+    with open(ref_log, "w") as log:
+        reference = subprocess.Popen(
+            [sys.executable, "-m", "lewm_agent.cli", "train", "--data", str(data_dir),
+             "--out", str(ref), *CLI_ARGS],
+            cwd=ROOT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -101,17 +112,23 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
             pytest.fail("no checkpoint at step >= 15 within 600 s")
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=30)
+    except BaseException:
+        reference.kill()  # the test failed: leave no process behind
+        raise
     finally:
         if victim.poll() is None:
             victim.kill()
+    assert reference.wait(timeout=300) == 0, ref_log.read_text()[-3000:]
     assert victim.returncode == -signal.SIGKILL
     killed_at = int(latest_train_state(run).name.split("-")[1])  # type: ignore[union-attr]
     assert 15 <= killed_at < STEPS
     assert len(_rows(run / "train_log.csv")) < STEPS  # it really died mid-run
 
-    resumed = _cli("--data", str(data_dir), "--out", str(run), *CLI_ARGS, "--resume")
+    # No flag repeated: data, preset, steps, threads, ... are the saved run's.
+    resumed = _cli("--out", str(run), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed at step {killed_at}" in resumed.stdout
+    assert "reusing the saved run's settings" in resumed.stdout
 
     # The whole loss curve, every logged float at full precision, is identical...
     ref_rows, run_rows = _rows(ref / "train_log.csv"), _rows(run / "train_log.csv")
@@ -122,8 +139,9 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    # Only the newest complete checkpoint is kept; no temporary folders remain.
-    assert [p.name for p in (run / STATE_DIR).iterdir()] == [f"step-{STEPS:08d}"]
+    # The run finished: its resumable state (optimiser moments) is gone, the model stays.
+    assert not (run / STATE_DIR).exists() and not (ref / STATE_DIR).exists()
+    assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in ref.iterdir())
 
 
 def test_resume_refuses_other_settings_and_starts_fresh_without_checkpoint(data_dir, tmp_path):
@@ -131,7 +149,15 @@ def test_resume_refuses_other_settings_and_starts_fresh_without_checkpoint(data_
     cfg = replace(p.train, steps=6, log_every=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # near-collapsed fresh weights
-        fresh = train(data_dir, p.model, cfg, log_dir=tmp_path, resume=True, progress=False)
+        fresh = train(
+            data_dir,
+            p.model,
+            cfg,
+            log_dir=tmp_path,
+            resume=True,
+            progress=False,
+            keep_train_state=True,
+        )
         assert fresh.start_step == 0 and len(fresh.log) == 6
         assert latest_train_state(tmp_path).name == "step-00000006"  # type: ignore[union-attr]
         with pytest.raises(TrainStateError, match=r"train\.lr: 0\.001 -> 0\.002"):
@@ -143,9 +169,78 @@ def test_resume_refuses_other_settings_and_starts_fresh_without_checkpoint(data_
                 resume=True,
                 progress=False,
             )
-        # A finished run resumes as a no-op that returns its log.
+        # A finished run kept with keep_train_state resumes as a no-op returning its log
+        # (and, without keep_train_state now, deletes the state it no longer needs).
         again = train(data_dir, p.model, cfg, log_dir=tmp_path, resume=True, progress=False)
         assert again.start_step == 6 and again.log == fresh.log
+        assert not (tmp_path / STATE_DIR).exists()
+
+
+def test_finished_run_deletes_train_state_unless_kept(data_dir, tmp_path):
+    p = get_preset("test")
+    cfg = replace(p.train, steps=4, log_every=1)
+    seen: list[bool] = []
+
+    def during(step: int, row: object) -> None:  # a checkpoint exists while running
+        seen.append(latest_train_state(tmp_path / "gone") is not None)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for name, keep in (("gone", False), ("kept", True)):
+            train(
+                data_dir,
+                p.model,
+                cfg,
+                log_dir=tmp_path / name,
+                progress=False,
+                checkpoint_every=2,
+                keep_train_state=keep,
+                callback=during if name == "gone" else None,
+            )
+    assert any(seen)  # step 2's checkpoint was there while the run could still be killed
+    assert not (tmp_path / "gone" / STATE_DIR).exists()
+    assert (tmp_path / "gone" / "train_log.csv").is_file()
+    assert [q.name for q in (tmp_path / "kept" / STATE_DIR).iterdir()] == ["step-00000004"]
+
+
+def _parse_train(*argv: str):
+    from lewm_agent.cli import build_parser
+
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_resume_reuses_saved_settings_and_explicit_flags_override(data_dir, tmp_path):
+    """`lewm train --resume` takes the saved configs; only flags given now change them."""
+    p = get_preset("test")
+    cfg = replace(p.train, steps=8, log_every=2, lr=2e-3)
+    plan = replace(p.plan, samples=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        train(
+            data_dir,
+            p.model,
+            cfg,
+            log_dir=tmp_path,
+            progress=False,
+            keep_train_state=True,
+            run_meta=run_meta(data_dir, "test", plan),
+        )
+    data, model_cfg, train_cfg, plan_cfg, saved = saved_run_settings(
+        _parse_train("--out", str(tmp_path), "--resume")
+    )
+    assert saved is not None and Path(data) == data_dir.resolve()
+    assert (train_cfg.steps, train_cfg.lr, train_cfg.log_every) == (8, 2e-3, 2)
+    assert plan_cfg.samples == 16 and model_cfg.pred_depth == p.model.pred_depth
+    # The default preset (cpu) would have said 1200 steps and lr 3e-4: not used here.
+    _, _, over, _, _ = saved_run_settings(
+        _parse_train("--out", str(tmp_path), "--resume", "--steps", "12")
+    )
+    assert (over.steps, over.lr) == (12, 2e-3)
+    # Without --resume the same folder starts fresh from the preset.
+    _, _, fresh, _, saved = saved_run_settings(
+        _parse_train("--out", str(tmp_path), "--data", str(data_dir))
+    )
+    assert saved is None and fresh.steps == get_preset("cpu").train.steps
 
 
 def test_prefetching_workers_give_the_same_batches(data_dir):

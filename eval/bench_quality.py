@@ -14,7 +14,8 @@ ONE episode at a time, so every decision is what a single-env gym loop pays:
 The settings (`SETTINGS`) are the paper's CEM 300 x 30, the `cpu` preset's
 300 x 10, a cheap 150 x 5, CEM that replans every block warm-started with 2
 iterations, MPPI 300 x 10, CEM with the policy prior at 1/4 and 1/10 of
-300 x 10's rollouts, and the policy head alone. Rows that need a policy head are
+300 x 10's rollouts (and plain CEM at the same budgets, the control), and the
+policy head alone. Rows that need a policy head are
 skipped (with a note) when the checkpoint has none (`lewm train-policy RUN --data DATA`).
 
 Writes JSON `{"env", "rows": [{"planner", "success_rate", "seconds_per_decision",
@@ -54,6 +55,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # 150 x 5 = 750 and 60 x 5 = 300 rollouts: 1/4 and 1/10 of 300 x 10's 3000.
     "cem-prior-150x5": {"planner": "cem-prior", "samples": 150, "iterations": 5, "elites": 15},
     "cem-prior-60x5": {"planner": "cem-prior", "samples": 60, "iterations": 5, "elites": 6},
+    # The controls: plain CEM at the prior rows' budgets (does the prior matter?), and
+    # both at 30 x 2 = 60 rollouts (1/50).
+    "cem-60x5": {"planner": "cem", "samples": 60, "iterations": 5, "elites": 6},
+    "cem-prior-30x2": {"planner": "cem-prior", "samples": 30, "iterations": 2, "elites": 3},
+    "cem-30x2": {"planner": "cem", "samples": 30, "iterations": 2, "elites": 3},
     "policy": {"planner": "policy"},
 }
 """Planner settings: PlanConfig overrides on top of the checkpoint's own plan config."""
@@ -120,6 +126,55 @@ def run_setting(
         "rollouts_per_env_step": rollouts / max(1, steps),
         "ms_per_action": 1000 * predict_seconds / max(1, steps),
         "wall_seconds": time.perf_counter() - wall,
+    }
+
+
+def time_decisions(
+    run: str | os.PathLike[str],
+    env_id: str,
+    episodes: list[Any],
+    names: Sequence[str],
+    *,
+    repeats: int = 5,
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Seconds of one cold decision per setting, the settings interleaved round by round.
+
+    On a shared machine the protocol rows run minutes apart under different loads;
+    here every round times each setting once, on the start frame of the same protocol
+    episode, so the settings' medians (and their ratios) see the same conditions.
+    Also times `predict` per env step over one whole block (encoding included).
+    """
+    import gymnasium as gym
+    import numpy as np
+
+    from lewm_agent import WorldModelAgent
+
+    agents = {n: WorldModelAgent.load(run, device=device, **SETTINGS[n]) for n in names}
+    size = next(iter(agents.values())).model_config.image_size
+    env = gym.make(env_id, image_size=size)
+    out: dict[str, dict[str, Any]] = {n: {"seconds": [], "ms_per_action": []} for n in names}
+    for r in range(repeats):
+        ep = episodes[r % len(episodes)]
+        options = {"state": ep.start_state, "goal_state": ep.goal_state}
+        for name, agent in agents.items():
+            obs, _ = env.reset(seed=r, options=options)
+            agent.decisions = []
+            t = time.perf_counter()
+            steps = agent.model_config.frameskip
+            for i in range(steps):  # one block: the decision, then the queued actions
+                action, _ = agent.predict(obs, episode_start=np.array([i == 0]))
+                obs, *_ = env.step(action)
+            out[name]["ms_per_action"].append(1000 * (time.perf_counter() - t) / steps)
+            out[name]["seconds"].append(agent.decisions[0]["seconds"])
+    env.close()
+    return {
+        n: {
+            "timed_seconds_per_decision": statistics.median(v["seconds"]),
+            "timed_ms_per_action": statistics.median(v["ms_per_action"]),
+            "timed_repeats": repeats,
+        }
+        for n, v in out.items()
     }
 
 
@@ -215,10 +270,18 @@ def planning_quality(
     device: str = "cpu",
     progress: bool = True,
     episodes_per_planner: dict[str, int] | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    timing_repeats: int = 0,
+    timing: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the settings named in `planners` (default: all of SETTINGS) and return the report.
 
     `episodes_per_planner` caps the episodes of slow rows (the first N of the same list).
+    With `json_path` the report is rewritten after every row (a killed run keeps its
+    finished rows); `resume` reuses the rows of that file made with the same agent,
+    data, seed, budget, plan settings and number of episodes. `timing_repeats` > 0
+    adds `time_decisions` figures (`timed_*`) to the rows named in `timing` (all).
     """
     from tqdm.auto import tqdm
 
@@ -264,10 +327,25 @@ def planning_quality(
     import torch
 
     report["threads"] = torch.get_num_threads()
+    done: dict[str, dict[str, Any]] = {}
+    if resume and json_path is not None and Path(json_path).is_file():
+        old = json.loads(Path(json_path).read_text())
+        same = all(old.get(k) == report[k] for k in ("env", "agent", "data", "seed", "budget"))
+        for r in old.get("rows", []) if same else []:
+            name = r.get("planner")
+            n = min(len(eps), caps.get(name, len(eps)))
+            if name in names and r.get("episodes") == n and r.get("settings") == SETTINGS[name]:
+                done[name] = r
+        if done:
+            print(f"resume: reusing the rows of {json_path} for {sorted(done)}")
     bar = tqdm(total=total, desc="planning-quality", disable=not progress, unit="episode")
     try:
         for name in names:
             n = min(len(eps), caps.get(name, len(eps)))
+            if name in done:
+                report["rows"].append(done[name])
+                bar.update(n)
+                continue
             row = run_setting(
                 run,
                 env_id,
@@ -278,7 +356,10 @@ def planning_quality(
                 device=device,
                 bar=bar,
             )
+            row["settings"] = SETTINGS[name]
             report["rows"].append(row)
+            if json_path is not None:  # after every row: a killed run keeps what it finished
+                _write_json(json_path, {**report, "complete": False})
             tqdm.write(
                 f"{name}: {row['successes']}/{row['episodes']} success, "
                 f"{row['seconds_per_decision'] or 0:.4f} s/decision, "
@@ -288,6 +369,15 @@ def planning_quality(
     finally:
         bar.close()
     report["load_average_1min_end"] = os.getloadavg()[0]
+    if timing_repeats > 0 and report["rows"]:
+        timed = [r["planner"] for r in report["rows"] if r["planner"] in (timing or names)]
+        print(f"timing {timed} interleaved, {timing_repeats} rounds ...")
+        report["timing_load_average_1min"] = os.getloadavg()[0]
+        for name, t in time_decisions(
+            run, env_id, eps, timed, repeats=timing_repeats, device=device
+        ).items():
+            next(r for r in report["rows"] if r["planner"] == name).update(t)
+    report["complete"] = True
     ref = next((r for r in report["rows"] if r["planner"] == REFERENCE), None)
     if ref is not None:
         for r in report["rows"]:
@@ -296,9 +386,21 @@ def planning_quality(
                 if ref["rollouts_per_decision"]
                 else None
             )
+            if r.get("timed_seconds_per_decision") and ref.get("timed_seconds_per_decision"):
+                r["timed_seconds_vs_reference"] = (
+                    r["timed_seconds_per_decision"] / ref["timed_seconds_per_decision"]
+                )
             lo, hi = ref["success_ci95"]
             r["success_within_reference_ci"] = bool(r["success_rate"] >= lo)
     return report
+
+
+def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,6 +432,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished rows of --json (same agent, data, settings, episodes)",
+    )
+    p.add_argument(
+        "--timing-repeats",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time one decision per setting in N interleaved rounds (same load for all)",
+    )
+    p.add_argument(
+        "--timing", default=None, help="comma list of the settings to time (default: all run)"
+    )
     args = p.parse_args(list(argv) if argv is not None else None)
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
@@ -352,10 +469,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
         episodes_per_planner=caps,
+        json_path=args.json,
+        resume=args.resume,
+        timing_repeats=args.timing_repeats,
+        timing=[n.strip() for n in args.timing.split(",")] if args.timing else None,
     )
     json_path = Path(args.json)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    _write_json(json_path, report)
     png = quality_chart(report, args.png or json_path.with_suffix(".png"))
     print()
     print(markdown(report))

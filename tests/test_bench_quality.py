@@ -38,6 +38,10 @@ def test_planning_quality_writes_json_and_png(quality_agent_dir, tworoom_data, t
             "--json",
             str(out),
             "--no-progress",
+            "--timing-repeats",
+            "1",
+            "--timing",
+            "cem-150x5,policy",
         ]
     )
     assert code == 0
@@ -51,6 +55,10 @@ def test_planning_quality_writes_json_and_png(quality_agent_dir, tworoom_data, t
         assert 0.0 <= r["success_rate"] <= 1.0 and r["decisions"] >= 1
         assert r["seconds_per_decision"] > 0 and r["ms_per_action"] > 0
     assert rows["cem-warm-300x2-every-block"]["episodes"] == 1  # --cap
+    for name in ("cem-150x5", "policy"):  # interleaved timing of the named rows only
+        assert rows[name]["timed_seconds_per_decision"] > 0
+        assert rows[name]["timed_ms_per_action"] > 0
+    assert "timed_seconds_per_decision" not in rows["cem-prior-60x5"]
     assert rows["cem-150x5"]["rollouts_per_decision"] == 150 * 5
     assert rows["cem-prior-60x5"]["rollouts_per_decision"] == 60 * 5 + 1
     assert rows["policy"]["rollouts_per_decision"] == 0
@@ -60,6 +68,22 @@ def test_planning_quality_writes_json_and_png(quality_agent_dir, tworoom_data, t
     assert SETTINGS["cem-prior-150x5"]["samples"] * 5 * 4 == 3000  # 1/4 of 300 x 10
     png = out.with_suffix(".png")
     assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert report["complete"] is True
+    # --resume reuses the finished rows (same agent, data, settings and episodes).
+    from eval.bench_quality import planning_quality
+
+    again = planning_quality(
+        quality_agent_dir,
+        tworoom_data,
+        episodes=2,
+        budget=8,
+        planners=names,
+        episodes_per_planner={"cem-warm-300x2-every-block": 1},
+        progress=False,
+        json_path=out,
+        resume=True,
+    )
+    assert [r["wall_seconds"] for r in again["rows"]] == [r["wall_seconds"] for r in rows.values()]
 
 
 def test_planning_quality_skips_policy_rows_without_a_head(tiny_agent_dir, tworoom_data):

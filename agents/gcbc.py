@@ -75,6 +75,8 @@ class GCBCConfig:
     """AdamW weight decay."""
     holdout_fraction: float = 0.1
     """Episodes held out (the last ones): the protocol draws its goals from them."""
+    train_episodes: int = 0
+    """Only the first N training episodes (0 = all): LeWM's `TrainConfig.train_episodes`."""
     seed: int = 0
     """Seed of the weights and the sampled triples."""
 
@@ -379,6 +381,8 @@ def train_gcbc(
             f"image_size {cfg.image_size} differs from the data's {dataset.image_size}"
         )
     split, heldout = dataset.split(cfg.holdout_fraction) if len(dataset) > 1 else (dataset, None)
+    if cfg.train_episodes > 0:  # the prefix LeWM trained on
+        split = split.head(cfg.train_episodes)
     a = dataset.action_dim
     normalizer = ActionNormalizer.fit(np.concatenate([e.actions for e in split.episodes]))
     triples = _Triples(split, normalizer, cfg)

@@ -279,6 +279,7 @@ def run_gcbc(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
         save_to=tmp,
         progress=progress,
         holdout_fraction=plan.train_overrides.get("holdout_fraction", 0.1),
+        train_episodes=plan.train_overrides.get("train_episodes", 0),
         **kw,
     )
     shutil.rmtree(folder, ignore_errors=True)

@@ -385,8 +385,12 @@ class WorldModelAgent:
         from .config import replace as replace_cfg
         from .policy_head import PolicyHeadConfig, train_policy_head
 
-        holdout = self.train_config.holdout_fraction if self.train_config else 0.1
-        cfg = replace_cfg(PolicyHeadConfig(holdout_fraction=holdout), **head_config)
+        tc = self.train_config
+        cfg = PolicyHeadConfig(
+            holdout_fraction=tc.holdout_fraction if tc else 0.1,
+            train_episodes=tc.train_episodes if tc else 0,
+        )
+        cfg = replace_cfg(cfg, **head_config)
         result = train_policy_head(
             self.model, self.normalizer, dataset, cfg, device=self.device, progress=progress
         )

@@ -65,6 +65,13 @@ class PolicyHeadConfig:
     """Seed of the weights and the sampled triples."""
     holdout_fraction: float = 0.1
     """Episodes held out (the last ones, as LeWM's split); set from the world model's."""
+    train_episodes: int = 0
+    """Only the first N training episodes (0 = all): the world model's `train_episodes`."""
+
+    def __post_init__(self) -> None:
+        from .validation import check_config_fields
+
+        check_config_fields(self)
 
 
 class PolicyHead(nn.Module):
@@ -220,6 +227,8 @@ def train_policy_head(
     dev = torch.device(device)
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, skip_corrupt=True)
     train_split, heldout = data.split(cfg.holdout_fraction) if len(data) > 1 else (data, None)
+    if cfg.train_episodes > 0:  # the prefix the world model trained on
+        train_split = train_split.head(cfg.train_episodes)
     fs, d = model.cfg.frameskip, model.cfg.embed_dim
     t0 = time.perf_counter()
     triples = _triples(train_split, model, normalizer, fs, cfg.max_offset, dev, progress)

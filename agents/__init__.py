@@ -12,6 +12,9 @@
 ``scripted``        the env's noisy heuristic expert, deterministic, on the state
 ``expert``          the env's goal-directed expert (privileged state; Push-T, and
                     OGBench's oracle on Cube), the ceiling that its data sets
+``gcbc``            goal-conditioned behaviour cloning from pixels on the same
+                    reward-free data: loaded from ``path``, or trained on ``data``
+                    (``agents.gcbc.train_gcbc``) and saved to ``path`` if given
 ==================  ==============================================================
 
 Everything returned has ``predict(observation, state=None, episode_start=None,
@@ -37,6 +40,7 @@ AGENT_NAMES: tuple[str, ...] = (
     "random",
     "scripted",
     "expert",
+    "gcbc",
 )
 
 
@@ -98,6 +102,9 @@ def make(name: str, **kw: Any) -> Any:
                 ``seed``, ...) and saved to ``path`` if given.
             random: ``env_id`` or ``action_space``, ``seed``.
             scripted: ``env_id``, ``seed``.
+            gcbc: ``path`` of a saved GCBC agent; without one, ``data`` (the dataset
+                folder) and the ``agents.gcbc.train_gcbc`` kwargs train one (saved to
+                ``path`` if given); ``device``.
     Returns:
         an object with the SB3 ``predict`` signature.
     """
@@ -156,6 +163,17 @@ def make(name: str, **kw: Any) -> Any:
             )
         space = _action_space(env_id, None)
         return ScriptedAgent(GOAL_EXPERTS[env_id](space, kw.pop("seed", None)), name="expert")
+    if key == "gcbc":
+        from agents.gcbc import GCBCAgent, train_gcbc
+
+        path = kw.pop("path", None)
+        device = kw.pop("device", "cpu")
+        if path is not None and GCBCAgent.is_saved(path):
+            return GCBCAgent.load(path, device=device)
+        if "data" not in kw:
+            where = f"{path} holds no saved GCBC agent; " if path is not None else ""
+            raise ValueError(f"{where}agents.make('gcbc') needs path=SAVED_FOLDER or data=DATASET")
+        return train_gcbc(kw.pop("data"), save_to=path, device=device, **kw)
     raise ValueError(f"unknown agent {name!r}; choose one of {AGENT_NAMES}")
 
 

@@ -1,8 +1,11 @@
-"""Speed benchmarks: `python -m eval.bench planning|recorder|expert [--json PATH]`.
+"""Speed benchmarks: `python -m eval.bench planning|recorder|expert|planning-quality [--json PATH]`.
 
 recorder: the dataset recorder's CPU overhead per env (see eval/bench_recorder.py).
 
 expert: the Push-T expert's success and cost on random pairs (eval/bench_expert.py).
+
+planning-quality: success rate, seconds and rollouts per decision of each planner
+setting on the same protocol episodes (see eval/bench_quality.py).
 
 planning: seconds per CEM plan for the `paper` and `cpu` presets (median of
 repeats after a warm-up), the FLOPs one plan performs (counted by torch's
@@ -204,13 +207,20 @@ def main(argv: list[str] | None = None) -> int:
         from eval.bench_expert import main as expert_main
 
         return expert_main(argv[1:])
+    if argv[:1] == ["planning-quality"]:
+        from eval.bench_quality import main as quality_main
+
+        return quality_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m eval.bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "what", choices=["planning", "recorder", "expert"], nargs="?", default="planning"
+        "what",
+        choices=["planning", "recorder", "expert", "planning-quality"],
+        nargs="?",
+        default="planning",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--presets", default="paper,cpu")

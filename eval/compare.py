@@ -11,7 +11,9 @@ and `success.png` (bars with the intervals).
 `--lewm`, `--data` and `--baselines` default to the folders `make bench-suite` writes
 (runs/suite/<env>/lewm, data/suite/<env>, runs/suite/<env>). Baselines (`ppo`, `sac`,
 `ppo-pixels`) are loaded from `--baselines DIR/<name>` when saved there, else trained on the env's dense reward at the `--*-steps` budgets and
-saved (SB3's zip), so a second run only evaluates.
+saved (SB3's zip), so a second run only evaluates. `gcbc` (behaviour cloning on the
+same reward-free data, `agents/gcbc.py`) is loaded from `--baselines DIR/gcbc` or
+trained there on `--data`'s training split.
 """
 
 from __future__ import annotations
@@ -260,6 +262,8 @@ def load_agents(
     planner: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    data: str | os.PathLike[str] | None = None,
+    holdout: float = 0.1,
 ) -> dict[str, Any]:
     """Build the named agents (``agents.make``); train baselines that are not saved yet.
 
@@ -271,6 +275,9 @@ def load_agents(
         train_missing: train (and save) a baseline that is not saved; else raise.
         seed: the random agent's and the baselines' training seed.
         image_size: image side for pixel baselines.
+        data, holdout: GCBC trains on the training split of this reward-free dataset
+            (the held-out fraction `holdout` is left out, as LeWM leaves it out);
+            its budget is ``budgets["gcbc"]`` gradient steps (None: GCBC's default).
     """
     import agents as registry
 
@@ -311,6 +318,10 @@ def load_agents(
                 )
             else:
                 out[name] = registry.make(name, path=folder)
+        elif name == "gcbc":
+            out[name] = _load_gcbc(
+                baselines_dir, data, holdout, (budgets or {}).get("gcbc"), train_missing, progress
+            )
         elif name == "random":
             out[name] = registry.make("random", env_id=env_id, seed=seed)
         elif name in ("scripted", "heuristic"):
@@ -320,6 +331,35 @@ def load_agents(
         else:
             raise ValueError(f"unknown agent {raw!r}; choose from {registry.AGENT_NAMES}")
     return out
+
+
+def _load_gcbc(
+    baselines_dir: str | os.PathLike[str] | None,
+    data: str | os.PathLike[str] | None,
+    holdout: float,
+    steps: int | None,
+    train_missing: bool,
+    progress: bool,
+) -> Any:
+    """GCBC from ``baselines_dir/gcbc``, or trained there on ``data`` when missing."""
+    import agents as registry
+    from agents.gcbc import GCBCAgent
+
+    if baselines_dir is None:
+        raise ValueError("agent 'gcbc' needs a baselines folder")
+    folder = Path(baselines_dir) / "gcbc"
+    if GCBCAgent.is_saved(folder):
+        return registry.make("gcbc", path=folder)
+    if not train_missing or data is None:
+        raise FileNotFoundError(
+            f"no saved gcbc agent in {folder}; train it first (eval.compare with --data "
+            "and without --no-train does)"
+        )
+    print(f"training gcbc on {data} ({steps or 'default'} steps, no reward) -> {folder}")
+    kw: dict[str, Any] = {"holdout_fraction": holdout, "progress": progress}
+    if steps:
+        kw["steps"] = steps
+    return registry.make("gcbc", path=folder, data=data, **kw)
 
 
 def _has_rich() -> bool:
@@ -367,7 +407,7 @@ def build_parser(prog: str = "python -m eval.compare") -> argparse.ArgumentParse
     p.add_argument(
         "--agents",
         default="lewm,ppo,sac,random",
-        help="comma list of lewm, ppo, sac, ppo-pixels, random, scripted",
+        help="comma list of lewm, ppo, sac, ppo-pixels, random, scripted, gcbc",
     )
     p.add_argument(
         "--lewm", default=None, help="LeWM checkpoint folder (default runs/suite/<env>/lewm)"
@@ -398,13 +438,18 @@ def build_parser(prog: str = "python -m eval.compare") -> argparse.ArgumentParse
     p.add_argument("--sac-steps", type=int, default=DEFAULT_TIMESTEPS[("sac", "state")])
     p.add_argument("--ppo-pixels-steps", type=int, default=DEFAULT_TIMESTEPS[("ppo", "pixels")])
     p.add_argument(
+        "--gcbc-steps", type=int, default=None, help="GCBC gradient steps (default 1200)"
+    )
+    p.add_argument(
         "--no-train", action="store_true", help="fail instead of training a missing baseline"
     )
     p.add_argument(
         "--holdout", type=float, default=None, help="held-out fraction (default: LeWM's)"
     )
     p.add_argument("--image-size", type=int, default=None, help="default: the dataset's")
-    p.add_argument("--planner", default=None, choices=["cem", "mppi"])
+    p.add_argument(
+        "--planner", default=None, choices=["cem", "mppi", "cem-prior", "mppi-prior", "policy"]
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(
@@ -503,6 +548,8 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             marker = Path(args.lewm) / "stats.json"
         elif name in ("ppo", "sac", "ppo-pixels"):
             marker = baselines_dir / name / "baseline.json"
+        elif name == "gcbc":
+            marker = baselines_dir / name / "gcbc.json"
         return {
             "env": args.env,
             "data": "env" if from_env else str(Path(args.data).resolve()),
@@ -534,6 +581,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "ppo": args.ppo_steps,
             "sac": args.sac_steps,
             "ppo-pixels": args.ppo_pixels_steps,
+            "gcbc": getattr(args, "gcbc_steps", None),
         },
         train_missing=not args.no_train,
         seed=args.seed,
@@ -541,6 +589,8 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         planner=args.planner,
         device=args.device,
         progress=progress,
+        data=args.data,
+        holdout=holdout,
     )
     lewm = agents.get("lewm")
     if lewm is not None and lewm.model_config.image_size != image_size:
@@ -590,7 +640,8 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         )
     footer = (
         f"Env steps for training: LeWM = {lewm_steps}; SB3 baselines = env steps of "
-        "online interaction with the dense reward (random start/goal pairs from env.reset). "
+        "online interaction with the dense reward (random start/goal pairs from env.reset); "
+        "GCBC = LeWM's training split, no reward. "
         "Decision latency is wall time per predict call per env, on a shared 2-core CPU."
     )
     json_path, md_path = write_results(

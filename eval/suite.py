@@ -5,12 +5,14 @@ than what it was made from, like make):
 
 1. collect  reward-free data with the env's data policy (heuristic or expert) -> ROOT/data/suite/<env>
 2. lewm     train LeWM on it (preset `cpu`)                        -> ROOT/runs/suite/<env>/lewm
+   gcbc     goal-conditioned behaviour cloning on the SAME data     -> ROOT/runs/suite/<env>/gcbc
 3. ppo, sac, ppo-pixels: SB3 baselines on the dense reward           -> ROOT/runs/suite/<env>/<name>
 4. compare  every agent on the same 50 protocol episodes             -> ROOT/outputs/suite/<env>/
 5. videos   one mp4 + one grid mp4 per agent                         -> ROOT/outputs/suite/<env>/videos/
 
 then ROOT/outputs/suite/results.md: one table per env with the budgets that produced
-it, and a verdict line per env (is LeWM at or above every reward-trained baseline?).
+it, and a verdict line per env (is LeWM at or above GCBC on the same data, and every
+reward-trained baseline?).
 Kill it at any point and run it again: finished stages are skipped, a stage cut
 short is redone (collection tops up the missing episodes), and a stage reruns
 when an upstream output changed (e.g. retrained LeWM -> new comparison).
@@ -36,7 +38,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-STAGES: tuple[str, ...] = ("collect", "lewm", "ppo", "sac", "ppo-pixels", "compare", "videos")
+STAGES: tuple[str, ...] = (
+    "collect",
+    "lewm",
+    "gcbc",
+    "ppo",
+    "sac",
+    "ppo-pixels",
+    "compare",
+    "videos",
+)
 BASELINES: tuple[str, ...] = ("ppo", "sac", "ppo-pixels")
 
 
@@ -63,7 +74,7 @@ class EnvPlan:
     budget: int = 50
     image_size: int = 64
     workers: int = 2
-    agents: tuple[str, ...] = ("lewm", "ppo", "sac", "ppo-pixels", "random")
+    agents: tuple[str, ...] = ("lewm", "ppo", "sac", "ppo-pixels", "gcbc", "random")
     video_episodes: int = 4
     plan_overrides: dict[str, Any] = field(default_factory=dict)
     """PlanConfig overrides for LeWM at evaluation (e.g. fewer CEM samples in tests)."""
@@ -71,6 +82,8 @@ class EnvPlan:
     """TrainConfig overrides for LeWM (e.g. batch size, SIGReg weight)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """ModelConfig overrides for LeWM (e.g. history)."""
+    gcbc_steps: int | None = None
+    """GCBC gradient steps (None: its default, the `cpu` preset's 1200 of batch 64)."""
 
 
 _CPU_BASELINES: dict[str, Any] = {"sac_steps": 10_000, "ppo_pixels_steps": 20_000}
@@ -106,8 +119,9 @@ PRESETS: dict[str, dict[str, EnvPlan]] = {
             budget=4,
             image_size=32,
             workers=1,
-            agents=("lewm", "ppo", "random"),
+            agents=("lewm", "ppo", "gcbc", "random"),
             video_episodes=2,
+            gcbc_steps=2,
             plan_overrides={"samples": 16, "iterations": 1, "elites": 4},
         )
         for name, env_id in (
@@ -154,6 +168,8 @@ def _marker(stage: str, p: Paths) -> Path:
         return p.agent("lewm") / "stats.json"
     if stage in BASELINES:
         return p.agent(stage) / "baseline.json"
+    if stage == "gcbc":
+        return p.agent("gcbc") / "gcbc.json"
     if stage == "compare":
         return p.out / "results.json"
     if stage == "videos":
@@ -162,10 +178,10 @@ def _marker(stage: str, p: Paths) -> Path:
 
 
 def _upstream(stage: str, agents: Sequence[str]) -> list[str]:
-    if stage in ("lewm", "ppo-pixels", "ppo", "sac"):
-        return ["collect"] if stage == "lewm" else []
+    if stage in ("lewm", "gcbc", "ppo-pixels", "ppo", "sac"):
+        return ["collect"] if stage in ("lewm", "gcbc") else []
     if stage in ("compare", "videos"):
-        return ["collect"] + [a for a in agents if a in ("lewm", *BASELINES)]
+        return ["collect"] + [a for a in agents if a in ("lewm", "gcbc", *BASELINES)]
     return []
 
 
@@ -181,6 +197,8 @@ def stage_done(stage: str, plan: EnvPlan, p: Paths) -> bool:
         if not all((folder / f).is_file() for f in ("config.json", "model.safetensors")):
             return False
     if stage in BASELINES and not (p.agent(stage) / "model.zip").is_file():
+        return False
+    if stage == "gcbc" and not (p.agent("gcbc") / "gcbc.safetensors").is_file():
         return False
     if stage == "compare":
         got = json.loads(marker.read_text())
@@ -248,6 +266,27 @@ def run_lewm(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
     }
 
 
+def run_gcbc(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """GCBC on the suite's reward-free data (LeWM's training split); replaced when done."""
+    from agents.gcbc import train_gcbc
+
+    folder = p.agent("gcbc")
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    kw: dict[str, Any] = {"steps": plan.gcbc_steps} if plan.gcbc_steps else {}
+    agent = train_gcbc(
+        p.data,
+        save_to=tmp,
+        progress=progress,
+        holdout_fraction=plan.train_overrides.get("holdout_fraction", 0.1),
+        train_episodes=plan.train_overrides.get("train_episodes", 0),
+        **kw,
+    )
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return {k: agent.training_stats.get(k) for k in ("seconds", "steps", "env_steps")}
+
+
 def run_baseline(name: str, plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
     """Train one SB3 baseline at the plan's budget (default: the dataset's env steps)."""
     from agents.baselines import parse_baseline_name, train_baseline
@@ -296,6 +335,7 @@ def _trained_agents_and_episodes(
         seed=seed,
         image_size=plan.image_size,
         device="cpu",
+        data=p.data,
     )
     # LeWM's checkpoint carries its plan overrides and the holdout it was trained with.
     tc = getattr(agents.get("lewm"), "train_config", None)
@@ -357,12 +397,19 @@ def run_videos(plan: EnvPlan, p: Paths, seed: int) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ the summary
 def _verdict(env_id: str, table: dict[str, dict[str, Any]]) -> str:
-    """One sentence: is LeWM at or above every reward-trained baseline, at what budgets."""
+    """One sentence: is LeWM at or above GCBC and every reward-trained baseline, at what budgets."""
     if "lewm" not in table:
         return "LeWM not evaluated."
     lewm = table["lewm"]
     lewm_steps = lewm.get("train_env_steps")
     parts = []
+    if "gcbc" in table:  # the same reward-free data, no world model
+        g = table["gcbc"]
+        relation = "at or above" if lewm["successes"] >= g["successes"] else "**below**"
+        parts.append(
+            f"{relation} gcbc ({100 * lewm['success_rate']:.0f}% vs "
+            f"{100 * g['success_rate']:.0f}%, the same reward-free data)"
+        )
     for name, r in table.items():
         if not r.get("reward_used"):
             continue
@@ -382,7 +429,7 @@ def _verdict(env_id: str, table: dict[str, dict[str, Any]]) -> str:
             f"{100 * r['success_rate']:.0f}%, {budget})"
         )
     return (
-        f"{env_id}: LeWM is " + "; ".join(parts) + "." if parts else "No reward-trained baseline."
+        f"{env_id}: LeWM is " + "; ".join(parts) + "." if parts else "No baseline to compare with."
     )
 
 
@@ -483,7 +530,7 @@ def run_suite(
             s
             for s in STAGES
             if s in wanted
-            and (s not in ("lewm", *BASELINES) or s in plan.agents)
+            and (s not in ("lewm", "gcbc", *BASELINES) or s in plan.agents)
             and (s != "videos" or videos)
         ]
         for stage in todo:
@@ -497,6 +544,8 @@ def run_suite(
                 info = run_collect(plan, p, progress)
             elif stage == "lewm":
                 info = run_lewm(plan, p, progress)
+            elif stage == "gcbc":
+                info = run_gcbc(plan, p, progress)
             elif stage in BASELINES:
                 info = run_baseline(stage, plan, p, progress)
             elif stage == "compare":

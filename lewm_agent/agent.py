@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from .config import (
 )
 from .data import ActionNormalizer, Dataset
 from .model import LeWM
-from .planning import PlanResult, make_planner
+from .planning import PlanResult, make_planner, uses_policy
 from .rollout import LatentRollout
 from .train import autocast_context, resolve_device, train
 from .validation import ConfigError, check_action_bounds, check_finite_vector
@@ -212,6 +213,11 @@ class WorldModelAgent:
         self._slots: list[_EnvSlot] = []
         self._fast_rollout: LatentRollout | None = None
         self._manual_goal: np.ndarray | None = None
+        self.policy_head: Any = None
+        """A `policy_head.PolicyHead` (planners "policy", "cem-prior", "mppi-prior"), or None."""
+        self.policy_head_meta: dict[str, Any] = {}
+        self.decisions: list[dict[str, float]] | None = None
+        """Set to [] to log every planning call: {"envs", "seconds", "rollouts"} (per env)."""
         if not 1 <= self.plan_config.receding_horizon <= self.plan_config.horizon:
             raise ValueError("receding_horizon must be between 1 and horizon")
 
@@ -285,7 +291,12 @@ class WorldModelAgent:
             },
         }
         stats = {"action_normalizer": self.normalizer.to_dict(), "training": self.training_stats}
-        return save_checkpoint(path, self.model, config, stats)
+        folder = save_checkpoint(path, self.model, config, stats)
+        if self.policy_head is not None:
+            from .policy_head import save_policy_head
+
+            save_policy_head(folder, self.policy_head, self.policy_head_meta)
+        return folder
 
     @classmethod
     def load(
@@ -300,6 +311,10 @@ class WorldModelAgent:
         Everything in the folder is checked before the model is built (see
         `read_checkpoint` and `_checkpoint_sections`): a bad value raises a
         CheckpointError naming its file and field.
+
+        "policy" (the latent policy head alone) and "cem-prior"/"mppi-prior" (the
+        head as the sampler's prior) need the folder's policy head
+        (`lewm train-policy PATH --data DATA` or `fit_policy_head`).
         """
         dev = resolve_device(device)
         contents = read_checkpoint(path)
@@ -309,11 +324,11 @@ class WorldModelAgent:
         elif isinstance(planner, str):
             plan_cfg = replace(plan_cfg, planner=planner)
         elif planner is not None:
-            raise TypeError("planner must be 'cem', 'mppi', a PlanConfig or None")
+            raise TypeError("planner must be a planner name (e.g. 'cem'), a PlanConfig or None")
         if plan_overrides:
             plan_cfg = replace(plan_cfg, **plan_overrides)
         stats = contents.stats
-        return cls(
+        agent = cls(
             build_model(contents, device=dev),
             normalizer,
             low,
@@ -325,6 +340,102 @@ class WorldModelAgent:
             training_stats=stats.get("training"),
             env_build=env.get("build"),
         )
+        agent._attach_saved_policy_head(path)
+        return agent
+
+    # ------------------------------------------------------------ policy head
+    def _attach_saved_policy_head(self, path: str | os.PathLike) -> None:
+        """Load the folder's policy head if it has one trained on THIS world model."""
+        from .policy_head import has_policy_head, load_policy_head, model_digest
+
+        needed = uses_policy(self.plan_config.planner)
+        fix = f"train one: `lewm train-policy {path} --data DATA` (or agent.fit_policy_head)"
+        if not has_policy_head(path):
+            if needed:
+                raise CheckpointError(
+                    f"planner {self.plan_config.planner!r} needs a policy head and {path} "
+                    f"has none; {fix}"
+                )
+            return
+        head, meta = load_policy_head(path, device=self.device)
+        if meta.get("model_digest") != model_digest(self.model):
+            msg = f"the policy head in {path} was trained on another world model; {fix}"
+            if needed:
+                raise CheckpointError(msg)
+            import warnings
+
+            warnings.warn(msg + "; it is ignored", RuntimeWarning, stacklevel=3)
+            return
+        self.policy_head, self.policy_head_meta = head, meta
+
+    def fit_policy_head(
+        self,
+        dataset: Dataset | str | os.PathLike,
+        *,
+        progress: bool = True,
+        **head_config: Any,
+    ) -> dict[str, Any]:
+        """Train the latent policy head on this (frozen) world model's embeddings.
+
+        Hindsight goals up to `max_offset` env steps ahead in the training split
+        of `dataset` (the one LeWM trained on: same held-out episodes). Keyword
+        arguments are `policy_head.PolicyHeadConfig` fields (steps, hidden, ...).
+        The head is attached to the agent and saved by `save`. Returns its meta.
+        """
+        from .config import replace as replace_cfg
+        from .policy_head import PolicyHeadConfig, train_policy_head
+
+        tc = self.train_config
+        cfg = PolicyHeadConfig(
+            holdout_fraction=tc.holdout_fraction if tc else 0.1,
+            train_episodes=tc.train_episodes if tc else 0,
+        )
+        cfg = replace_cfg(cfg, **head_config)
+        result = train_policy_head(
+            self.model, self.normalizer, dataset, cfg, device=self.device, progress=progress
+        )
+        self.policy_head = result.head
+        self.policy_head_meta = {
+            "model_digest": result.digest,
+            "training": {
+                "seconds": result.seconds,
+                "final_loss": result.log[-1]["loss"] if result.log else None,
+                "first_loss": result.log[0]["loss"] if result.log else None,
+                "heldout_loss": result.heldout_loss,
+                "log": result.log,
+            },
+        }
+        return self.policy_head_meta
+
+    @torch.inference_mode()
+    def policy_blocks(self, z: Tensor, goal: Tensor, steps_left: Tensor | float) -> Tensor:
+        """The policy head's next action block (G, fs*A), normalised, inside the bounds."""
+        if self.policy_head is None:
+            raise ValueError(
+                f"planner {self.plan_config.planner!r} needs a policy head: call "
+                "agent.fit_policy_head(data) or `lewm train-policy RUN --data DATA`"
+            )
+        with autocast_context(self.device):
+            out = self.policy_head(z, goal, steps_left).float()  # (G, fs*A)
+        return out.clamp(self._low_n, self._high_n)
+
+    @torch.inference_mode()
+    def policy_proposal(
+        self, z_ctx: Tensor, past: Tensor | None, goal: Tensor, rollout: Any
+    ) -> Tensor:
+        """The policy rolled out through the predictor for the horizon: (G, H, fs*A).
+
+        Block k is asked to reach the goal in the (H - k) blocks still to go.
+        `rollout(z_ctx, past, plan)` returns the embedding after the plan's last block.
+        """
+        cfg, fs = self.plan_config, self.model_config.frameskip
+        z = z_ctx[:, -1]  # (G, D)
+        blocks: list[Tensor] = []
+        for k in range(cfg.horizon):
+            blocks.append(self.policy_blocks(z, goal, float((cfg.horizon - k) * fs)))
+            if k + 1 < cfg.horizon:
+                z = rollout(z_ctx, past, torch.stack(blocks, dim=1))  # (G, D)
+        return torch.stack(blocks, dim=1)  # (G, H, fs*A)
 
     # ------------------------------------------------------------------ goals
     def set_goal(self, image: np.ndarray) -> None:
@@ -492,11 +603,23 @@ class WorldModelAgent:
 
     @torch.inference_mode()
     def _plan(self, slots: list[_EnvSlot]) -> None:
-        groups: dict[int, list[_EnvSlot]] = {}
+        groups: dict[tuple[int, bool], list[_EnvSlot]] = {}
+        split_warm = self.plan_config.warm_iterations > 0 and self.plan_config.warm_start
         for slot in slots:  # envs with the same context length share one rollout
-            groups.setdefault(len(slot.z_hist), []).append(slot)
-        for h0, group in groups.items():
-            self._plan_group(h0, group)
+            # ...and, when warm replans run fewer iterations, the same warm/cold state.
+            key = (len(slot.z_hist), split_warm and slot.warm is not None)
+            groups.setdefault(key, []).append(slot)
+        for (h0, _), group in groups.items():
+            tic = time.perf_counter()
+            rollouts = self._plan_group(h0, group)
+            if self.decisions is not None:
+                self.decisions.append(
+                    {
+                        "envs": len(group),
+                        "seconds": (time.perf_counter() - tic) / len(group),
+                        "rollouts": rollouts,
+                    }
+                )
 
     @torch.inference_mode()
     def plan_latent(
@@ -517,46 +640,65 @@ class WorldModelAgent:
             init_mean: (G, H, fs*A) warm start, or None for the prior mean.
         """
         s = self.plan_config.samples
-        # Expanded once per plan, reused by every iteration's rollout.
-        z_rep = z_ctx.repeat_interleave(s, dim=0)  # (G*S, h0, D)
-        past_rep = past.repeat_interleave(s, dim=0) if past is not None else None
-        goal_rep = goal.repeat_interleave(s, dim=0)  # (G*S, D)
+        goal_rep = goal.repeat_interleave(s, dim=0)  # (G*S, D), once per plan
 
         if self.device.type == "cpu":
-            # fp32 fast path: preallocated buffers, no wasted tokens (lewm_agent/rollout.py).
+            # fp32 fast path: preallocated buffers, no wasted tokens, and the context
+            # tokens all S samples share computed once per env (lewm_agent/rollout.py).
             if self._fast_rollout is None:
                 self._fast_rollout = LatentRollout(self.model)
             rollout = self._fast_rollout
+
+            def final_of(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S, D)
+                return rollout(z_ctx, past, plans, repeats=s)
+
         else:  # CUDA: the reference rollout under bf16 autocast
+            # Expanded once per plan, reused by every iteration's rollout.
+            z_rep = z_ctx.repeat_interleave(s, dim=0)  # (G*S, h0, D)
+            past_rep = past.repeat_interleave(s, dim=0) if past is not None else None
 
             def rollout(z: Tensor, past: Tensor | None, plans: Tensor) -> Tensor:
                 with autocast_context(self.device):
                     return self.model.rollout(z, past, plans)[:, -1].float()
 
+            def final_of(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S, D)
+                return rollout(z_rep, past_rep, plans)
+
         finite: list[Tensor] = []  # one flag per call; checked once (no per-call CUDA sync)
         callback, calls = self.plan_callback, [0]
+        cfg = self.plan_config
+        warm = init_mean is not None and cfg.warm_iterations > 0
+        iterations = cfg.warm_iterations if warm else cfg.iterations
 
         def cost_fn(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S,)
-            final = rollout(z_rep, past_rep, plans)  # (G*S, D)
+            final = final_of(plans)  # (G*S, D)
             cost = (final - goal_rep).square().sum(dim=-1)
             finite.append(torch.isfinite(cost).all())
             if callback is not None:  # one call per planner iteration
                 calls[0] += 1
-                callback(calls[0], self.plan_config.iterations, z_ctx.shape[0])
+                callback(calls[0], iterations, z_ctx.shape[0])
             return cost
 
-        result = self.planner.plan(cost_fn, generators, init_mean)
+        proposal = None
+        if uses_policy(cfg.planner):
+            proposal = self.policy_proposal(z_ctx, past, goal, rollout)  # (G, H, fs*A)
+        result = self.planner.plan(cost_fn, generators, init_mean, proposal=proposal)
         # CEM's top-k over NaN costs still returns a finite mean: check the costs themselves.
         if not torch.stack(finite).all():
             raise FloatingPointError(
                 "the planner's predicted costs are NaN or infinite: the checkpoint's weights "
                 "are likely corrupt (retrain or reload it)"
             )
+        if proposal is not None:
+            result.rollouts += 1  # the policy's own trajectory
         return result
 
-    def _plan_group(self, h0: int, slots: list[_EnvSlot]) -> None:
+    def _plan_group(self, h0: int, slots: list[_EnvSlot]) -> int:
+        """Plan for a group of envs, fill their queues; returns rollouts per env."""
         cfg, fs = self.plan_config, self.model_config.frameskip
         z_ctx = torch.stack([torch.stack(sl.z_hist) for sl in slots])  # (G, h0, D)
+        if cfg.planner == "policy":
+            return self._policy_group(z_ctx, slots)
         past = (
             torch.stack([torch.stack(sl.a_hist[-(h0 - 1) :]) for sl in slots]) if h0 > 1 else None
         )  # (G, h0-1, fs*A)
@@ -577,5 +719,26 @@ class WorldModelAgent:
         env_steps = np.clip(norm_steps * self._std + self._mean, self.action_low, self.action_high)
         for j, sl in enumerate(slots):
             sl.queue.extend(zip(env_steps[j].astype(np.float32), norm_steps[j], strict=True))
-            # Warm start: the unexecuted blocks, then zeros (the prior mean).
-            sl.warm = torch.cat([plans[j, r:], torch.zeros_like(plans[j, :r])])
+            # Warm start: the unexecuted blocks, then zeros (the prior mean). With
+            # nothing left unexecuted it would be all zeros, i.e. a cold start: None, so
+            # `warm_iterations` applies to real warm starts only.
+            sl.warm = (
+                torch.cat([plans[j, r:], torch.zeros_like(plans[j, :r])])
+                if r < cfg.horizon
+                else None
+            )
+        return result.rollouts
+
+    def _policy_group(self, z_ctx: Tensor, slots: list[_EnvSlot]) -> int:
+        """planner="policy": one forward pass of the head per env, one block executed."""
+        cfg, fs, a = self.plan_config, self.model_config.frameskip, self.model_config.action_dim
+        goal = torch.stack([sl.goal_z for sl in slots])  # (G, D)
+        steps_left = cfg.policy_steps_left or cfg.horizon * fs
+        block = self.policy_blocks(z_ctx[:, -1], goal, float(steps_left))  # (G, fs*A)
+        if not torch.isfinite(block).all():
+            raise FloatingPointError("the policy head produced NaN actions: retrain it")
+        norm_steps = block.reshape(len(slots), fs, a).cpu().numpy()  # (G, fs, A)
+        env_steps = np.clip(norm_steps * self._std + self._mean, self.action_low, self.action_high)
+        for j, sl in enumerate(slots):
+            sl.queue.extend(zip(env_steps[j].astype(np.float32), norm_steps[j], strict=True))
+        return 0

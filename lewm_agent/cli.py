@@ -142,6 +142,50 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{final.get('pred_loss', float('nan')):.4f}, emb_std {final.get('emb_std', float('nan')):.2f})"
     )
     print(written_files_line(path))
+    if getattr(args, "policy_head", False):
+        fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
+    return 0
+
+
+def policy_head_options(args: argparse.Namespace) -> dict[str, Any]:
+    """PolicyHeadConfig overrides from `lewm train --policy-head-steps N`."""
+    steps = getattr(args, "policy_head_steps", None)
+    return {"steps": steps} if steps else {}
+
+
+def fit_and_save_policy_head(agent: Any, data: str, out: str, **head_config: Any) -> None:
+    """Train the latent policy head on `agent`'s frozen embeddings, save it into `out`.
+
+    Only the head's two files are written: the checkpoint's own files stay as they are.
+    """
+    from .policy_head import save_policy_head
+
+    meta = agent.fit_policy_head(data, **head_config)
+    save_policy_head(out, agent.policy_head, meta)
+    t = meta["training"]
+    held = t["heldout_loss"]
+    print(
+        f"saved policy head to {out} ({t['seconds']:.0f} s; loss {t['first_loss']:.3f} -> "
+        f"{t['final_loss']:.3f}, held-out {'-' if held is None else f'{held:.3f}'}); act with "
+        f'WorldModelAgent.load("{out}", planner="policy" | "cem-prior")'
+    )
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    """`lewm train-policy RUN --data DATA`: add a policy head to an existing checkpoint."""
+    from .agent import WorldModelAgent
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    agent = WorldModelAgent.load(args.run, planner="cem", device=args.device)
+    over = {
+        k: v
+        for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
+        if v is not None
+    }
+    fit_and_save_policy_head(agent, args.data, args.run, **over)
     return 0
 
 
@@ -439,7 +483,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_options(p, ModelConfig, "model-")
     add_config_options(p, PlanConfig, "plan-")
     add_train_engine_options(p)
+    p.add_argument(
+        "--policy-head",
+        action="store_true",
+        help="after the model, train the latent policy head (planner 'policy' / 'cem-prior')",
+    )
+    p.add_argument(
+        "--policy-head-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimiser steps of the policy head (default 3000)",
+    )
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "train-policy",
+        help="train the latent policy head of an existing checkpoint (frozen world model)",
+    )
+    p.add_argument("run", help="checkpoint folder (from `lewm train`); the head is saved into it")
+    p.add_argument("--data", required=True, help="the dataset the world model was trained on")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 3000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train_policy)
 
     p = sub.add_parser(
         "eval",
@@ -479,7 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--planner", default=None, choices=["cem", "mppi"])
+    p.add_argument(
+        "--planner", default=None, choices=["cem", "mppi", "cem-prior", "mppi-prior", "policy"]
+    )
     p.add_argument("--random", action="store_true", help="also run a random agent")
     p.add_argument(
         "--expert",

@@ -110,7 +110,7 @@ class PlanConfig:
     """Model-predictive control in latent space."""
 
     planner: str = "cem"
-    """"cem" or "mppi"."""
+    """"cem", "mppi", "cem-prior"/"mppi-prior" (policy head as sampling prior) or "policy" (head alone)."""
     samples: int = 300
     """Action sequences evaluated per iteration."""
     iterations: int = 30
@@ -135,6 +135,14 @@ class PlanConfig:
     """Start each plan from the previous plan shifted by the executed blocks."""
     seed: int = 0
     """Seed of the planner's own torch.Generator."""
+    warm_iterations: int = 0
+    """Iterations of a warm-started replan (0 = `iterations`): the shifted plan is most of the work."""
+    prior_fraction: float = 0.25
+    """"-prior" planners: share of each iteration's samples drawn around the policy's proposal."""
+    prior_std: float = 0.3
+    """"-prior" planners: sampling std around the policy's proposal (normalised action units)."""
+    policy_steps_left: int = 0
+    """Steps-left input of the policy head acting alone (0 = horizon * frameskip)."""
 
     def __post_init__(self) -> None:
         check_config_fields(self)  # a bad value fails here, naming the field

@@ -9,6 +9,13 @@ batched rollout is ~20x faster than one sample at a time on a CPU.
 Each problem draws its noise from its own torch.Generator, so planning B envs
 together gives exactly the plans of planning them one by one with the same
 seeds.
+
+A policy prior (TD-MPC2 style; planners "cem-prior" and "mppi-prior") is a
+proposal (B, H, A) that the caller computes, e.g. a policy head rolled out
+through the predictor: the initial mean is set to it and a share
+(`prior_fraction`) of every iteration's samples is drawn around it with
+`prior_std`, so a good proposal needs few samples and iterations. A
+warm-started replan may use fewer iterations (`warm_iterations`).
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class PlanResult:
     """(B, H, A) the planned sequences, inside the bounds."""
     cost: Tensor
     """(B,) cost of the returned sequences' best sample in the last iteration."""
+    rollouts: int = 0
+    """Candidate sequences evaluated per problem (samples x iterations run)."""
 
 
 class Planner:
@@ -45,6 +54,10 @@ class Planner:
             raise ValueError("planning needs samples >= 2, iterations >= 1, horizon >= 1")
         if torch.any(low >= high):
             raise ValueError("every lower action bound must be below its upper bound")
+        if cfg.warm_iterations < 0 or not 0.0 <= cfg.prior_fraction < 1.0 or cfg.prior_std <= 0:
+            raise ValueError(
+                "planning needs warm_iterations >= 0, 0 <= prior_fraction < 1 and prior_std > 0"
+            )
         self.cfg = cfg
         self.low = low  # (A,)
         self.high = high  # (A,)
@@ -108,24 +121,59 @@ class Planner:
         std = torch.full((batch, h, action_dim), self.cfg.init_std, device=device)
         return mean, std
 
+    def prior_samples(self, with_proposal: bool) -> int:
+        """How many of an iteration's samples are drawn around the proposal."""
+        if not with_proposal:
+            return 0
+        # Sample 0 is the mean and the last one may hold the warm start.
+        return min(self.cfg.samples - 2, max(1, round(self.cfg.prior_fraction * self.cfg.samples)))
+
     def plan(
         self,
         cost_fn: CostFn,
         generators: Sequence[torch.Generator],
         init_mean: Tensor | None = None,
+        proposal: Tensor | None = None,
     ) -> PlanResult:
         """Sample around the current mean, keep the elites, refit; return the final mean.
 
         The current mean is always evaluated as sample 0, so a warm-started plan
         never gets worse than the shifted previous one.
+
+        Args:
+            init_mean: (B, H, A) warm start (the shifted previous plan), or None.
+                With it, `cfg.warm_iterations` (when > 0) replaces `cfg.iterations`.
+            proposal: (B, H, A) a policy's plan, or None. It becomes the initial
+                mean (the warm start is then kept as one first-iteration sample),
+                and `prior_samples` samples per iteration are drawn around it.
         """
         cfg = self.cfg
         b, a = len(generators), self.low.shape[0]
-        mean, std = self.initial(b, init_mean, a)  # (B, H, A) each
+        warm = init_mean is not None
+        iterations = cfg.warm_iterations if warm and cfg.warm_iterations > 0 else cfg.iterations
+        if proposal is not None:
+            if proposal.shape != (b, cfg.horizon, a):
+                raise ValueError(
+                    f"proposal must be ({b}, {cfg.horizon}, {a}), got {tuple(proposal.shape)}"
+                )
+            proposal = proposal.to(self.low.device).clamp(self.low, self.high)  # (B, H, A)
+            if warm:
+                init_mean = init_mean.to(self.low.device).clamp(self.low, self.high)  # type: ignore[union-attr]
+        n_prior = self.prior_samples(proposal is not None)
+        start = proposal if proposal is not None else init_mean
+        mean, std = self.initial(b, start, a)  # (B, H, A) each
         best_cost = torch.full((b,), float("inf"), device=mean.device)
-        for _ in range(cfg.iterations):
+        for it in range(iterations):
             eps = self.noise(generators, (cfg.samples, cfg.horizon, a))  # (B, S, H, A)
             samples = mean.unsqueeze(1) + std.unsqueeze(1) * eps
+            if n_prior:
+                # The same unit noise, rescaled around the proposal: no extra draws,
+                # so the per-env generators stay in step with the plain planner's.
+                samples[:, 1 : 1 + n_prior] = (
+                    proposal.unsqueeze(1) + cfg.prior_std * eps[:, 1 : 1 + n_prior]  # type: ignore[union-attr]
+                )  # (B, P, H, A)
+                if warm and it == 0:
+                    samples[:, -1] = init_mean  # the shifted previous plan stays a candidate
             samples[:, 0] = mean
             samples = samples.clamp(self.low, self.high)
             costs = self.evaluate(cost_fn, samples)  # (B, S)
@@ -133,7 +181,11 @@ class Planner:
             elites = samples.gather(1, idx[..., None, None].expand(-1, -1, cfg.horizon, a))
             mean, std = self.refit(elites, elite_cost)  # (B, H, A) each
             best_cost = elite_cost[:, 0]
-        return PlanResult(actions=mean.clamp(self.low, self.high), cost=best_cost)
+        return PlanResult(
+            actions=mean.clamp(self.low, self.high),
+            cost=best_cost,
+            rollouts=iterations * cfg.samples,
+        )
 
     def refit(self, elites: Tensor, elite_cost: Tensor) -> tuple[Tensor, Tensor]:
         """New (mean, std), each (B, H, A), from elites (B, E, H, A) and their costs (B, E)."""
@@ -165,11 +217,25 @@ class MPPI(Planner):
         return mean, var.sqrt().clamp(cfg.min_std, cfg.max_std)
 
 
+PLANNER_NAMES: tuple[str, ...] = ("cem", "mppi", "cem-prior", "mppi-prior", "policy")
+"""Valid `PlanConfig.planner` values."""
+
+
+def uses_policy(name: str) -> bool:
+    """Whether planner `name` needs a policy head ("policy" alone, or a "-prior" planner)."""
+    return name == "policy" or name.endswith("-prior")
+
+
 def make_planner(
     cfg: PlanConfig, low: Tensor, high: Tensor, step_dim: int | None = None
 ) -> Planner:
-    """The planner named by `cfg.planner`; `step_dim` is the size of one env action."""
+    """The planner named by `cfg.planner`; `step_dim` is the size of one env action.
+
+    "cem-prior"/"mppi-prior" are CEM/MPPI that their caller gives a proposal;
+    "policy" gets a CEM too (unused while the policy head acts alone).
+    """
     planners = {"cem": CEM, "mppi": MPPI}
-    if cfg.planner not in planners:
-        raise ValueError(f"unknown planner {cfg.planner!r}; choose one of {sorted(planners)}")
-    return planners[cfg.planner](cfg, low, high, step_dim)
+    base = "cem" if cfg.planner == "policy" else cfg.planner.removesuffix("-prior")
+    if cfg.planner not in PLANNER_NAMES or base not in planners:
+        raise ValueError(f"unknown planner {cfg.planner!r}; choose one of {list(PLANNER_NAMES)}")
+    return planners[base](cfg, low, high, step_dim)

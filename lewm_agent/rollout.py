@@ -18,7 +18,13 @@ checks equality) but:
   with one token attention is skipped (softmax over one key is 1, so only the
   value projection is computed);
 - in the last block only the newest token's query, output and MLP are
-  computed, because only the newest token becomes a predicted frame.
+  computed, because only the newest token becomes a predicted frame;
+- with `repeats=S` (a plan's S samples of each env), the context tokens that
+  every sample shares (the observed frames before the last one, modulated by the
+  action blocks already executed) are computed once per env instead of once per
+  sample: by causality nothing a sample plans reaches them, so their keys and
+  values in every layer are the same for all S samples (with `history` 3, 3 of
+  the 15 windowed tokens of a 5-block rollout; none with `history` 1).
 """
 
 from __future__ import annotations
@@ -147,11 +153,28 @@ class LatentRollout:
 
     # -------------------------------------------------------------------- call
     @torch.inference_mode()
-    def __call__(self, z_ctx: Tensor, past_actions: Tensor | None, plan: Tensor) -> Tensor:
-        """z_ctx (N, h0, D), past_actions (N, h0-1, A) or None, plan (N, H, A) -> (N, D).
+    def __call__(
+        self, z_ctx: Tensor, past_actions: Tensor | None, plan: Tensor, repeats: int = 1
+    ) -> Tensor:
+        """z_ctx (G, h0, D), past_actions (G, h0-1, A) or None, plan (G*repeats, H, A) -> (G*repeats, D).
 
-        Returns the embedding predicted after the last planned block.
+        Returns the embedding predicted after the last planned block. Plan rows
+        g*repeats .. (g+1)*repeats-1 start from context row g (problem-major, as
+        `repeat_interleave`); the context is computed once per row of `z_ctx`.
         """
+        g = z_ctx.shape[0]
+        if plan.shape[0] != g * repeats:
+            raise ValueError(f"plan has {plan.shape[0]} rows for {g} contexts x {repeats} repeats")
+        if repeats > 1 and z_ctx.shape[1] > 1 and past_actions is not None:
+            return self._shared(z_ctx, past_actions, plan, repeats)
+        if repeats > 1:  # one context frame: nothing is shared but the frame itself
+            z_ctx = z_ctx.repeat_interleave(repeats, dim=0)  # (N, 1, D)
+            if past_actions is not None:
+                past_actions = past_actions.repeat_interleave(repeats, dim=0)
+        return self._per_row(z_ctx, past_actions, plan)
+
+    def _per_row(self, z_ctx: Tensor, past_actions: Tensor | None, plan: Tensor) -> Tensor:
+        """Every row its own context: z_ctx (N, h0, D), plan (N, H, A) -> (N, D)."""
         model = self.model
         n, h0, dim = z_ctx.shape
         horizon = plan.shape[1]
@@ -189,4 +212,94 @@ class LatentRollout:
                 x = torch.addcmul(x, ml[:, :, 5], y)  # x + gate2 * mlp
             x = x[:, -1]  # (N, D): the newest token
             emb[:, end] = model.pred_proj(self.final_norm(x))
+        return emb[:, -1]
+
+    def _block_rest(self, x: Tensor, att: Tensor, ml: Tensor, blk: dict, rows: int) -> Tensor:
+        """Attention output projection, gated residual and modulated MLP of one block.
+
+        x (rows, tt, D) tokens, att (rows*tt, inner), ml (rows, tt, 6, D) -> (rows, tt, D).
+        """
+        dim, tt = x.shape[-1], x.shape[1]
+        y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj").view(rows, tt, dim)
+        x = torch.addcmul(x, ml[:, :, 2], y)  # x + gate1 * attn
+        h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4])
+        u = self._linear(h.reshape(rows * tt, dim), blk["fc1_w"], blk["fc1_b"], "fc1")
+        u = torch.ops.aten.gelu_(u)
+        y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2").view(rows, tt, dim)
+        return torch.addcmul(x, ml[:, :, 5], y)  # x + gate2 * mlp
+
+    def _shared(self, z_ctx: Tensor, past: Tensor, plan: Tensor, reps: int) -> Tensor:
+        """`__call__` with h0 > 1 and `reps` samples per context row.
+
+        Global token i < h0-1 (an observed frame with an executed block) is shared by
+        the samples of its env and lives at (G, ...); token h0-1 (the last observed
+        frame, modulated by the first PLANNED block) and every predicted token are
+        per sample and live at (N, ...) = (G*reps, ...).
+        """
+        model = self.model
+        g, h0, dim = z_ctx.shape
+        n, horizon = plan.shape[0], plan.shape[1]
+        hd, heads, inner = self.head_dim, self.heads, self.inner
+        ns = h0 - 1  # shared tokens
+        cond_s = F.silu(model.action_embed(past))  # (G, ns, D); kernel-1 conv: per token
+        mods_s = torch.addmm(self.mod_b, cond_s.reshape(g * ns, dim), self.mod_w)
+        mods_s = mods_s.view(g, ns, self.layers, 6, dim)  # (G, ns, layers, 6, D)
+        cond_u = F.silu(model.action_embed(plan))  # (N, H, D)
+        mods_u = torch.addmm(self.mod_b, cond_u.reshape(n * horizon, dim), self.mod_w)
+        mods_u = mods_u.view(n, horizon, self.layers, 6, dim)  # (N, H, layers, 6, D)
+        emb = z_ctx.new_empty(n, 1 + horizon, dim)  # (N, 1+H, D): last frame, predictions
+        emb[:, 0] = z_ctx[:, -1].repeat_interleave(reps, dim=0)
+        for k in range(horizon):
+            end = h0 + k
+            start = max(0, end - self.history)
+            t = end - start
+            s = max(0, ns - start)  # shared tokens in the window
+            us, ue = max(start, ns) - ns, end - ns  # per-sample tokens, local indices
+            u = ue - us
+            xu = emb[:, us:ue] + self.pos[s:t]  # (N, u, D)
+            mu = mods_u[:, us:ue]  # (N, u, layers, 6, D), a view
+            if s == 0:
+                xs = ms = None
+            else:
+                xs = z_ctx[:, start:ns] + self.pos[:s]  # (G, s, D)
+                ms = mods_s[:, start:ns]  # (G, s, layers, 6, D)
+            for li, blk in enumerate(self.blocks):
+                last = li == self.layers - 1
+                mlu = mu[:, :, li]  # (N, u, 6, D)
+                hu = self._norm_modulate(xu, mlu[:, :, 0], mlu[:, :, 1])  # (N, u, D)
+                qkv = self._linear(hu.reshape(n * u, dim), blk["qkv_w"], blk["qkv_b"], "qkv")
+                qkv = qkv.view(g, reps, u, 3, heads, hd)
+                qu, ku, vu = qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]  # (G, R, u, h, hd)
+                if xs is not None:
+                    mls = ms[:, :, li]  # (G, s, 6, D)
+                    hs = self._norm_modulate(xs, mls[:, :, 0], mls[:, :, 1])  # (G, s, D)
+                    qkv_s = torch.addmm(blk["qkv_b"], hs.reshape(g * s, dim), blk["qkv_w"])
+                    qkv_s = qkv_s.view(g, s, 3, heads, hd)
+                    qs, ks, vs = qkv_s[:, :, 0], qkv_s[:, :, 1], qkv_s[:, :, 2]  # (G, s, h, hd)
+                    ks_b, vs_b = ks.unsqueeze(1), vs.unsqueeze(1)  # (G, 1, s, h, hd)
+                queries = [u - 1] if last else range(u)
+                outs = []
+                for j in queries:  # per-sample query j sees every shared key and keys <= j
+                    q = qu[:, :, j : j + 1]  # (G, R, 1, h, hd)
+                    scores = (q * ku[:, :, : j + 1]).sum(-1)  # (G, R, j+1, h)
+                    if xs is not None:
+                        scores = torch.cat([(q * ks_b).sum(-1), scores], dim=2)  # (G, R, s+j+1, h)
+                    p = torch.softmax(scores, dim=2).unsqueeze(-1)  # (G, R, keys, h, 1)
+                    o = (p[:, :, -(j + 1) :] * vu[:, :, : j + 1]).sum(2)  # (G, R, h, hd)
+                    if xs is not None:
+                        o = o + (p[:, :, :s] * vs_b).sum(2)
+                    outs.append(o)
+                att_u = torch.stack(outs, dim=2).reshape(-1, inner)  # (N*len(queries), inner)
+                if last:  # only the newest token becomes a frame
+                    xu, mlu = xu[:, -1:], mlu[:, -1:]
+                xu = self._block_rest(xu, att_u, mlu, blk, n)  # (N, u or 1, D)
+                if xs is not None and not last:  # shared tokens attend among themselves
+                    att_s = xs.new_empty(g, s, heads, hd)
+                    att_s[:, 0] = vs[:, 0]
+                    for i in range(1, s):
+                        sc = (qs[:, i : i + 1] * ks[:, : i + 1]).sum(-1)  # (G, i+1, h)
+                        pr = torch.softmax(sc, dim=1).unsqueeze(-1)
+                        att_s[:, i] = (pr * vs[:, : i + 1]).sum(1)
+                    xs = self._block_rest(xs, att_s.view(g * s, inner), mls, blk, g)
+            emb[:, 1 + k] = model.pred_proj(self.final_norm(xu[:, -1]))  # (N, D)
         return emb[:, -1]

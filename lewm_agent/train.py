@@ -988,6 +988,10 @@ def run_from_args(args: argparse.Namespace) -> int:
                 f"emb_std {final.get('emb_std', float('nan')):.2f})"
             )
             print(written_files_line(path))
+            if getattr(args, "policy_head", False):
+                from .cli import fit_and_save_policy_head, policy_head_options
+
+                fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
     finally:
         shutdown_distributed()
     return 0

@@ -74,6 +74,10 @@ FIELD_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "temperature": (POSITIVE, math.inf),
         "noise_beta": (0.0, 10.0),
         "seed": (0, 2**63 - 1),
+        "warm_iterations": (0, 10000),
+        "prior_fraction": (0.0, 0.99),
+        "prior_std": (POSITIVE, math.inf),
+        "policy_steps_left": (0, math.inf),
     },
 }
 FIELD_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {

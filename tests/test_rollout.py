@@ -67,3 +67,25 @@ def test_planning_benchmark_runs_and_counts_flops():
     expected = res["tflop_per_plan"] * 1e3 / res["seconds_per_plan"] / res["matmul_peak_gflops"]
     assert res["peak_ratio"] == pytest.approx(expected)
     assert set(out["scaling_seconds"]) == {"1", "2"}
+
+
+@pytest.mark.parametrize("history, h0", [(1, 1), (3, 1), (3, 2), (3, 3), (2, 2), (4, 3)])
+def test_shared_context_rollout_equals_reference_on_expanded_inputs(history, h0):
+    """`repeats=S`: the context computed once per env gives what S expanded copies give."""
+    model = _model(history)
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(1)
+    envs, reps, horizon = 3, 4, 5
+    z = torch.randn(envs, h0, cfg.embed_dim, generator=g)
+    past = torch.randn(envs, h0 - 1, cfg.action_block_dim, generator=g) if h0 > 1 else None
+    plan = torch.randn(envs * reps, horizon, cfg.action_block_dim, generator=g)
+    z_rep = z.repeat_interleave(reps, dim=0)
+    past_rep = past.repeat_interleave(reps, dim=0) if past is not None else None
+    with torch.no_grad():
+        ref = model.rollout(z_rep, past_rep, plan)[:, -1]
+    fast = LatentRollout(model)
+    torch.testing.assert_close(fast(z, past, plan, repeats=reps), ref, rtol=1e-4, atol=1e-5)
+    # The same object stays exact for the per-row path afterwards (shared buffers).
+    torch.testing.assert_close(fast(z_rep, past_rep, plan), ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="repeats"):
+        fast(z, past, plan, repeats=reps + 1)

@@ -34,6 +34,12 @@ def fake_stages(monkeypatch):
             write(p.agent("lewm") / f)
         return {}
 
+    def gcbc(plan, p, progress):
+        calls.append("gcbc")
+        for f in ("gcbc.safetensors", "gcbc.json"):
+            write(p.agent("gcbc") / f)
+        return {}
+
     def baseline(name, plan, p, progress):
         calls.append(name)
         write(p.agent(name) / "model.zip")
@@ -49,6 +55,7 @@ def fake_stages(monkeypatch):
     monkeypatch.setattr(suite, "run_collect", collect)
     monkeypatch.setattr(suite, "run_lewm", lewm)
     monkeypatch.setattr(suite, "run_baseline", baseline)
+    monkeypatch.setattr(suite, "run_gcbc", gcbc)
     monkeypatch.setattr(suite, "run_compare", compare)
     monkeypatch.setattr(suite, "write_summary", lambda root, plans, name: root / "results.md")
     return calls
@@ -68,7 +75,7 @@ def _age(path, seconds=10.0):
 
 def test_stages_run_in_order_then_skip_then_rerun_what_is_stale(tmp_path, fake_stages):
     first = _run(tmp_path)
-    order = ["collect", "lewm", "ppo", "sac", "ppo-pixels", "compare"]
+    order = ["collect", "lewm", "gcbc", "ppo", "sac", "ppo-pixels", "compare"]
     assert fake_stages == order and list(first["tworoom"]) == order
     assert set(first["tworoom"].values()) == {"done"}
 
@@ -91,7 +98,7 @@ def test_stages_run_in_order_then_skip_then_rerun_what_is_stale(tmp_path, fake_s
     time.sleep(0.01)
     (p.data / "episodes" / "w0-000003.npz").unlink()
     _run(tmp_path)
-    assert fake_stages == ["collect", "lewm", "compare"]
+    assert fake_stages == ["collect", "lewm", "gcbc", "compare"]
 
 
 def test_compare_reruns_when_the_agent_list_changes(tmp_path, fake_stages):

@@ -1,0 +1,490 @@
+"""`python -m eval.bench planning-quality`: success against compute, planner by planner.
+
+For each planner setting, the same trained agent plays the same paper-protocol
+episodes (held-out start/goal pairs of the dataset, `eval.compare`'s helpers),
+ONE episode at a time, so every decision is what a single-env gym loop pays:
+
+- success rate (with its 95% Wilson interval);
+- median seconds per decision (one planning call for one env; the policy alone:
+  one forward pass of its head), and ms per action (every `predict`, encoding
+  included, per env step);
+- rollouts per decision (candidate action sequences pushed through the predictor;
+  0 for the policy alone) and per env step.
+
+The settings (`SETTINGS`) are the paper's CEM 300 x 30, the `cpu` preset's
+300 x 10, a cheap 150 x 5, CEM that replans every block warm-started with 2
+iterations, MPPI 300 x 10, CEM with the policy prior at 1/4 and 1/10 of
+300 x 10's rollouts (and plain CEM at the same budgets, the control), and the
+policy head alone. Rows that need a policy head are
+skipped (with a note) when the checkpoint has none (`lewm train-policy RUN --data DATA`).
+
+Writes JSON `{"env", "rows": [{"planner", "success_rate", "seconds_per_decision",
+"rollouts_per_decision", ...}]}` and a PNG (success against seconds per decision,
+log x, Wilson intervals).
+
+    python -m eval.bench planning-quality --agent runs/tworoom --data data/tworoom \\
+        --episodes 50 --json outputs/bench/quality-tworoom.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "cem-300x30": {"planner": "cem", "samples": 300, "iterations": 30, "elites": 30},
+    "cem-300x10": {"planner": "cem", "samples": 300, "iterations": 10, "elites": 30},
+    "cem-150x5": {"planner": "cem", "samples": 150, "iterations": 5, "elites": 15},
+    # Replan after every block from the shifted plan with 2 iterations (the first plan
+    # of an episode is cold: 10): the same rollouts per env step as 300 x 10 every 5 blocks.
+    "cem-warm-300x2-every-block": {
+        "planner": "cem",
+        "samples": 300,
+        "iterations": 10,
+        "warm_iterations": 2,
+        "elites": 30,
+        "receding_horizon": 1,
+    },
+    "mppi-300x10": {"planner": "mppi", "samples": 300, "iterations": 10, "elites": 30},
+    # 150 x 5 = 750 and 60 x 5 = 300 rollouts: 1/4 and 1/10 of 300 x 10's 3000.
+    "cem-prior-150x5": {"planner": "cem-prior", "samples": 150, "iterations": 5, "elites": 15},
+    "cem-prior-60x5": {"planner": "cem-prior", "samples": 60, "iterations": 5, "elites": 6},
+    # The controls: plain CEM at the prior rows' budgets (does the prior matter?), and
+    # both at 30 x 2 = 60 rollouts (1/50).
+    "cem-60x5": {"planner": "cem", "samples": 60, "iterations": 5, "elites": 6},
+    "cem-prior-30x2": {"planner": "cem-prior", "samples": 30, "iterations": 2, "elites": 3},
+    "cem-30x2": {"planner": "cem", "samples": 30, "iterations": 2, "elites": 3},
+    "policy": {"planner": "policy"},
+}
+"""Planner settings: PlanConfig overrides on top of the checkpoint's own plan config."""
+
+REFERENCE = "cem-300x10"
+"""The setting the others are compared with (the `cpu` preset's planner)."""
+
+
+def _median_weighted(records: list[dict[str, float]], key: str) -> float | None:
+    values = [r[key] for r in records for _ in range(int(r["envs"]))]
+    return statistics.median(values) if values else None
+
+
+def run_setting(
+    run: str | os.PathLike[str],
+    env_id: str,
+    episodes: list[Any],
+    overrides: dict[str, Any],
+    *,
+    name: str,
+    budget: int,
+    device: str = "cpu",
+    bar: Any = None,
+) -> dict[str, Any]:
+    """One planner setting on `episodes`, one episode at a time; returns its row."""
+    from lewm_agent import WorldModelAgent
+
+    from .compare import wilson_interval
+    from .protocol import run_protocol
+
+    agent = WorldModelAgent.load(run, device=device, **overrides)
+    env_kwargs = {"image_size": agent.model_config.image_size}
+    agent.decisions = []
+    successes, steps, predict_seconds, wall = 0, 0, 0.0, time.perf_counter()
+    for ep in episodes:
+        result, _ = run_protocol(
+            env_id, agent, [ep], name=name, budget=budget, env_kwargs=env_kwargs, progress=False
+        )
+        successes += result.successes
+        steps += int(result.mean_steps)  # one episode: its length
+        predict_seconds += result.decision_latency_ms / 1000 * result.mean_steps
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(planner=name, success=f"{successes}/{len(episodes)}")
+    decisions = agent.decisions
+    n_dec = sum(int(d["envs"]) for d in decisions)
+    rollouts = sum(d["rollouts"] * d["envs"] for d in decisions)
+    lo, hi = wilson_interval(successes, len(episodes))
+    pc = agent.plan_config
+    return {
+        "planner": name,
+        "plan_config": {k: getattr(pc, k) for k in sorted(set(overrides) | {"noise_beta"})},
+        "episodes": len(episodes),
+        "successes": successes,
+        "success_rate": successes / len(episodes),
+        "success_ci95": [lo, hi],
+        "seconds_per_decision": _median_weighted(decisions, "seconds"),
+        "mean_seconds_per_decision": (
+            sum(d["seconds"] * d["envs"] for d in decisions) / n_dec if n_dec else None
+        ),
+        "rollouts_per_decision": rollouts / n_dec if n_dec else 0.0,
+        "decisions": n_dec,
+        "env_steps": steps,
+        "rollouts_per_env_step": rollouts / max(1, steps),
+        "ms_per_action": 1000 * predict_seconds / max(1, steps),
+        "wall_seconds": time.perf_counter() - wall,
+    }
+
+
+def time_decisions(
+    run: str | os.PathLike[str],
+    env_id: str,
+    episodes: list[Any],
+    names: Sequence[str],
+    *,
+    repeats: int = 5,
+    device: str = "cpu",
+) -> dict[str, dict[str, Any]]:
+    """Seconds of one cold decision per setting, the settings interleaved round by round.
+
+    On a shared machine the protocol rows run minutes apart under different loads;
+    here every round times each setting once, on the start frame of the same protocol
+    episode, so the settings' medians (and their ratios) see the same conditions.
+    Also times `predict` per env step over one whole block (encoding included).
+    """
+    import gymnasium as gym
+    import numpy as np
+
+    from lewm_agent import WorldModelAgent
+
+    agents = {n: WorldModelAgent.load(run, device=device, **SETTINGS[n]) for n in names}
+    size = next(iter(agents.values())).model_config.image_size
+    env = gym.make(env_id, image_size=size)
+    out: dict[str, dict[str, Any]] = {n: {"seconds": [], "ms_per_action": []} for n in names}
+    for r in range(repeats):
+        ep = episodes[r % len(episodes)]
+        options = {"state": ep.start_state, "goal_state": ep.goal_state}
+        for name, agent in agents.items():
+            obs, _ = env.reset(seed=r, options=options)
+            agent.decisions = []
+            t = time.perf_counter()
+            steps = agent.model_config.frameskip
+            for i in range(steps):  # one block: the decision, then the queued actions
+                action, _ = agent.predict(obs, episode_start=np.array([i == 0]))
+                obs, *_ = env.step(action)
+            out[name]["ms_per_action"].append(1000 * (time.perf_counter() - t) / steps)
+            out[name]["seconds"].append(agent.decisions[0]["seconds"])
+    env.close()
+    return {
+        n: {
+            "timed_seconds_per_decision": statistics.median(v["seconds"]),
+            "timed_ms_per_action": statistics.median(v["ms_per_action"]),
+            "timed_repeats": repeats,
+        }
+        for n, v in out.items()
+    }
+
+
+def quality_chart(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Success (%) against median seconds per decision (log x) with Wilson intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = [r for r in report["rows"] if r.get("seconds_per_decision")]
+    if not rows:
+        raise ValueError("no row with a measured seconds per decision to plot")
+    fig = Figure(figsize=(7.5, 4.6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for r in rows:
+        x, y = r["seconds_per_decision"], 100 * r["success_rate"]
+        lo, hi = (100 * v for v in r["success_ci95"])
+        name = r["planner"]
+        colour = (
+            "#c0392b"
+            if "prior" in name
+            else "#27ae60"
+            if name == "policy"
+            else "#2c6fbb"
+            if name.startswith("cem")
+            else "#8e44ad"
+        )
+        ax.errorbar(
+            [x],
+            [y],
+            yerr=[[max(0.0, y - lo)], [max(0.0, hi - y)]],
+            fmt="o",
+            color=colour,
+            capsize=4,
+            lw=1.2,
+        )
+        ax.annotate(
+            f"{name}\n{r['rollouts_per_decision']:.0f} rollouts",
+            (x, y),
+            textcoords="offset points",
+            xytext=(6, 4),
+            fontsize=7,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("median seconds per decision (one env, log scale)")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 110)
+    ax.grid(alpha=0.3, which="both")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(
+        f"{report['env']}: success vs compute, {report['episodes']} protocol episodes (95% Wilson)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The rows as a markdown table."""
+    lines = [
+        "| planner | success | 95% CI | s / decision (median) | rollouts / decision "
+        "| rollouts / env step | ms / action |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        lo, hi = r["success_ci95"]
+        spd = r["seconds_per_decision"]
+        lines.append(
+            f"| {r['planner']} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
+            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {'-' if spd is None else f'{spd:.4f}'} "
+            f"| {r['rollouts_per_decision']:.0f} | {r['rollouts_per_env_step']:.1f} "
+            f"| {r['ms_per_action']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def planning_quality(
+    run: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    episodes: int = 50,
+    planners: Sequence[str] | None = None,
+    seed: int = 42,
+    budget: int = 50,
+    env_id: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    episodes_per_planner: dict[str, int] | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    timing_repeats: int = 0,
+    timing: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run the settings named in `planners` (default: all of SETTINGS) and return the report.
+
+    `episodes_per_planner` caps the episodes of slow rows (the first N of the same list).
+    With `json_path` the report is rewritten after every row (a killed run keeps its
+    finished rows); `resume` reuses the rows of that file made with the same agent,
+    data, seed, budget, plan settings and number of episodes. `timing_repeats` > 0
+    adds `time_decisions` figures (`timed_*`) to the rows named in `timing` (all).
+    """
+    from tqdm.auto import tqdm
+
+    import envs  # noqa: F401  (registers lewm/*)
+    from lewm_agent.checkpoint import load_checkpoint
+    from lewm_agent.planning import uses_policy
+    from lewm_agent.policy_head import has_policy_head
+
+    from .compare import protocol_episodes
+
+    _, config, _ = load_checkpoint(run)
+    env_id = env_id or (config.get("env") or {}).get("env_id")
+    if not env_id:
+        raise SystemExit("the checkpoint does not name its env: pass --env ID")
+    holdout = float((config.get("train") or {}).get("holdout_fraction", 0.1))
+    eps, _ = protocol_episodes(data, n=episodes, seed=seed, holdout=holdout)
+    names = list(planners or SETTINGS)
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        raise SystemExit(f"unknown planner settings {unknown}; choose from {list(SETTINGS)}")
+    skipped = []
+    if not has_policy_head(run):
+        skipped = [n for n in names if uses_policy(SETTINGS[n]["planner"])]
+        if skipped:
+            print(
+                f"note: {run} has no policy head, skipping {skipped}; train one with "
+                f"`lewm train-policy {run} --data {data}`"
+            )
+        names = [n for n in names if n not in skipped]
+    caps = episodes_per_planner or {}
+    total = sum(min(len(eps), caps.get(n, len(eps))) for n in names)
+    report: dict[str, Any] = {
+        "env": env_id,
+        "agent": str(run),
+        "data": str(data),
+        "episodes": len(eps),
+        "seed": seed,
+        "budget": budget,
+        "load_average_1min_start": os.getloadavg()[0],
+        "skipped": skipped,
+        "rows": [],
+    }
+    import torch
+
+    report["threads"] = torch.get_num_threads()
+    done: dict[str, dict[str, Any]] = {}
+    if resume and json_path is not None and Path(json_path).is_file():
+        old = json.loads(Path(json_path).read_text())
+        same = all(old.get(k) == report[k] for k in ("env", "agent", "data", "seed", "budget"))
+        for r in old.get("rows", []) if same else []:
+            name = r.get("planner")
+            n = min(len(eps), caps.get(name, len(eps)))
+            if name in names and r.get("episodes") == n and r.get("settings") == SETTINGS[name]:
+                done[name] = r
+        if done:
+            print(f"resume: reusing the rows of {json_path} for {sorted(done)}")
+    bar = tqdm(total=total, desc="planning-quality", disable=not progress, unit="episode")
+    try:
+        for name in names:
+            n = min(len(eps), caps.get(name, len(eps)))
+            if name in done:
+                report["rows"].append(done[name])
+                bar.update(n)
+                continue
+            row = run_setting(
+                run,
+                env_id,
+                eps[:n],
+                SETTINGS[name],
+                name=name,
+                budget=budget,
+                device=device,
+                bar=bar,
+            )
+            row["settings"] = SETTINGS[name]
+            report["rows"].append(row)
+            if json_path is not None:  # after every row: a killed run keeps what it finished
+                _write_json(json_path, {**report, "complete": False})
+            tqdm.write(
+                f"{name}: {row['successes']}/{row['episodes']} success, "
+                f"{row['seconds_per_decision'] or 0:.4f} s/decision, "
+                f"{row['rollouts_per_decision']:.0f} rollouts/decision, "
+                f"{row['ms_per_action']:.2f} ms/action"
+            )
+    finally:
+        bar.close()
+    report["load_average_1min_end"] = os.getloadavg()[0]
+    if timing_repeats > 0 and report["rows"]:
+        timed = [r["planner"] for r in report["rows"] if r["planner"] in (timing or names)]
+        print(f"timing {timed} interleaved, {timing_repeats} rounds ...")
+        report["timing_load_average_1min"] = os.getloadavg()[0]
+        for name, t in time_decisions(
+            run, env_id, eps, timed, repeats=timing_repeats, device=device
+        ).items():
+            next(r for r in report["rows"] if r["planner"] == name).update(t)
+    report["complete"] = True
+    ref = next((r for r in report["rows"] if r["planner"] == REFERENCE), None)
+    if ref is not None:
+        for r in report["rows"]:
+            r["rollouts_vs_reference"] = (
+                r["rollouts_per_decision"] / ref["rollouts_per_decision"]
+                if ref["rollouts_per_decision"]
+                else None
+            )
+            if r.get("timed_seconds_per_decision") and ref.get("timed_seconds_per_decision"):
+                r["timed_seconds_vs_reference"] = (
+                    r["timed_seconds_per_decision"] / ref["timed_seconds_per_decision"]
+                )
+            lo, hi = ref["success_ci95"]
+            r["success_within_reference_ci"] = bool(r["success_rate"] >= lo)
+    return report
+
+
+def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
+        os.environ.setdefault(k, v)
+    p = argparse.ArgumentParser(
+        prog="python -m eval.bench planning-quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--agent", required=True, help="checkpoint folder (with a policy head)")
+    p.add_argument("--data", required=True, help="the dataset it was trained on")
+    p.add_argument("--env", default=None, help="env id (default: the checkpoint's)")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--budget", type=int, default=50)
+    p.add_argument(
+        "--planners",
+        default=",".join(SETTINGS),
+        help=f"comma list of {', '.join(SETTINGS)}",
+    )
+    p.add_argument(
+        "--cap",
+        default="",
+        help="fewer episodes for slow rows, e.g. cem-300x30=20 (the first N of the same list)",
+    )
+    p.add_argument("--json", default="outputs/bench/planning-quality.json")
+    p.add_argument("--png", default=None, help="default: the JSON path with .png")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the finished rows of --json (same agent, data, settings, episodes)",
+    )
+    p.add_argument(
+        "--timing-repeats",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time one decision per setting in N interleaved rounds (same load for all)",
+    )
+    p.add_argument(
+        "--timing", default=None, help="comma list of the settings to time (default: all run)"
+    )
+    args = p.parse_args(list(argv) if argv is not None else None)
+    if args.episodes < 1:
+        raise SystemExit("--episodes must be >= 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    caps = {}
+    for item in filter(None, (c.strip() for c in args.cap.split(","))):
+        key, _, value = item.partition("=")
+        caps[key] = int(value)
+    report = planning_quality(
+        args.agent,
+        args.data,
+        episodes=args.episodes,
+        planners=[n.strip() for n in args.planners.split(",") if n.strip()],
+        seed=args.seed,
+        budget=args.budget,
+        env_id=args.env,
+        device=args.device,
+        progress=not args.no_progress,
+        episodes_per_planner=caps,
+        json_path=args.json,
+        resume=args.resume,
+        timing_repeats=args.timing_repeats,
+        timing=[n.strip() for n in args.timing.split(",")] if args.timing else None,
+    )
+    json_path = Path(args.json)
+    _write_json(json_path, report)
+    png = quality_chart(report, args.png or json_path.with_suffix(".png"))
+    print()
+    print(markdown(report))
+    print(f"\nwrote {json_path}, {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["SETTINGS", "planning_quality", "quality_chart", "markdown", "run_setting"]

@@ -41,6 +41,7 @@ import struct
 import tempfile
 import threading
 import time
+import tokenize
 import warnings
 import zipfile
 import zlib
@@ -676,9 +677,13 @@ class _CorruptEpisode(Exception):
 
 # What reading a damaged episode file can raise: zipfile and zlib errors, a flipped flag
 # bit ("encrypted": RuntimeError; unknown compression method: NotImplementedError), short
-# reads, bad npy headers. Any of these means the file is bad, not the program.
+# reads, bad npy headers (numpy parses the header dict with Python's tokenizer: a flipped
+# byte there raises tokenize.TokenError or SyntaxError). Any of these means the file is
+# bad, not the program.
 _READ_ERRORS = (
     _CorruptEpisode,
+    tokenize.TokenError,
+    SyntaxError,
     zipfile.BadZipFile,
     zlib.error,
     struct.error,

@@ -61,6 +61,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "cem-prior-30x2": {"planner": "cem-prior", "samples": 30, "iterations": 2, "elites": 3},
     "cem-30x2": {"planner": "cem", "samples": 30, "iterations": 2, "elites": 3},
     "policy": {"planner": "policy"},
+    # The head alone asked to reach the goal in 25 steps (the horizon) at every block.
+    "policy-steps-left-25": {"planner": "policy", "policy_steps_left": 25},
 }
 """Planner settings: PlanConfig overrides on top of the checkpoint's own plan config."""
 
@@ -123,6 +125,7 @@ def run_setting(
         "rollouts_per_decision": rollouts / n_dec if n_dec else 0.0,
         "decisions": n_dec,
         "env_steps": steps,
+        "mean_steps": steps / len(episodes),
         "rollouts_per_env_step": rollouts / max(1, steps),
         "ms_per_action": 1000 * predict_seconds / max(1, steps),
         "wall_seconds": time.perf_counter() - wall,
@@ -138,12 +141,14 @@ def time_decisions(
     repeats: int = 5,
     device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
-    """Seconds of one cold decision per setting, the settings interleaved round by round.
+    """Seconds of one decision per setting, the settings interleaved round by round.
 
     On a shared machine the protocol rows run minutes apart under different loads;
     here every round times each setting once, on the start frame of the same protocol
     episode, so the settings' medians (and their ratios) see the same conditions.
-    Also times `predict` per env step over one whole block (encoding included).
+    The decision timed is the first of an episode (a cold plan), except for settings
+    with `warm_iterations`, where it is the first replan (warm-started). Also times
+    `predict` per env step over the steps run (encoding included).
     """
     import gymnasium as gym
     import numpy as np
@@ -161,12 +166,15 @@ def time_decisions(
             obs, _ = env.reset(seed=r, options=options)
             agent.decisions = []
             t = time.perf_counter()
-            steps = agent.model_config.frameskip
-            for i in range(steps):  # one block: the decision, then the queued actions
+            pc = agent.plan_config
+            steps = agent.model_config.frameskip  # one block: the decision, then its queue
+            if pc.warm_iterations > 0:  # ...or up to the first (warm) replan
+                steps = steps * pc.receding_horizon + 1
+            for i in range(steps):
                 action, _ = agent.predict(obs, episode_start=np.array([i == 0]))
                 obs, *_ = env.step(action)
             out[name]["ms_per_action"].append(1000 * (time.perf_counter() - t) / steps)
-            out[name]["seconds"].append(agent.decisions[0]["seconds"])
+            out[name]["seconds"].append(agent.decisions[-1]["seconds"])
     env.close()
     return {
         n: {
@@ -179,28 +187,38 @@ def time_decisions(
 
 
 def quality_chart(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Success (%) against median seconds per decision (log x) with Wilson intervals."""
+    """Success (%) against seconds per decision (log x) with Wilson intervals.
+
+    x is the interleaved timing (`timed_seconds_per_decision`: every setting under the
+    same load) where it was measured, filled markers; else the protocol run's median
+    (hollow markers: measured minutes apart, under whatever load the machine had then).
+    """
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rows = [r for r in report["rows"] if r.get("seconds_per_decision")]
+    rows = [
+        r
+        for r in report["rows"]
+        if r.get("timed_seconds_per_decision") or r["seconds_per_decision"]
+    ]
     if not rows:
         raise ValueError("no row with a measured seconds per decision to plot")
-    fig = Figure(figsize=(7.5, 4.6), dpi=120)
+    fig = Figure(figsize=(8.5, 5.0), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for r in rows:
-        x, y = r["seconds_per_decision"], 100 * r["success_rate"]
+    for i, r in enumerate(sorted(rows, key=lambda r: r["success_rate"])):
+        timed = r.get("timed_seconds_per_decision")
+        x, y = timed or r["seconds_per_decision"], 100 * r["success_rate"]
         lo, hi = (100 * v for v in r["success_ci95"])
         name = r["planner"]
         colour = (
             "#c0392b"
             if "prior" in name
             else "#27ae60"
-            if name == "policy"
+            if name.startswith("policy")
             else "#2c6fbb"
             if name.startswith("cem")
             else "#8e44ad"
@@ -211,26 +229,34 @@ def quality_chart(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             yerr=[[max(0.0, y - lo)], [max(0.0, hi - y)]],
             fmt="o",
             color=colour,
+            mfc=colour if timed else "white",
             capsize=4,
             lw=1.2,
         )
         ax.annotate(
-            f"{name}\n{r['rollouts_per_decision']:.0f} rollouts",
+            f"{name} ({r['rollouts_per_decision']:.0f})",
             (x, y),
             textcoords="offset points",
-            xytext=(6, 4),
-            fontsize=7,
+            xytext=(5, -12 + 9 * (i % 4)),
+            fontsize=6.5,
+            color=colour,
         )
     ax.set_xscale("log")
-    ax.set_xlabel("median seconds per decision (one env, log scale)")
+    ax.set_xlabel(
+        "seconds per decision, one env (log); filled: interleaved timing, hollow: protocol run"
+    )
     ax.set_ylabel("success rate (%)")
     ax.set_ylim(0, 110)
     ax.grid(alpha=0.3, which="both")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
+    load = report.get("timing_load_average_1min")
     ax.set_title(
-        f"{report['env']}: success vs compute, {report['episodes']} protocol episodes (95% Wilson)",
-        fontsize=9,
+        f"{report['env']}: success vs compute, {report['episodes']} protocol episodes "
+        f"(95% Wilson; rollouts per decision in brackets"
+        + (f"; timing at load {load:.1f}" if load is not None else "")
+        + ")",
+        fontsize=8.5,
     )
     fig.tight_layout()
     out = Path(path)
@@ -240,21 +266,35 @@ def quality_chart(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The rows as a markdown table."""
-    lines = [
-        "| planner | success | 95% CI | s / decision (median) | rollouts / decision "
-        "| rollouts / env step | ms / action |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    """The rows as a markdown table (plus the interleaved timing when it was run)."""
+    timed = any("timed_seconds_per_decision" in r for r in report["rows"])
+    head = (
+        "| planner | success | 95% CI | mean steps | s / decision (median) "
+        "| rollouts / decision | rollouts / env step | ms / action |"
+    )
+    rule = "|---|---|---|---|---|---|---|---|"
+    if timed:
+        head += " interleaved s / decision | vs cem-300x10 | interleaved ms / action |"
+        rule += "---|---|---|"
+    lines = [head, rule]
     for r in report["rows"]:
         lo, hi = r["success_ci95"]
         spd = r["seconds_per_decision"]
-        lines.append(
+        line = (
             f"| {r['planner']} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
-            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {'-' if spd is None else f'{spd:.4f}'} "
+            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['env_steps'] / r['episodes']:.1f} "
+            f"| {'-' if spd is None else f'{spd:.4f}'} "
             f"| {r['rollouts_per_decision']:.0f} | {r['rollouts_per_env_step']:.1f} "
             f"| {r['ms_per_action']:.2f} |"
         )
+        if timed:
+            t, ratio = r.get("timed_seconds_per_decision"), r.get("timed_seconds_vs_reference")
+            ms = r.get("timed_ms_per_action")
+            line += (
+                f" {'-' if t is None else f'{t:.4f}'} | {'-' if ratio is None else f'{ratio:.3f}'} "
+                f"| {'-' if ms is None else f'{ms:.2f}'} |"
+            )
+        lines.append(line)
     return "\n".join(lines)
 
 

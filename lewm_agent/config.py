@@ -142,7 +142,7 @@ class PlanConfig:
     prior_std: float = 0.3
     """"-prior" planners: sampling std around the policy's proposal (normalised action units)."""
     policy_steps_left: int = 0
-    """Steps-left input of the policy head acting alone (0 = horizon * frameskip)."""
+    """Steps-left input of the policy head acting alone (0 = one block: move as fast as the data does)."""
 
     def __post_init__(self) -> None:
         check_config_fields(self)  # a bad value fails here, naming the field

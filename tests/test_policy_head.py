@@ -82,11 +82,15 @@ def test_policy_head_is_saved_beside_the_model_without_pickle(head_agent_dir, ti
 
 def test_policy_alone_one_forward_pass_per_block_and_in_bounds(head_agent_dir, monkeypatch):
     agent = WorldModelAgent.load(head_agent_dir, planner="policy")
-    calls = []
+    calls, steps_left = [], []
     forward = agent.policy_head.forward
-    monkeypatch.setattr(
-        agent.policy_head, "forward", lambda z, g, s: calls.append(len(z)) or forward(z, g, s)
-    )
+
+    def spy(z, g, s):
+        calls.append(len(z))
+        steps_left.append(float(s))
+        return forward(z, g, s)
+
+    monkeypatch.setattr(agent.policy_head, "forward", spy)
     env = _env()
     obs, _ = env.reset(seed=0)
     agent.decisions = []
@@ -95,6 +99,7 @@ def test_policy_alone_one_forward_pass_per_block_and_in_bounds(head_agent_dir, m
         assert state is None and env.action_space.contains(action)
         obs, *_ = env.step(action)
     assert calls == [1, 1, 1]  # steps 0, 5 and 10: one block of frameskip 5 each
+    assert steps_left == [5.0, 5.0, 5.0]  # default: reach the goal within the block
     assert [d["rollouts"] for d in agent.decisions] == [0, 0, 0]
 
 
@@ -141,11 +146,13 @@ def test_policy_proposal_follows_the_head_through_the_predictor(head_agent_dir):
         return agent.model.rollout(z, p, plan)[:, -1]
 
     prop = agent.policy_proposal(z_ctx, past, goal, rollout)
-    assert prop.shape == (2, agent.plan_config.horizon, 10) and steps == [1, 2, 3, 4]
+    assert prop.shape == (2, agent.plan_config.horizon, 10) and steps == [1, 1, 1, 1]
     first = agent.policy_blocks(z_ctx[:, -1], goal, 25.0)
     torch.testing.assert_close(prop[:, 0], first)
-    z1 = agent.model.rollout(z_ctx, past, prop[:, :1])[:, -1]
-    torch.testing.assert_close(prop[:, 1], agent.policy_blocks(z1, goal, 20.0))
+    # Block k comes from the embedding one long rollout of blocks 0..k-1 predicts.
+    for k, steps_left in ((1, 20.0), (2, 15.0), (4, 5.0)):
+        zk = agent.model.rollout(z_ctx, past, prop[:, :k])[:, -1]
+        torch.testing.assert_close(prop[:, k], agent.policy_blocks(zk, goal, steps_left))
     assert (prop >= agent._low_n).all() and (prop <= agent._high_n).all()
 
 

@@ -362,7 +362,7 @@ def cmd_train_engine(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    """`lewm data info|verify|export-minari DIR`."""
+    """`lewm data info|verify|rerender|export-minari DIR`."""
     from .data import dataset_info, export_minari, format_dataset_info, verify_dataset
 
     if args.data_command == "info":
@@ -386,6 +386,12 @@ def cmd_data(args: argparse.Namespace) -> int:
         else:
             print(report.summary())
         return 0 if report.ok else 1
+    if args.data_command == "rerender":
+        from envs.rerender import rerender_dataset  # the command line knows every floor
+
+        out = rerender_dataset(args.dir, args.out, image_size=args.image_size)
+        print(f"re-rendered {args.dir} at {args.image_size}px into {out}")
+        return 0
     path = export_minari(
         args.dir,
         args.id,
@@ -398,7 +404,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def add_data_parser(sub: Any) -> None:
     """The `data` command: inspect, check and export dataset folders."""
-    p = sub.add_parser("data", help="dataset tools: info | verify | export-minari")
+    p = sub.add_parser("data", help="dataset tools: info | verify | rerender | export-minari")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("info", help="counts and sizes (from file headers: fast)")
     q.add_argument("dir", help="dataset folder")
@@ -406,6 +412,12 @@ def add_data_parser(sub: Any) -> None:
     q = dsub.add_parser("verify", help="read every episode file; exit 1 naming corrupt ones")
     q.add_argument("dir", help="dataset folder")
     q.add_argument("--json", action="store_true")
+    q = dsub.add_parser(
+        "rerender", help="the same episodes drawn at another image size from their states"
+    )
+    q.add_argument("dir", help="dataset folder (its env must have render_state)")
+    q.add_argument("--out", required=True, help="new dataset folder (must not exist)")
+    q.add_argument("--image-size", type=int, required=True, help="new frame side in pixels")
     q = dsub.add_parser("export-minari", help="export to a Minari dataset (needs the extra)")
     q.add_argument("dir", help="dataset folder")
     q.add_argument("--id", required=True, help="Minari dataset id, e.g. lewm/tworoom-v0")

@@ -76,6 +76,7 @@ __all__ = [
     "format_dataset_info",
     "iter_episodes",
     "load_dataset",
+    "read_meta",
     "repack_dataset",
     "verify_dataset",
 ]
@@ -175,6 +176,11 @@ def _read_meta(root: Path) -> dict[str, Any]:
         raise DatasetError(f"{path} lacks keys {missing}; re-record the dataset")
     _check_meta_fields(meta, path)
     return meta
+
+
+def read_meta(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked ``meta.json`` of a dataset folder (DatasetError naming the fix if bad)."""
+    return _read_meta(Path(root))
 
 
 def _check_meta_fields(meta: dict[str, Any], path: Path) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import zoo
 from .checkpoint import (
     CONFIG_FILE,
     STATS_FILE,
@@ -315,7 +316,11 @@ class WorldModelAgent:
         "policy" (the latent policy head alone) and "cem-prior"/"mppi-prior" (the
         head as the sampler's prior) need the folder's policy head
         (`lewm train-policy PATH --data DATA` or `fit_policy_head`).
+
+        `path` may be `"zoo:NAME"`, a model of the zoo (`lewm zoo list`); its files
+        are checked against the SHA-256 its card records first.
         """
+        path = zoo.resolve(path)
         dev = resolve_device(device)
         contents = read_checkpoint(path)
         plan_cfg, train_cfg, env, low, high, normalizer = _checkpoint_sections(contents)

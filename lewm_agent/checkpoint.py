@@ -53,6 +53,8 @@ _DTYPE_NAMES = {
     torch.uint8: "U8",
     torch.bool: "BOOL",
 }
+_HALF_DTYPES = ("F16", "BF16")
+"""Stored dtypes accepted for float32 tensors: they are upcast to float32 at load."""
 _DTYPE_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "U8": 1, "BOOL": 1}
 
 
@@ -271,7 +273,9 @@ def _compare_tensors(
                 f"{where}: tensor {name!r} has shape {list(f_shape)} in the file but "
                 f"{list(shape)} from the config{_suspect_fields(cfg, dims)}"
             )
-        if f_dtype != dtype:
+        # Half precision stands in for float32 (the zoo stores float16 to halve its
+        # size); read_checkpoint upcasts it.
+        if f_dtype != dtype and not (dtype == "F32" and f_dtype in _HALF_DTYPES):
             raise CheckpointError(f"{where}: tensor {name!r} is {f_dtype}, expected {dtype}")
 
 
@@ -286,7 +290,8 @@ class CheckpointContents:
     """stats.json."""
     model_config: ModelConfig
     tensors: dict[str, torch.Tensor]
-    """The weights (CPU), names and shapes matching `model_config`, all finite."""
+    """The weights (CPU; half precision upcast to float32), names and shapes matching
+    `model_config`, all finite."""
 
 
 def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
@@ -335,6 +340,11 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
         raise CheckpointError(
             f"{weights} is truncated or corrupt ({e}); re-save the agent or retrain"
         ) from e
+    # float16/bfloat16 weights run as float32 on CPU (the model is built in float32).
+    tensors = {
+        k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v
+        for k, v in tensors.items()
+    }
     nonfinite = [k for k, v in tensors.items() if v.is_floating_point() and not v.isfinite().all()]
     if nonfinite:
         raise CheckpointError(

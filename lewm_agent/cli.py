@@ -208,6 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from .agent import WorldModelAgent
     from .data import load_dataset
+    from .zoo import is_zoo_ref
 
     plan_over = collect_overrides(args, PlanConfig, "plan-")
     agent = WorldModelAgent.load(args.agent, planner=args.planner, device=args.device, **plan_over)
@@ -221,6 +222,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         episodes = sample_env_episodes(
             env, n=args.episodes, seed=args.seed, image_size=agent.model_config.image_size
         )
+    elif args.data is None and is_zoo_ref(args.agent):
+        # A zoo model ships its protocol episodes (drawn from its data as below).
+        from eval.zoo import protocol_episodes
+
+        episodes = protocol_episodes(args.agent, n=args.episodes, seed=args.seed)
     else:
         if args.data is None:
             raise SystemExit(
@@ -276,8 +282,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if args.agent:
         from .checkpoint import load_checkpoint
+        from .zoo import resolve
 
-        model, config, _ = load_checkpoint(args.agent)
+        model, config, _ = load_checkpoint(resolve(args.agent))
         title = f"agent {args.agent}"
     else:
         preset = get_preset(args.preset)
@@ -538,12 +545,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="several agents (lewm, ppo, sac, random, scripted) on the same episodes",
     )
     modes.add_argument("--videos", action="store_true", help="videos of several agents")
-    p.add_argument("--agent", required=True, help="checkpoint folder")
+    p.add_argument(
+        "--agent", required=True, help="checkpoint folder, or zoo:NAME (`lewm zoo list`)"
+    )
     p.add_argument(
         "--data",
         default=None,
         help="the dataset the agent was trained on: the protocol's start/goal pairs come "
-        "from its held-out episodes (not needed with --episodes-from env)",
+        "from its held-out episodes (not needed with --episodes-from env, nor for zoo:NAME, "
+        "which ships its episodes)",
     )
     p.add_argument(
         "--episodes-from",
@@ -579,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="parameter counts by part of a preset or checkpoint")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
-    p.add_argument("--agent", default=None, help="a checkpoint folder instead of a preset")
+    p.add_argument(
+        "--agent", default=None, help="a checkpoint folder (or zoo:NAME) instead of a preset"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
     add_data_parser(sub)
@@ -587,6 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "probe", help="latent physics: state | surprise | straightness (`lewm probe -h`)"
     )
+    sub.add_parser("zoo", help="the model zoo: list | add (`lewm zoo -h`)")
     return parser
 
 
@@ -634,6 +647,10 @@ def _main(argv: list[str]) -> int:
         from eval.physics import main as physics_main
 
         return int(physics_main(argv[1:], prog="lewm probe") or 0)
+    if argv and argv[0] == "zoo":
+        from eval.zoo import main as zoo_main
+
+        return int(zoo_main(argv[1:], prog="lewm zoo") or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -1,0 +1,351 @@
+"""`lewm zoo list | add`: the model zoo's table, and adding a trained run to it.
+
+    lewm zoo list
+    lewm zoo add runs/pusht --name pusht --data data/pusht \
+        --collect-cmd "lewm collect --env lewm/PushT-v0 ..." \
+        --train-cmd "lewm train --data data/pusht --out runs/pusht ..."
+
+`add` draws the paper protocol's episodes from the run's held-out data exactly as
+`lewm eval --data` does (same split, seed 42), saves their start/goal states next
+to the model, evaluates the run in float32 AND converted to float16 on those same
+episodes, keeps float16 unless it solves more than `--max-drop` fewer episodes,
+and writes the card (commands, wall time, both results with 95% Wilson
+intervals, sizes, SHA-256 of every file). The folder format is in docs/CONTRACTS.md.
+(`python -m eval.zoo ...` is the same command.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lewm_agent import zoo
+from lewm_agent.checkpoint import load_checkpoint
+
+from .compare import wilson_interval
+from .protocol import BUDGET, EPISODES, GOAL_OFFSET, SEED, ProtocolEpisode, run_protocol
+
+REGRESSION_EPISODES = 10
+"""Episodes of the fast regression test (tests/test_zoo.py): the first 10 shipped."""
+
+
+def protocol_episodes(ref: str, n: int = EPISODES, seed: int = SEED) -> list[ProtocolEpisode]:
+    """The first `n` shipped protocol episodes of zoo model `ref` (no dataset needed).
+
+    `sample_episodes` draws episode by episode from one generator, so the first
+    `n` of the 50 shipped episodes are exactly what `lewm eval --data ... --episodes n`
+    would draw.
+    """
+    data = zoo.read_episodes(ref)
+    have = data["episodes"]
+    if seed != data["seed"]:
+        raise zoo.ZooError(
+            f"{ref} ships the protocol episodes of seed {data['seed']}; for seed {seed} "
+            "pass --data with the model's dataset"
+        )
+    if not 1 <= n <= len(have):
+        raise zoo.ZooError(
+            f"{ref} ships {len(have)} protocol episodes, asked for {n}; for more pass --data"
+        )
+    return [
+        ProtocolEpisode(ep["episode"], int(ep["start_step"]), ep["start_state"], ep["goal_state"])
+        for ep in have[:n]
+    ]
+
+
+def regression_threshold(successes: int, episodes: int, first: list[bool]) -> dict[str, Any]:
+    """Minimum successes on the first `REGRESSION_EPISODES` episodes for the zoo test.
+
+    floor(10 x the 95% Wilson lower bound of the shipped rate): what a model at the
+    bottom of its own interval would reach, so the test tolerates numerical drift
+    (another BLAS, thread count or torch version flipping borderline episodes)
+    but not a regression that takes the model out of its interval, let alone to
+    random-agent rates. If the shipped run's own first 10 did worse than that
+    (unlucky draw), the threshold is that count minus one.
+    """
+    lo, _ = wilson_interval(successes, episodes)
+    recorded = int(sum(first))
+    bound = math.floor(REGRESSION_EPISODES * lo)
+    minimum = bound if recorded >= bound else max(0, recorded - 1)
+    return {
+        "episodes": REGRESSION_EPISODES,
+        "min_successes": minimum,
+        "recorded_successes": recorded,
+        "rule": "floor(10 x 95% Wilson lower bound of the shipped 50-episode rate), "
+        "or the recorded first-10 count minus one if that is lower",
+    }
+
+
+def _evaluate(
+    env_id: str, path: Path, episodes: list[ProtocolEpisode], image_size: int, name: str
+) -> dict[str, Any]:
+    from lewm_agent import WorldModelAgent
+
+    agent = WorldModelAgent.load(path, device="cpu")
+    # The env as `lewm eval` makes it: the recorded env build, else the id.
+    result, _ = run_protocol(
+        agent.env_build or env_id, agent, episodes, name=name, env_kwargs={"image_size": image_size}
+    )
+    lo, hi = wilson_interval(result.successes, result.episodes)
+    out = {
+        "successes": result.successes,
+        "episodes": result.episodes,
+        "success_rate": result.success_rate,
+        "success_ci95": [lo, hi],
+        "mean_steps": result.mean_steps,
+        "seconds": result.seconds,
+        "decision_latency_ms": result.decision_latency_ms,
+        # One character per episode (1 = success), in episode order: compares dtypes per episode.
+        "per_episode": "".join("1" if e["success"] else "0" for e in result.per_episode),
+    }
+    print(
+        f"{name}: {result.successes}/{result.episodes} ({100 * lo:.0f}-{100 * hi:.0f}%), "
+        f"{result.seconds:.0f} s"
+    )
+    return out
+
+
+def add(
+    run: str | os.PathLike[str],
+    name: str,
+    data: str | os.PathLike[str],
+    *,
+    collect_cmd: str,
+    train_cmd: str,
+    dtype: str = "auto",
+    max_drop: int = 1,
+    episodes: int = EPISODES,
+    seed: int = SEED,
+    note: str = "",
+    force: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Add the checkpoint folder `run` to the zoo as `name`; returns the zoo folder."""
+    import envs  # noqa: F401  (registers lewm/*)
+    from lewm_agent.data import load_dataset
+
+    from .protocol import sample_episodes
+
+    add_cmd = (
+        f"lewm zoo add {run} --name {name} --data {data} --dtype {dtype} --max-drop {max_drop} "
+        f"--episodes {episodes} --seed {seed}"
+    )
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"bad zoo name {name!r}")
+    dst = zoo.zoo_root() / name
+    if dst.exists() and not force:
+        raise FileExistsError(f"{dst} exists; pass --force to replace it")
+    _, config, stats = load_checkpoint(run)  # validates the run before any work
+    env_id = config["env"]["env_id"]
+    image_size = int(config["model"]["image_size"])
+    holdout = float((config.get("train") or {}).get("holdout_fraction", 0.1))
+
+    # The protocol episodes, drawn the way `lewm eval --data` draws them.
+    dataset = load_dataset(data)
+    if dataset.meta.get("env_id") != env_id:
+        raise ValueError(f"{data} records {dataset.meta.get('env_id')}, the run is for {env_id}")
+    heldout = dataset.split(holdout)[1]
+    eps = sample_episodes(heldout, n=episodes, seed=seed)
+    data_meta = {
+        k: dataset.meta.get(k)
+        for k in ("env_id", "collector", "num_episodes", "num_steps", "image_size")
+    }
+    data_meta["heldout_episodes"] = len(heldout)
+    del dataset, heldout  # the frames (GBs) are not needed for the evaluations below
+
+    # Work in a hidden folder inside the zoo (never listed: names() needs a card.json
+    # directly inside), so a crash never leaves a half-written model under `name`.
+    zoo.zoo_root().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=zoo.zoo_root(), prefix=".add-") as tmp:
+        tmp_path = Path(tmp)
+        # Both dtypes go through the project's own save path (zoo.convert).
+        folders = {d: zoo.convert(run, tmp_path / d, d) for d in ("float32", "float16")}
+        results = {
+            d: _evaluate(env_id, folders[d], eps, image_size, f"{name} {d}")
+            for d in ("float32", "float16")
+        }
+        if dtype == "auto":
+            keep = results["float16"]["successes"] >= results["float32"]["successes"] - max_drop
+            dtype = "float16" if keep else "float32"
+        shipped = folders[dtype]
+        zoo.write_episodes(
+            shipped / zoo.EPISODES_FILE,
+            {
+                "env_id": env_id,
+                "seed": seed,
+                "goal_offset": GOAL_OFFSET,
+                "budget": BUDGET,
+                "holdout_fraction": holdout,
+                "source": data_meta,
+                "episodes": [
+                    {
+                        "episode": e.episode,
+                        "start_step": e.start_step,
+                        "start_state": e.start_state,
+                        "goal_state": e.goal_state,
+                    }
+                    for e in eps
+                ],
+            },
+        )
+        res = results[dtype]
+        first = [c == "1" for c in res["per_episode"][:REGRESSION_EPISODES]]
+        training = stats.get("training") or {}
+        card = {
+            "card_version": zoo.CARD_VERSION,
+            "name": name,
+            "env_id": env_id,
+            "dtype": dtype,
+            "commands": {"collect": collect_cmd, "train": train_cmd, "zoo_add": add_cmd},
+            "data": data_meta,
+            "training": {
+                "seconds": training.get("seconds"),
+                "steps": training.get("steps"),
+                "final": training.get("final"),
+                "train_config": config.get("train"),
+            },
+            "plan": config.get("plan"),
+            "protocol": {
+                "episodes": episodes,
+                "seed": seed,
+                "goal_offset": GOAL_OFFSET,
+                "budget": BUDGET,
+                "holdout_fraction": holdout,
+                "command": f"lewm eval --agent zoo:{name} --episodes {episodes}",
+            },
+            "results": results,
+            "dtype_rule": f"float16 unless it solves more than {max_drop} fewer of the "
+            f"{episodes} episodes than float32",
+            "regression": regression_threshold(res["successes"], res["episodes"], first),
+            "size_bytes": {
+                d: (folders[d] / zoo.WEIGHTS_FILE).stat().st_size for d in ("float32", "float16")
+            },
+            "files": zoo.file_records(shipped),
+            "made_with": {
+                "torch": _torch_version(),
+                "python": platform.python_version(),
+                "date": time.strftime("%Y-%m-%d"),
+            },
+            "note": note,
+            **(extra or {}),
+        }
+        (shipped / zoo.CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        (shipped / "README.md").write_text(card_readme(card))
+        if dst.exists():
+            shutil.rmtree(dst)
+        shipped.rename(dst)
+    zoo.verify(name)
+    print(f"added zoo:{name} ({dtype}) to {dst}")
+    return dst
+
+
+def _torch_version() -> str:
+    import torch
+
+    return str(torch.__version__)
+
+
+def card_readme(card: dict[str, Any]) -> str:
+    """A human-readable README.md for a card (the card stays the source of truth)."""
+    name, res = card["name"], card["results"]
+    lines = [
+        f"# zoo:{name} ({card['env_id']})",
+        "",
+        "Made with:",
+        "",
+        "```bash",
+        card["commands"]["collect"],
+        card["commands"]["train"],
+        card["commands"]["zoo_add"] + "  # + --collect-cmd/--train-cmd: this folder",
+        "```",
+        "",
+        f"Training wall time: {card['training']['seconds'] / 60:.1f} min "
+        f"({card['training']['steps']} steps). Weights stored as {card['dtype']} "
+        f"({card['size_bytes'][card['dtype']] / 1e6:.1f} MB; float32 "
+        f"{card['size_bytes']['float32'] / 1e6:.1f} MB).",
+        "",
+        f"Paper protocol, {card['protocol']['episodes']} episodes (seed "
+        f"{card['protocol']['seed']}, shipped in episodes.json): "
+        f"`{card['protocol']['command']}`",
+        "",
+        "| weights | success | 95% Wilson CI | mean steps |",
+        "|---|---|---|---|",
+    ]
+    for d in ("float32", "float16"):
+        r = res[d]
+        lo, hi = r["success_ci95"]
+        lines.append(
+            f"| {d} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
+            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_steps']:.1f} |"
+        )
+    if card.get("note"):
+        lines += ["", card["note"]]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser(prog: str = "python -m eval.zoo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="the model zoo")
+    sub = parser.add_subparsers(dest="zoo_command", required=True)
+    p = sub.add_parser("list", help="the zoo's models: env, name, size, success, CI, card")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("add", help="add a trained run (converts, evaluates, writes the card)")
+    p.add_argument("run", help="checkpoint folder (from `lewm train`)")
+    p.add_argument("--name", required=True, help="zoo name, e.g. pusht (-> zoo:pusht)")
+    p.add_argument("--data", required=True, help="the dataset the run was trained on")
+    p.add_argument("--collect-cmd", required=True, help="the exact command that recorded --data")
+    p.add_argument("--train-cmd", required=True, help="the exact command that trained RUN")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float16", "float32"])
+    p.add_argument(
+        "--max-drop",
+        type=int,
+        default=1,
+        help="auto: keep float16 unless it solves more than this many fewer episodes",
+    )
+    p.add_argument("--episodes", type=int, default=EPISODES)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--note", default="", help="free text for the card (e.g. machine load)")
+    p.add_argument("--force", action="store_true", help="replace an existing zoo model")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.zoo") -> int:
+    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
+        os.environ.setdefault(k, v)
+    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
+    if args.zoo_command == "list":
+        rows = zoo.table_rows()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print(f"the zoo at {zoo.zoo_root()} is empty")
+        else:
+            print(zoo.format_table(rows))
+        return 0
+    add(
+        args.run,
+        args.name,
+        args.data,
+        collect_cmd=args.collect_cmd,
+        train_cmd=args.train_cmd,
+        dtype=args.dtype,
+        max_drop=args.max_drop,
+        episodes=args.episodes,
+        seed=args.seed,
+        note=args.note,
+        force=args.force,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

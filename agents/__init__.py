@@ -21,7 +21,7 @@ Everything returned has ``predict(observation, state=None, episode_start=None,
 deterministic=...) -> (actions, state)``; agents that act on the state observation
 carry ``obs_mode = "state"``, which ``eval.protocol.run_protocol`` reads.
 Heavy imports (torch, stable-baselines3) happen inside :func:`make`, so
-``import agents.scripted`` stays light.
+``import envs.scripted`` stays light.
 """
 
 from __future__ import annotations
@@ -138,14 +138,14 @@ def make(name: str, **kw: Any) -> Any:
         env_id = kw.pop("env_id")
         return train_baseline(env_id, algo, obs_mode, save_to=path, device=device, **kw)
     if key == "random":
-        from agents.scripted import RandomPolicy
+        from envs.scripted import RandomPolicy
 
         space = _action_space(kw.pop("env_id", None), kw.pop("action_space", None))
         agent = RandomPolicy(space, seed=kw.pop("seed", None), **kw)
         agent.training_stats = {"seconds": 0.0, "env_steps": 0, "reward_used": False}  # type: ignore[attr-defined]
         return agent
     if key in ("scripted", "heuristic"):
-        from agents.scripted import make_data_policy
+        from envs.scripted import make_data_policy
 
         env_id = kw.pop("env_id", None)
         if env_id is None:
@@ -153,7 +153,7 @@ def make(name: str, **kw: Any) -> Any:
         space = _action_space(env_id, None)
         return ScriptedAgent(make_data_policy("scripted", env_id, space, seed=kw.pop("seed", None)))
     if key == "expert":
-        from agents.scripted import GOAL_EXPERTS
+        from envs.scripted import GOAL_EXPERTS
 
         env_id = kw.pop("env_id", None)
         if env_id not in GOAL_EXPERTS:

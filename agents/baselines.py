@@ -48,6 +48,8 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 
+from lewm_agent.atomic import atomic_write_json
+
 __all__ = [
     "ALGOS",
     "DEFAULT_TIMESTEPS",
@@ -235,9 +237,7 @@ class SB3Agent:
         folder.mkdir(parents=True, exist_ok=True)
         self.model.save(folder / MODEL_FILE)
         meta = {"format_version": 1, "config": asdict(self.config), "training": self.training_stats}
-        tmp = folder / f".{META_FILE}.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, folder / META_FILE)
+        atomic_write_json(folder / META_FILE, meta)
         return folder
 
     @staticmethod

@@ -137,7 +137,7 @@ class GCBCAgent:
         training_stats: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        from lewm_agent.train import resolve_device
+        from lewm_agent.device import resolve_device
 
         self.device = resolve_device(device)
         self.net = net.to(self.device).eval()
@@ -212,7 +212,7 @@ class GCBCAgent:
         if need:
             px = torch.from_numpy(np.ascontiguousarray(pixels[need])).to(self.device)
             gl = torch.from_numpy(np.ascontiguousarray(goals[need])).to(self.device)
-            from lewm_agent.train import autocast_context
+            from lewm_agent.device import autocast_context
 
             with autocast_context(self.device):
                 blocks = self.net(px, gl).float()  # (K, fs*A) normalised
@@ -231,14 +231,14 @@ class GCBCAgent:
         """Write gcbc.safetensors then gcbc.json (last: its presence marks a complete save)."""
         from safetensors.torch import save_file
 
+        from lewm_agent.atomic import atomic_path
         from lewm_agent.checkpoint import write_json
 
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.net.state_dict().items()}
-        tmp = folder / f".{WEIGHTS_FILE}.tmp{os.getpid()}"
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, folder / WEIGHTS_FILE)
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
         meta = {
             "format_version": FORMAT_VERSION,
             "config": asdict(self.config),
@@ -371,7 +371,7 @@ def train_gcbc(
 
     from lewm_agent.config import replace
     from lewm_agent.data import ActionNormalizer, Dataset, load_dataset
-    from lewm_agent.train import autocast_context, resolve_device
+    from lewm_agent.device import autocast_context, resolve_device
 
     dev = resolve_device(device)
     dataset = data if isinstance(data, Dataset) else load_dataset(data, skip_corrupt=True)

@@ -188,8 +188,8 @@ def collect(
         lewm_agent.data.DiskFullError: the disk filled up; the message names the folder
             and its free space. The episodes finished before are complete on disk.
     """
-    from agents.scripted import make_data_policy  # agents -> envs is the allowed direction
     from envs.build import EnvBuild, EnvBuildError
+    from envs.scripted import make_data_policy
 
     if episodes < 1 or workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {episodes}, {workers}")

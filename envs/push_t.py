@@ -124,7 +124,8 @@ the block by its full radius in such squeezes)."""
 _BG = (236, 236, 232)
 _WALL_RGB = (170, 170, 170)
 _BLOCK_RGB = (119, 128, 140)
-_PUSHER_RGB = (40, 90, 220)
+PUSHER_RGB = (40, 90, 220)
+"""The pusher's colour in a rendering (the physics probe recolours it)."""
 
 MAX_SPEED = 2000.0
 """Velocity bound (px/s) of the observation space; the physics clips to it as a safety net
@@ -509,7 +510,7 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         s = [float(v) for v in state]
         for poly in block_polygons(s[2], s[3], s[4]):
             pygame.draw.polygon(surf, _BLOCK_RGB, [tuple(v) for v in poly * k])
-        pygame.draw.circle(surf, _PUSHER_RGB, (s[0] * k, s[1] * k), PUSHER_RADIUS * k)
+        pygame.draw.circle(surf, PUSHER_RGB, (s[0] * k, s[1] * k), PUSHER_RADIUS * k)
         if self._ss > 1:
             surf = pygame.transform.smoothscale(surf, (self.image_size, self.image_size))
         buf = pygame.image.tobytes(surf, "RGB")

@@ -44,8 +44,8 @@ def bench_expert(
     pairs: int = 100, budget: int = 200, seed: int = 123, progress: bool = True, **expert_kw: Any
 ) -> dict[str, Any]:
     """Run the goal-mode expert on ``pairs`` random pairs; return the summary dict."""
-    from agents.push_t_expert import PushTExpert
     from envs.push_t import PushTEnv
+    from envs.push_t_expert import PushTExpert
     from eval.compare import wilson_interval
 
     env = PushTEnv(obs_mode="state")

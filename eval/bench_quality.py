@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lewm_agent.atomic import atomic_write_json
+
 SETTINGS: dict[str, dict[str, Any]] = {
     "cem-300x30": {"planner": "cem", "samples": 300, "iterations": 30, "elites": 30},
     "cem-300x10": {"planner": "cem", "samples": 300, "iterations": 10, "elites": 30},
@@ -438,9 +440,7 @@ def planning_quality(
 def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, out)
+    atomic_write_json(out, obj)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

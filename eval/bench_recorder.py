@@ -43,8 +43,8 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402, F401  (registers the lewm/* ids)
-from agents.scripted import make_data_policy  # noqa: E402
 from envs.collect import COLLECTION_ENV_KWARGS  # noqa: E402
+from envs.scripted import make_data_policy  # noqa: E402
 from envs.wrappers import RecordEpisodes  # noqa: E402
 from lewm_agent.data import EpisodeWriter  # noqa: E402
 

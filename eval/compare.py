@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lewm_agent.atomic import atomic_write_json, atomic_write_text
+
 from .protocol import BUDGET, EPISODES, SEED, ProtocolEpisode, ProtocolResult, run_protocol
 
 TRAINING_KEYS: tuple[str, ...] = ("train_seconds", "train_env_steps", "reward_used")
@@ -148,14 +150,14 @@ def write_results(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "results.json", out / "results.md"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_json(json_path, results)
     body = (header + "\n\n" if header else "") + markdown_table(results) + "\n"
     if chart:
         bar_chart(results, out / CHART_FILE, title=title or header.lstrip("# "))
         body += f"\n![success rates with 95% Wilson intervals]({CHART_FILE})\n"
     if footer:
         body += "\n" + footer.rstrip() + "\n"
-    md_path.write_text(body)
+    atomic_write_text(md_path, body)
     return json_path, md_path
 
 
@@ -381,14 +383,11 @@ def protocol_episodes(
     Also returns the dataset's step counts (``data_env_steps`` recorded in all,
     ``train_env_steps`` in the training split), for the report.
     """
-    from lewm_agent.data import load_dataset
+    from lewm_agent.heldout import load_heldout
 
     from .protocol import sample_episodes
 
-    dataset = load_dataset(data)
-    train, heldout = dataset.split(holdout)
-    if len(heldout) == 0:
-        raise ValueError(f"{data}: no held-out episodes (holdout={holdout}); record more episodes")
+    dataset, train, heldout = load_heldout(data, holdout, require=True)
     counts = {"data_env_steps": int(dataset.num_steps), "train_env_steps": int(train.num_steps)}
     return sample_episodes(heldout, n=n, seed=seed), counts
 
@@ -472,10 +471,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.compare"
 
 def _lewm_holdout(path: str | os.PathLike[str] | None) -> float:
     """The held-out fraction a LeWM checkpoint was trained with (its config.json)."""
-    if path is None:
-        return 0.1
-    config = json.loads((Path(path) / "config.json").read_text())
-    return float((config.get("train") or {}).get("holdout_fraction", 0.1))
+    from lewm_agent.heldout import trained_holdout
+
+    return trained_holdout(path)
 
 
 def _lewm_image_size(path: str | os.PathLike[str] | None) -> int | None:
@@ -618,7 +616,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
             "extra": info,
         }
         f = cache / f"{name}.json"
-        f.write_text(json.dumps(record, indent=2) + "\n")  # one agent at a time: resumable
+        atomic_write_json(f, record)  # one agent at a time: resumable
     results = {n: results[n] for n in names}
     extra = {n: extra[n] for n in names}
     table = results_dict(results, extra)

@@ -41,12 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     import envs  # noqa: F401  (registers lewm/*)
-    from agents.scripted import RandomPolicy
     from envs.collect import collect
+    from envs.scripted import RandomPolicy
     from eval.compare import compare, markdown_table, results_dict, write_results
     from eval.protocol import BUDGET, SEED, run_protocol, sample_episodes
     from eval.video import side_by_side_frames, write_video
     from lewm_agent import WorldModelAgent, load_dataset
+    from lewm_agent.heldout import load_heldout, trained_holdout
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -78,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. evaluate ---------------------------------------------------------------------
     t0 = time.perf_counter()
-    holdout = agent.train_config.holdout_fraction if agent.train_config else 0.1
-    _, heldout = dataset.split(holdout)
+    heldout = load_heldout(dataset, trained_holdout(agent)).heldout
     episodes = sample_episodes(heldout, n=args.eval_episodes, seed=SEED)
     print(
         f"[3/4] paper protocol: {len(episodes)} held-out start/goal pairs, goal 25 steps "

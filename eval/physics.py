@@ -41,6 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from lewm_agent.data import ActionNormalizer, Dataset, Episode, load_dataset
+from lewm_agent.heldout import load_heldout, trained_holdout
 from lewm_agent.probe import (
     PairedTest,
     ProbeResult,
@@ -131,7 +132,7 @@ def _push_t_spec() -> PhysicsSpec:
         is_legal=legal,
         recolor_columns=(0, 1),  # the pusher changes colour
         recolor_radius=push_t.PUSHER_RADIUS,
-        old_color=tuple(getattr(push_t, "_PUSHER_RGB", (40, 90, 220))),  # type: ignore[arg-type]
+        old_color=push_t.PUSHER_RGB,
         new_color=(220, 50, 40),
     )
 
@@ -348,8 +349,7 @@ def load(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str]) -> Lo
             f"dataset {data} has {dataset.image_size} px frames, the model takes "
             f"{model.cfg.image_size} px; use the dataset the model was trained on"
         )
-    holdout = float((config.get("train") or {}).get("holdout_fraction", 0.1))
-    train, test = dataset.split(holdout)
+    _, train, test = load_heldout(dataset, trained_holdout(config))
     env_id = (config.get("env") or {}).get("env_id") or dataset.meta["env_id"]
     return Loaded(model, config, normalizer, env_id, train, test)
 
@@ -787,7 +787,7 @@ def run_straightness(
             f"dataset {data} has {dataset.image_size} px frames, the model takes "
             f"{cfg.image_size} px; use the dataset the model was trained on"
         )
-    _train, test = dataset.split(holdout_fraction)
+    test = load_heldout(dataset, holdout_fraction).heldout
     items: list[Any] = []
     if include_init:
         with torch.random.fork_rng(devices=[]):

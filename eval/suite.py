@@ -38,6 +38,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lewm_agent.atomic import atomic_write_json, atomic_write_text
+from lewm_agent.heldout import trained_holdout
+
 STAGES: tuple[str, ...] = (
     "collect",
     "lewm",
@@ -59,7 +62,7 @@ class EnvPlan:
     episodes: int
     """Episodes of reward-free data to record."""
     policy: str = "heuristic"
-    """Data policy (``agents.scripted.make_data_policy``): heuristic | expert | random."""
+    """Data policy (``envs.scripted.make_data_policy``): heuristic | expert | random."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``gym.make`` kwargs for collection (e.g. ``max_episode_steps``)."""
     lewm_preset: str = "cpu"
@@ -338,8 +341,7 @@ def _trained_agents_and_episodes(
         data=p.data,
     )
     # LeWM's checkpoint carries its plan overrides and the holdout it was trained with.
-    tc = getattr(agents.get("lewm"), "train_config", None)
-    holdout = tc.holdout_fraction if tc is not None else 0.1
+    holdout = trained_holdout(agents.get("lewm"))
     episodes, counts = protocol_episodes(p.data, n=n, seed=seed, holdout=holdout)
     return agents, episodes, counts
 
@@ -391,7 +393,7 @@ def run_videos(plan: EnvPlan, p: Paths, seed: int) -> dict[str, Any]:
             budget=plan.budget,
         )
     marker = _marker("videos", p)
-    marker.write_text(json.dumps([str(w) for w in written], indent=2) + "\n")
+    atomic_write_json(marker, [str(w) for w in written])
     return {"videos": len(written)}
 
 
@@ -476,7 +478,7 @@ def write_summary(root: Path, presets: dict[str, EnvPlan], preset_name: str) -> 
         ]
     out = root / "outputs" / "suite" / "results.md"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines))
+    atomic_write_text(out, "\n".join(lines))
     return out
 
 
@@ -567,7 +569,7 @@ def _log_stage(p: Paths, stage: str, seconds: float, info: dict[str, Any]) -> No
     path = p.out / "stages.json"
     log = json.loads(path.read_text()) if path.is_file() else {}
     log[stage] = {"seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
-    path.write_text(json.dumps(log, indent=2, default=str) + "\n")
+    atomic_write_json(path, log, default=str)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

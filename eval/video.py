@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from lewm_agent.atomic import atomic_path
+from lewm_agent.heldout import trained_holdout
+
 __all__ = [
     "agent_videos",
     "count_frames",
@@ -341,8 +344,7 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix or ".mp4"
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{suffix}")
-    try:
+    with atomic_path(path, prefix=f".{path.stem}.", suffix=f".tmp{suffix}") as tmp:
         clip = ImageSequenceClip(list(video), fps=fps, with_mask=False)
         clip = clip.with_updated_frame_function(_frame_lookup(video, fps))
         clip = clip.with_duration(_clip_duration(n, fps))
@@ -357,10 +359,6 @@ def write_video(
         clip.close()
         if not tmp.exists() or tmp.stat().st_size == 0:
             raise RuntimeError(f"ffmpeg produced no output for {path}")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -543,8 +541,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.video") 
     )
     holdout = args.holdout
     if holdout is None:
-        tc = getattr(agents.get("lewm"), "train_config", None)
-        holdout = tc.holdout_fraction if tc is not None else 0.1
+        holdout = trained_holdout(agents.get("lewm"))
     episodes, _ = protocol_episodes(args.data, n=args.episodes, seed=args.seed, holdout=holdout)
     out = Path(args.out or f"outputs/videos-{slug}")
     for name, agent in agents.items():

@@ -133,6 +133,7 @@ def add(
     """Add the checkpoint folder `run` to the zoo as `name`; returns the zoo folder."""
     import envs  # noqa: F401  (registers lewm/*)
     from lewm_agent.data import load_dataset
+    from lewm_agent.heldout import load_heldout, trained_holdout
 
     from .protocol import sample_episodes
 
@@ -148,13 +149,13 @@ def add(
     _, config, stats = load_checkpoint(run)  # validates the run before any work
     env_id = config["env"]["env_id"]
     image_size = int(config["model"]["image_size"])
-    holdout = float((config.get("train") or {}).get("holdout_fraction", 0.1))
+    holdout = trained_holdout(config)
 
     # The protocol episodes, drawn the way `lewm eval --data` draws them.
     dataset = load_dataset(data)
     if dataset.meta.get("env_id") != env_id:
         raise ValueError(f"{data} records {dataset.meta.get('env_id')}, the run is for {env_id}")
-    heldout = dataset.split(holdout)[1]
+    heldout = load_heldout(dataset, holdout).heldout
     eps = sample_episodes(heldout, n=episodes, seed=seed)
     data_meta = {
         k: dataset.meta.get(k)

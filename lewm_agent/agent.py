@@ -42,10 +42,11 @@ from .config import (
     to_dict,
 )
 from .data import ActionNormalizer, Dataset
+from .device import autocast_context, resolve_device
 from .model import LeWM
 from .planning import PlanResult, make_planner, uses_policy
 from .rollout import LatentRollout
-from .train import autocast_context, resolve_device, train
+from .train import TrainResult, train
 from .validation import ConfigError, check_action_bounds, check_finite_vector
 
 # Normalised-space bound used where the env's own bound is infinite.
@@ -759,3 +760,30 @@ class WorldModelAgent:
         for j, sl in enumerate(slots):
             sl.queue.extend(zip(env_steps[j].astype(np.float32), norm_steps[j], strict=True))
         return 0
+
+
+def agent_from_result(
+    result: TrainResult, plan_cfg: Any, device: str | torch.device
+) -> WorldModelAgent:
+    """A WorldModelAgent from a TrainResult (what `lewm train` saves, with the run's
+    process count and resume step in its training stats)."""
+    meta = result.dataset_meta
+    return WorldModelAgent(
+        result.model,
+        result.normalizer,
+        np.asarray(meta["action_low"]),
+        np.asarray(meta["action_high"]),
+        plan_cfg,
+        train_config=result.train_config,
+        env_id=meta.get("env_id"),
+        device=device,
+        training_stats={
+            "seconds": result.seconds,
+            "steps": result.train_config.steps,
+            "final": result.log[-1] if result.log else {},
+            "dataset": meta,
+            "world_size": result.world_size,
+            "resumed_from": result.start_step or None,
+        },
+        env_build=meta.get("env_build"),
+    )

@@ -15,7 +15,6 @@ import hashlib
 import json
 import math
 import os
-import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
+from .atomic import atomic_write_bytes
 from .config import ModelConfig, from_dict
 from .model import LeWM
 
@@ -58,41 +58,13 @@ _HALF_DTYPES = ("F16", "BF16")
 _DTYPE_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "U8": 1, "BOOL": 1}
 
 
-def _create_temp(folder: Path, name: str) -> tuple[int, Path]:
-    """A new hidden temp file next to `name`, created like open() would: mode 0666 & ~umask.
-
-    (tempfile.mkstemp makes 0600 files, so a renamed checkpoint was unreadable by the
-    group and others even where the umask allows it.)
-    """
-    for _ in range(100):
-        tmp = folder / f".{name}.{secrets.token_hex(6)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file for {name} in {folder}")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = _create_temp(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2) + "\n").encode()
 
 
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically (temp file + rename): a reader never sees half a file."""
-    _atomic_write_bytes(Path(path), _json_bytes(obj))
+    atomic_write_bytes(Path(path), _json_bytes(obj))
 
 
 def config_sha256(config: dict[str, Any]) -> str:
@@ -122,9 +94,9 @@ def save_checkpoint(
     weights = save_bytes(
         tensors, metadata={"format": "pt", "lewm_format_version": str(FORMAT_VERSION)}
     )
-    _atomic_write_bytes(folder / WEIGHTS_FILE, weights)
+    atomic_write_bytes(folder / WEIGHTS_FILE, weights)
     stats_bytes = _json_bytes(stats)
-    _atomic_write_bytes(folder / STATS_FILE, stats_bytes)
+    atomic_write_bytes(folder / STATS_FILE, stats_bytes)
     # Hashed as it will read back (tuples become lists), so load computes the same digest.
     full = json.loads(json.dumps({"format_version": FORMAT_VERSION, **config}))
     full[HASHES_KEY] = {

@@ -194,8 +194,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import numpy as np
 
     import envs  # noqa: F401
-    from agents.scripted import RandomPolicy
     from envs.build import EnvBuild, make_env
+    from envs.scripted import RandomPolicy
     from eval.compare import CHART_FILE, compare, markdown_table, results_dict, write_results
     from eval.protocol import (
         describe_goals,
@@ -207,7 +207,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
     from .agent import WorldModelAgent
-    from .data import load_dataset
+    from .heldout import load_heldout, trained_holdout
     from .zoo import is_zoo_ref
 
     plan_over = collect_overrides(args, PlanConfig, "plan-")
@@ -234,9 +234,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 "held-out episodes of the dataset the agent was trained on; or sample them "
                 "from the env itself with --episodes-from env"
             )
-        dataset = load_dataset(args.data)
-        holdout = agent.train_config.holdout_fraction if agent.train_config else 0.1
-        _, heldout = dataset.split(holdout)
+        heldout = load_heldout(args.data, trained_holdout(agent)).heldout
         episodes = sample_episodes(heldout, n=args.episodes, seed=args.seed)
     agents: dict[str, Any] = {"lewm": agent}
     if args.random:
@@ -349,7 +347,7 @@ def add_train_engine_options(parser: argparse.ArgumentParser) -> None:
 
 
 def wants_train_engine(args: argparse.Namespace) -> bool:
-    """Whether `lewm train` must go through lewm_agent.train's engine (new flags or torchrun)."""
+    """Whether `lewm train` must go through `cmd_train_engine` (new flags or torchrun)."""
     from .distributed import launched_by_torchrun
 
     return bool(
@@ -362,10 +360,130 @@ def wants_train_engine(args: argparse.Namespace) -> bool:
     )
 
 
-def cmd_train_engine(args: argparse.Namespace) -> int:
-    from .train import run_from_args
+def saved_run_settings(
+    args: argparse.Namespace,
+) -> tuple[str, ModelConfig, TrainConfig, Any, dict[str, Any] | None]:
+    """(data, model config, train config, plan config, saved meta) of a `lewm train` call.
 
-    return run_from_args(args)
+    A fresh run: the preset (default `cpu`) with the flags given. `--resume` with a
+    checkpoint in OUT/train_state: the SAVED run's configs, data folder and plan config,
+    with only the flags given explicitly now on top (every config flag defaults to
+    None, so "given" is exact). An explicit `--preset` replaces the saved configs by
+    that preset's (and the resume check then names what differs).
+    """
+    from .config import from_dict, get_preset, replace
+    from .train import DEFAULT_PRESET
+    from .train_state import latest_train_state, read_train_state_meta
+
+    model_over = collect_overrides(args, ModelConfig, "model-")
+    train_over = collect_overrides(args, TrainConfig, "")
+    plan_over = collect_overrides(args, PlanConfig, "plan-")
+    saved: dict[str, Any] | None = None
+    if getattr(args, "resume", False):
+        path = latest_train_state(args.out)
+        saved = read_train_state_meta(path) if path is not None else None
+    run = (saved or {}).get("run") or {}
+    if saved is not None and args.preset is None:
+        model_cfg = replace(from_dict(ModelConfig, saved["model_config"]), **model_over)
+        train_cfg = replace(from_dict(TrainConfig, saved["train_config"]), **train_over)
+        base_plan = (
+            from_dict(PlanConfig, run["plan_config"])
+            if run.get("plan_config")
+            else get_preset(run.get("preset") or DEFAULT_PRESET).plan
+        )
+        plan_cfg = replace(base_plan, **plan_over)
+    else:
+        p = get_preset(args.preset or DEFAULT_PRESET)
+        model_cfg = replace(p.model, **model_over)
+        train_cfg = replace(p.train, **train_over)
+        plan_cfg = replace(p.plan, **plan_over)
+    data = args.data or run.get("data")
+    if not data:
+        raise SystemExit(
+            "lewm train needs --data DIR, the dataset folder `lewm collect` wrote"
+            + (
+                f" (the checkpoint in {args.out}/train_state does not record one)"
+                if saved is not None
+                else f" (no checkpoint in {args.out}/train_state to resume from)"
+                if getattr(args, "resume", False)
+                else ""
+            )
+        )
+    return str(data), model_cfg, train_cfg, plan_cfg, saved
+
+
+def cmd_train_engine(args: argparse.Namespace) -> int:
+    """`lewm train` with the engine flags: launch torchrun, or train and save the agent.
+
+    With `--nproc N > 1` outside torchrun this re-launches itself as
+    `torchrun --standalone --nproc_per_node=N -m lewm_agent.cli -- train ARGV`, ARGV
+    being the user's own arguments (`args.argv`, set by `main`) passed on unchanged:
+    inside torchrun `--nproc` launches nothing. Inside torchrun (or in one process) it trains;
+    rank 0 saves the agent to `--out`. `--resume` reuses the saved run's settings (see
+    `saved_run_settings`).
+    """
+    from tqdm.auto import tqdm
+
+    from .agent import agent_from_result
+    from .device import resolve_device
+    from .distributed import (
+        init_distributed,
+        launch_torchrun,
+        launched_by_torchrun,
+        shutdown_distributed,
+    )
+    from .train import DEFAULT_PRESET, run_meta, train, written_files_line
+
+    nproc = int(getattr(args, "nproc", None) or 1)
+    if nproc > 1 and not launched_by_torchrun():
+        argv = getattr(args, "argv", None)
+        if argv is None:
+            raise ValueError("a --nproc relaunch needs the command's argv (args.argv)")
+        # "--": torchrun's own parser would otherwise read the user's options too (and
+        # stop at `--nproc`, an abbreviation of its --nproc-per-node); main() drops it.
+        return launch_torchrun(nproc, "lewm_agent.cli", ["--", *argv])
+    dev = resolve_device(args.device)
+    info = init_distributed(dev)
+    try:
+        data, model_cfg, train_cfg, plan_cfg, saved = saved_run_settings(args)
+        if saved is not None and info.is_main:
+            tqdm.write(
+                f"resume: reusing the saved run's settings (data {data}, "
+                f"{train_cfg.steps} steps); flags given now override them"
+            )
+        result = train(
+            data,
+            model_cfg,
+            train_cfg,
+            log_dir=args.out,
+            device=dev,
+            resume=bool(getattr(args, "resume", False)),
+            checkpoint_every=getattr(args, "checkpoint_every", None),
+            compile=bool(getattr(args, "compile", False)),
+            tensorboard=bool(getattr(args, "tensorboard", False)),
+            keep_train_state=bool(getattr(args, "keep_train_state", False)),
+            run_meta=run_meta(
+                data,
+                args.preset or (saved or {}).get("run", {}).get("preset") or DEFAULT_PRESET,
+                plan_cfg,
+            ),
+        )
+        if info.is_main:
+            agent = agent_from_result(result, plan_cfg, result.model.enc_proj.fc1.weight.device)
+            path = agent.save(args.out)
+            final = result.log[-1] if result.log else {}
+            print(
+                f"saved agent to {path} ({result.seconds:.0f} s, {info.world_size} process(es)"
+                f"{f', resumed at step {result.start_step}' if result.start_step else ''}; "
+                f"final pred_loss {final.get('pred_loss', float('nan')):.4f}, "
+                f"emb_std {final.get('emb_std', float('nan')):.2f})"
+            )
+            print(written_files_line(path))
+            if getattr(args, "policy_head", False):
+                fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
+    finally:
+        shutdown_distributed()
+    return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -619,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
     `lewm --debug ...` lets it raise instead, with its full traceback.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m lewm_agent.cli -- train ...` (the relaunch)
+        argv = argv[1:]
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
@@ -652,6 +772,7 @@ def _main(argv: list[str]) -> int:
 
         return int(zoo_main(argv[1:], prog="lewm zoo") or 0)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what the user typed: `lewm train --nproc N` re-passes it to torchrun
     return int(args.func(args) or 0)
 
 

@@ -38,7 +38,6 @@ import math
 import os
 import re
 import struct
-import tempfile
 import threading
 import time
 import tokenize
@@ -52,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_write, fsync_dir, temp_file
 from .validation import ConfigError, check_action_bounds
 
 FORMAT_VERSION = 1
@@ -93,47 +93,9 @@ class DiskFullError(OSError):
 # ---------------------------------------------------------------------------------------
 # small filesystem helpers
 # ---------------------------------------------------------------------------------------
-_UMASK = os.umask(0)  # read the process umask once (mkstemp files are 0600 otherwise)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
-
-
-def _mkstemp(folder: Path, prefix: str, suffix: str = "") -> tuple[int, str]:
-    """Hidden temp file in ``folder`` with normal (umask) permissions, so others can read it."""
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
-    os.fchmod(fd, _FILE_MODE)
-    return fd, tmp
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persist a rename in ``path`` (best effort: not every filesystem supports it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` via a hidden temp file in the same folder + fsync + ``os.replace``.
-
-    ``write(fileobj)`` produces the content. Same folder because a rename is only
-    atomic within one filesystem; fsync before the rename so a crash can never leave
-    a complete-looking name over incomplete data.
-    """
-    fd, tmp = _mkstemp(path.parent, f"{_TMP_PREFIX}{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    """Write ``path`` via a hidden ``.tmp-`` file in the same folder (see `atomic.py`)."""
+    atomic_write(path, write, prefix=f"{_TMP_PREFIX}{path.name}.", suffix="")
 
 
 @contextlib.contextmanager
@@ -546,7 +508,7 @@ class EpisodeWriter:
             "truncated": np.array(bool(truncated)),
         }
         folder = self.root / EPISODES_DIR
-        fd, tmp = _mkstemp(folder, f"{_TMP_PREFIX}{self.prefix}", ".part")
+        fd, tmp = temp_file(folder, f"{_TMP_PREFIX}{self.prefix}", ".part")
         try:
             with os.fdopen(fd, "wb") as f:
                 _write_npz(f, arrays, self._level)
@@ -559,7 +521,7 @@ class EpisodeWriter:
                     self._next_index += 1  # another process used the same prefix
                 path = folder / f"{self.prefix}{self._next_index:06d}.npz"
                 os.replace(tmp, path)
-                _fsync_dir(folder)
+                fsync_dir(folder)
                 self._next_index += 1
                 with self._mutex:
                     self._pending.append({"file": path.name, "length": int(actions.shape[0])})

@@ -32,11 +32,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .atomic import atomic_path
 from .checkpoint import CheckpointError, write_json
 from .config import from_dict, to_dict
 from .data import ActionNormalizer, Dataset, load_dataset
+from .device import autocast_context
 from .model import LeWM
-from .train import autocast_context, normalize_blocks
+from .train import normalize_blocks
 
 HEAD_WEIGHTS_FILE = "policy_head.safetensors"
 HEAD_CONFIG_FILE = "policy_head.json"
@@ -288,9 +290,8 @@ def save_policy_head(path: str | os.PathLike, head: PolicyHead, meta: dict[str, 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
-    tmp = folder / f".{HEAD_WEIGHTS_FILE}.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, folder / HEAD_WEIGHTS_FILE)
+    with atomic_path(folder / HEAD_WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     config = {
         "format_version": HEAD_FORMAT_VERSION,
         "config": to_dict(head.cfg),

@@ -4,10 +4,11 @@
   units); CUDA runs under bf16 autocast, with pinned host memory, non-blocking copies
   and optional DataLoader workers.
 - Multi-process: `torchrun --nproc_per_node=N -m lewm_agent.train --data D --out O`
-  (or `lewm train --nproc N`). Each rank takes its 1/N share of the SAME global
-  batch, SIGReg and the projectors' BatchNorm see the global batch, and DDP averages
-  gradients, so N processes train the single-process objective. Rank 0 alone
-  writes logs and checkpoints.
+  (`lewm train`'s options; or `lewm train --nproc N`, which relaunches itself so).
+  Each rank takes its 1/N share of the SAME global batch, SIGReg and the
+  projectors' BatchNorm see the global batch, and DDP averages gradients, so N
+  processes train the single-process objective. Rank 0 alone writes logs and
+  checkpoints.
 - Determinism: every random number of step s (the batch, the SIGReg directions,
   dropout) comes from a stream derived from (seed, s), so a batch is a pure
   function of its step. That makes a killed-and-resumed run repeat the
@@ -22,7 +23,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .atomic import atomic_path
 from .config import ModelConfig, TrainConfig, replace, to_dict
 from .data import (
     ActionNormalizer,
@@ -50,15 +51,12 @@ from .data import (
     dataset_info,
     load_dataset,
 )
+from .device import autocast_context, resolve_device
 from .distributed import (
     DistInfo,
     all_reduce_mean,
     convert_global_batchnorm,
     dist_info,
-    init_distributed,
-    launch_torchrun,
-    launched_by_torchrun,
-    shutdown_distributed,
 )
 from .model import LeWM
 from .sigreg import SIGReg
@@ -67,7 +65,6 @@ from .train_state import (
     TrainStateError,
     latest_train_state,
     load_train_state,
-    read_train_state_meta,
     remove_train_state,
     restore_rng,
     save_train_state,
@@ -93,25 +90,6 @@ _STREAM_SAMPLER, _STREAM_SIGREG, _STREAM_TORCH = 1, 2, 3
 # train_config fields that may change between a run and its resumption.
 _RESUME_MAY_DIFFER = {"threads", "log_every"}
 _MB = 1024 * 1024
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """ "auto" -> CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device='cuda' requested but CUDA is not available; use device='auto' or 'cpu'"
-        )
-    return dev
-
-
-def autocast_context(device: torch.device) -> Any:
-    """bf16 autocast on CUDA; a no-op on CPU (fp32 is faster there)."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return torch.autocast(device_type="cpu", enabled=False)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -462,9 +440,8 @@ def plot_training_curves(
     for ax in axes[1]:
         ax.set_xlabel("step")
     fig.suptitle(title or "LeWM training")
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp)
     return path
 
 
@@ -817,65 +794,6 @@ def train(
 
 
 # --------------------------------------------------------------------------- entry points
-def agent_from_result(result: TrainResult, plan_cfg: Any, device: str | torch.device) -> Any:
-    """A WorldModelAgent from a TrainResult (what `WorldModelAgent.fit` builds)."""
-    from .agent import WorldModelAgent
-
-    meta = result.dataset_meta
-    return WorldModelAgent(
-        result.model,
-        result.normalizer,
-        np.asarray(meta["action_low"]),
-        np.asarray(meta["action_high"]),
-        plan_cfg,
-        train_config=result.train_config,
-        env_id=meta.get("env_id"),
-        device=device,
-        training_stats={
-            "seconds": result.seconds,
-            "steps": result.train_config.steps,
-            "final": result.log[-1] if result.log else {},
-            "dataset": meta,
-            "world_size": result.world_size,
-            "resumed_from": result.start_step or None,
-        },
-        env_build=meta.get("env_build"),
-    )
-
-
-def _train_subparser() -> argparse.ArgumentParser:
-    from .cli import build_parser
-
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action.choices["train"]
-    raise RuntimeError("lewm's parser has no `train` command")  # pragma: no cover
-
-
-def argv_from_args(args: argparse.Namespace, drop: tuple[str, ...] = ("nproc",)) -> list[str]:
-    """The `lewm train` options in `args` that differ from their defaults, as argv.
-
-    Used to hand the same command to every torchrun rank.
-    """
-    argv: list[str] = []
-    for action in _train_subparser()._actions:
-        if not action.option_strings or action.dest in drop or action.dest == "help":
-            continue
-        value = getattr(args, action.dest, action.default)
-        if value == action.default:
-            continue
-        flag = action.option_strings[-1]
-        if action.nargs == 0:  # store_true
-            argv.append(flag)
-        elif isinstance(value, tuple):
-            argv += [flag, ",".join(str(v) for v in value)]
-        elif isinstance(value, bool):
-            argv += [flag, "true" if value else "false"]
-        else:
-            argv += [flag, str(value)]
-    return argv
-
-
 DEFAULT_PRESET = "cpu"
 """`lewm train`'s preset when --preset is not given (and no saved run is resumed)."""
 
@@ -887,114 +805,6 @@ def run_meta(data: str | os.PathLike[str], preset: str | None, plan_cfg: Any) ->
         "preset": preset,
         "plan_config": to_dict(plan_cfg),
     }
-
-
-def saved_run_settings(
-    args: argparse.Namespace,
-) -> tuple[str, ModelConfig, TrainConfig, Any, dict[str, Any] | None]:
-    """(data, model config, train config, plan config, saved meta) of a `lewm train` call.
-
-    A fresh run: the preset (default `cpu`) with the flags given. `--resume` with a
-    checkpoint in OUT/train_state: the SAVED run's configs, data folder and plan config,
-    with only the flags given explicitly now on top (every config flag defaults to
-    None, so "given" is exact). An explicit `--preset` replaces the saved configs by
-    that preset's (and the resume check then names what differs).
-    """
-    from .cli import collect_overrides
-    from .config import PlanConfig, from_dict, get_preset
-
-    model_over = collect_overrides(args, ModelConfig, "model-")
-    train_over = collect_overrides(args, TrainConfig, "")
-    plan_over = collect_overrides(args, PlanConfig, "plan-")
-    saved: dict[str, Any] | None = None
-    if getattr(args, "resume", False):
-        path = latest_train_state(args.out)
-        saved = read_train_state_meta(path) if path is not None else None
-    run = (saved or {}).get("run") or {}
-    if saved is not None and args.preset is None:
-        model_cfg = replace(from_dict(ModelConfig, saved["model_config"]), **model_over)
-        train_cfg = replace(from_dict(TrainConfig, saved["train_config"]), **train_over)
-        base_plan = (
-            from_dict(PlanConfig, run["plan_config"])
-            if run.get("plan_config")
-            else get_preset(run.get("preset") or DEFAULT_PRESET).plan
-        )
-        plan_cfg = replace(base_plan, **plan_over)
-    else:
-        p = get_preset(args.preset or DEFAULT_PRESET)
-        model_cfg = replace(p.model, **model_over)
-        train_cfg = replace(p.train, **train_over)
-        plan_cfg = replace(p.plan, **plan_over)
-    data = args.data or run.get("data")
-    if not data:
-        raise SystemExit(
-            "lewm train needs --data DIR, the dataset folder `lewm collect` wrote"
-            + (
-                f" (the checkpoint in {args.out}/train_state does not record one)"
-                if saved is not None
-                else f" (no checkpoint in {args.out}/train_state to resume from)"
-                if getattr(args, "resume", False)
-                else ""
-            )
-        )
-    return str(data), model_cfg, train_cfg, plan_cfg, saved
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """`lewm train` with the engine flags: launch torchrun, or train and save the agent.
-
-    With `--nproc N > 1` outside torchrun this re-launches itself as
-    `torchrun --standalone --nproc_per_node=N -m lewm_agent.train ...`. Inside
-    torchrun (or in one process) it trains; rank 0 saves the agent to `--out`.
-    `--resume` reuses the saved run's settings (see `saved_run_settings`).
-    """
-    nproc = int(getattr(args, "nproc", None) or 1)
-    if nproc > 1 and not launched_by_torchrun():
-        return launch_torchrun(nproc, "lewm_agent.train", argv_from_args(args))
-    dev = resolve_device(args.device)
-    info = init_distributed(dev)
-    try:
-        data, model_cfg, train_cfg, plan_cfg, saved = saved_run_settings(args)
-        if saved is not None and info.is_main:
-            tqdm.write(
-                f"resume: reusing the saved run's settings (data {data}, "
-                f"{train_cfg.steps} steps); flags given now override them"
-            )
-        result = train(
-            data,
-            model_cfg,
-            train_cfg,
-            log_dir=args.out,
-            device=dev,
-            resume=bool(getattr(args, "resume", False)),
-            checkpoint_every=getattr(args, "checkpoint_every", None),
-            compile=bool(getattr(args, "compile", False)),
-            tensorboard=bool(getattr(args, "tensorboard", False)),
-            keep_train_state=bool(getattr(args, "keep_train_state", False)),
-            run_meta=run_meta(
-                data,
-                args.preset or (saved or {}).get("run", {}).get("preset") or DEFAULT_PRESET,
-                plan_cfg,
-            ),
-        )
-        if info.is_main:
-            agent = agent_from_result(result, plan_cfg, result.model.enc_proj.fc1.weight.device)
-            path = agent.save(args.out)
-            final = result.log[-1] if result.log else {}
-            print(
-                f"saved agent to {path} ({result.seconds:.0f} s, {info.world_size} process(es)"
-                f"{f', resumed at step {result.start_step}' if result.start_step else ''}; "
-                f"final pred_loss {final.get('pred_loss', float('nan')):.4f}, "
-                f"emb_std {final.get('emb_std', float('nan')):.2f})"
-            )
-            print(written_files_line(path))
-            if getattr(args, "policy_head", False):
-                from .cli import fit_and_save_policy_head, policy_head_options
-
-                fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
-    finally:
-        shutdown_distributed()
-    return 0
 
 
 def written_files_line(out: str | os.PathLike[str]) -> str:
@@ -1011,11 +821,9 @@ def written_files_line(out: str | os.PathLike[str]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m lewm_agent.train` / `torchrun ... -m lewm_agent.train`: `lewm train`'s options."""
-    args = _train_subparser().parse_args(argv)
-    return run_from_args(args)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m lewm_agent.train ...` / `torchrun ... -m lewm_agent.train ...` is
+    # `lewm train ...`: the command line (the top floor) parses and runs it.
+    from lewm_agent.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -21,7 +21,6 @@ other code in the process that draws from them.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -36,12 +35,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .atomic import DIR_MODE, fsync_dir, fsync_file
+
 STATE_DIR = "train_state"
 FORMAT_VERSION = 1
 _PREFIX = "step-"
-_UMASK = os.umask(0)  # read the process umask once, at import (os.umask can only swap it)
-os.umask(_UMASK)
-_DIR_MODE = 0o777 & ~_UMASK
 
 __all__ = [
     "STATE_DIR",
@@ -146,20 +144,6 @@ def restore_rng(tensors: dict[str, Tensor], js: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------ save/load
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_train_state(
     out_dir: str | os.PathLike,
     *,
@@ -177,7 +161,7 @@ def save_train_state(
     final = root / f"{_PREFIX}{step:08d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=root))
     try:
-        os.chmod(tmp, _DIR_MODE)  # mkdtemp makes 0700; keep the folder readable
+        os.chmod(tmp, DIR_MODE)  # mkdtemp makes 0700; keep the folder readable
         weights = {k: v.detach().to("cpu").contiguous() for k, v in model_state.items()}
         save_file(weights, str(tmp / "model.safetensors"))
         opt_tensors, opt_json = _flatten_optimizer(optimizer_state)
@@ -193,8 +177,8 @@ def save_train_state(
         }
         (tmp / "state.json").write_text(json.dumps(body, indent=1) + "\n")
         for name in ("model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"):
-            _fsync_file(tmp / name)
-        _fsync_dir(tmp)
+            fsync_file(tmp / name)
+        fsync_dir(tmp)
         if final.exists():  # the same step saved again (e.g. a finished run resumed)
             old = root / f".old-{final.name}"
             shutil.rmtree(old, ignore_errors=True)
@@ -203,7 +187,7 @@ def save_train_state(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

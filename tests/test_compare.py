@@ -56,7 +56,7 @@ class PixelOracle:
 
 
 def two_room_waypoint(pos, goal):
-    from agents.scripted import TwoRoomHeuristic
+    from envs.scripted import TwoRoomHeuristic
 
     return TwoRoomHeuristic.waypoint(pos, goal)
 

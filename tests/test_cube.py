@@ -1,4 +1,4 @@
-"""Cube env (envs/cube.py, OGBench's cube-single model) and its oracle (agents/cube_oracle.py)."""
+"""Cube env (envs/cube.py, OGBench's cube-single model) and its oracle (envs/cube_oracle.py)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ pytest.importorskip("ogbench", reason="lewm/Cube-v0 needs `pip install ogbench==
 
 import envs  # noqa: E402, F401  (registers lewm/*)
 import envs.cube as cube_module  # noqa: E402
-from agents.cube_oracle import CubeOracle  # noqa: E402
-from agents.scripted import DATA_POLICIES, make_data_policy  # noqa: E402
 from envs.collect import collect  # noqa: E402
 from envs.cube import (  # noqa: E402
     OBS_DIM,
@@ -27,6 +25,8 @@ from envs.cube import (  # noqa: E402
     CubeEnv,
     cube_position,
 )
+from envs.cube_oracle import CubeOracle  # noqa: E402
+from envs.scripted import DATA_POLICIES, make_data_policy  # noqa: E402
 from lewm_agent.data import load_dataset  # noqa: E402
 
 ENV_ID = "lewm/Cube-v0"

@@ -100,7 +100,7 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
 
 
 def _audit_train(audit_dir: str, argv: list[str]) -> int:
-    """One torchrun rank of `lewm_agent.train`, recording writes under --out."""
+    """One torchrun rank of `lewm train`, recording writes under --out."""
     rank = int(os.environ["RANK"])
     out_root = os.path.realpath(argv[argv.index("--out") + 1])
     events: list[list[str]] = []
@@ -128,9 +128,9 @@ def _audit_train(audit_dir: str, argv: list[str]) -> int:
             events.append([event, p])
 
     sys.addaudithook(hook)
-    from lewm_agent.train import main
+    from lewm_agent.cli import main
 
-    code = main(argv)
+    code = main(["train", *argv])
     Path(audit_dir, f"rank{rank}.json").write_text(json.dumps(events))
     return code
 
@@ -278,6 +278,24 @@ def test_two_rank_ddp_training_end_to_end_only_rank0_writes(tmp_path):
     for a, b in zip(ddp_log, ref, strict=True):
         assert abs(a["pred_loss"] - b["pred_loss"]) <= 1e-4 * abs(b["pred_loss"]) + 1e-7, (a, b)
         assert abs(a["sigreg_loss"] - b["sigreg_loss"]) <= 1e-4 * b["sigreg_loss"], (a, b)
+
+
+def test_nproc_relaunch_re_passes_the_users_argv(monkeypatch, tmp_path):
+    """`lewm train --nproc N` hands torchrun exactly what the user typed (abbreviations
+    and all), not a command rebuilt from the parser; inside torchrun --nproc is inert."""
+    import lewm_agent.distributed as distributed
+    from lewm_agent.cli import main
+
+    for var in ("LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    calls: list[tuple[int, str, list[str]]] = []
+    monkeypatch.setattr(
+        distributed, "launch_torchrun", lambda n, mod, argv: calls.append((n, mod, list(argv)))
+    )
+    argv = ["train", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "o"),
+            "--nproc", "2", "--steps", "3", "--model-pred-depth", "1", "--lr=0.01"]  # fmt: skip
+    assert main(argv) == 0
+    assert calls == [(2, "lewm_agent.cli", ["--", *argv])]  # "--": torchrun keeps out
 
 
 if __name__ == "__main__":

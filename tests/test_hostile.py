@@ -539,7 +539,8 @@ def test_hostile_episodes_are_named_by_verify_and_skipped_by_training(square_dat
     """NaN actions, a 1e30 action, NaN states and an npy header declaring T = 1e9:
     verify names each (without a terabyte allocation), training skips each, names
     it, and still writes the model."""
-    from lewm_agent.train import agent_from_result, train
+    from lewm_agent.agent import agent_from_result
+    from lewm_agent.train import train
 
     eps = square_data / "episodes"
     acts = np.zeros((30, 2), np.float32)

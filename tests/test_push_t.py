@@ -1,4 +1,4 @@
-"""Push-T env (envs/push_t.py) and its scripted data policy (agents/experts.py)."""
+"""Push-T env (envs/push_t.py) and its scripted data policy (envs/experts.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-from agents.experts import PushTPusher  # noqa: E402
+from envs.experts import PushTPusher  # noqa: E402
 from envs.push_t import (  # noqa: E402
     PUSHER_RADIUS,
     STATE_DIM,

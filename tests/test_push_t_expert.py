@@ -1,4 +1,4 @@
-"""The goal-directed Push-T expert (agents/push_t_expert.py) and its data mode."""
+"""The goal-directed Push-T expert (envs/push_t_expert.py) and its data mode."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import envs  # noqa: E402, F401
-from agents.push_t_expert import PushTExpert, _PushSim, pose_cost  # noqa: E402
-from agents.scripted import DATA_POLICIES, make_data_policy  # noqa: E402
 from envs.push_t import PushTEnv, simulate_step  # noqa: E402
+from envs.push_t_expert import PushTExpert, _PushSim, pose_cost  # noqa: E402
+from envs.scripted import DATA_POLICIES, make_data_policy  # noqa: E402
 
 # Fixed start/goal pairs (block pose + pusher), each at least 40 px or 30 deg apart:
 # a translation, a rotation in place, both at once, and a goal near a wall.

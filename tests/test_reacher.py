@@ -1,4 +1,4 @@
-"""Reacher env (envs/reacher.py) and its OU data policy (agents/experts.py)."""
+"""Reacher env (envs/reacher.py) and its OU data policy (envs/experts.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-from agents.experts import ReacherOU  # noqa: E402
+from envs.experts import ReacherOU  # noqa: E402
 from envs.reacher import ELBOW_LIMIT, SUCCESS_TOL, ReacherEnv  # noqa: E402
 
 GOAL = np.array([0.5, -1.0, 0.0, 0.0], dtype=np.float32)

@@ -216,7 +216,7 @@ def test_collect_exact_number_of_episodes(tmp_path: Path, workers: int) -> None:
 
 
 def test_data_policies_single_and_batched() -> None:
-    from agents.scripted import RandomPolicy, TwoRoomHeuristic, make_data_policy
+    from envs.scripted import RandomPolicy, TwoRoomHeuristic, make_data_policy
 
     space = gym.spaces.Box(-1, 1, (2,), np.float32)
     single = {"observation": START, "achieved_goal": START, "desired_goal": GOAL}
@@ -241,7 +241,7 @@ def test_data_policies_single_and_batched() -> None:
 
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_two_room_heuristic_reaches_goals(deterministic: bool) -> None:
-    from agents.scripted import TwoRoomHeuristic
+    from envs.scripted import TwoRoomHeuristic
 
     n = 64
     vec = gym.vector.SyncVectorEnv([lambda: gym.make(ENV_ID, obs_mode="state")] * n)

@@ -25,8 +25,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lewm_agent.cli import saved_run_settings
 from lewm_agent.config import get_preset, replace
-from lewm_agent.train import run_meta, saved_run_settings, train
+from lewm_agent.train import run_meta, train
 from lewm_agent.train_state import STATE_DIR, TrainStateError, latest_train_state
 
 ROOT = Path(__file__).resolve().parent.parent

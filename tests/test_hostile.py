@@ -154,7 +154,7 @@ def test_verify_reports_duplicate_episodes(tmp_path, capsys):
 def _fail_writes_after(monkeypatch, good: int) -> None:
     """Every episode write after the first `good` ones fails with ENOSPC (in this process
     and in forked vector-env workers, each counting its own)."""
-    import lewm_agent.data as data
+    import lewm_agent.data.writer as data
 
     real, calls = data._write_npz, [0]
 

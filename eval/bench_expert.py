@@ -46,7 +46,7 @@ def bench_expert(
     """Run the goal-mode expert on ``pairs`` random pairs; return the summary dict."""
     from envs.push_t import PushTEnv
     from envs.push_t_expert import PushTExpert
-    from eval.compare import wilson_interval
+    from lewm_agent.stats import wilson_interval
 
     env = PushTEnv(obs_mode="state")
     expert = PushTExpert(targets="goal", seed=seed, **expert_kw)

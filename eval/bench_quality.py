@@ -24,6 +24,9 @@ log x, Wilson intervals).
 
     python -m eval.bench planning-quality --agent runs/tworoom --data data/tworoom \\
         --episodes 50 --json outputs/bench/quality-tworoom.json
+
+Size (~530 lines, over the ~500 guide): one benchmark, its settings table, timing
+and report.
 """
 
 from __future__ import annotations
@@ -90,8 +93,8 @@ def run_setting(
 ) -> dict[str, Any]:
     """One planner setting on `episodes`, one episode at a time; returns its row."""
     from lewm_agent import WorldModelAgent
+    from lewm_agent.stats import wilson_interval
 
-    from .compare import wilson_interval
     from .protocol import run_protocol
 
     agent = WorldModelAgent.load(run, device=device, **overrides)

@@ -14,13 +14,16 @@ and `success.png` (bars with the intervals).
 saved (SB3's zip), so a second run only evaluates. `gcbc` (behaviour cloning on the
 same reward-free data, `agents/gcbc.py`) is loaded from `--baselines DIR/gcbc` or
 trained there on `--data`'s training split.
+
+Size (~650 lines, over the ~500 guide): the comparison's table, chart, agent loading
+and command line share the result dicts they format; the statistics are
+`lewm_agent.stats`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import time
@@ -29,24 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from lewm_agent.atomic import atomic_write_json, atomic_write_text
+from lewm_agent.stats import wilson_interval  # re-exported: eval.compare.wilson_interval
 
 from .protocol import BUDGET, EPISODES, SEED, ProtocolEpisode, ProtocolResult, run_protocol
 
 TRAINING_KEYS: tuple[str, ...] = ("train_seconds", "train_env_steps", "reward_used")
 """Per-agent fields (from `extra`) that the table shows as training-cost columns."""
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95% (by default) Wilson score interval of a binomial proportion."""
-    if n <= 0:
-        raise ValueError("wilson_interval needs n >= 1")
-    if not 0 <= successes <= n:
-        raise ValueError(f"successes must be in [0, {n}], got {successes}")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def compare(

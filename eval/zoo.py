@@ -31,8 +31,8 @@ from typing import Any
 
 from lewm_agent import zoo
 from lewm_agent.checkpoint import load_checkpoint
+from lewm_agent.stats import wilson_interval
 
-from .compare import wilson_interval
 from .protocol import BUDGET, EPISODES, GOAL_OFFSET, SEED, ProtocolEpisode, run_protocol
 
 REGRESSION_EPISODES = 10

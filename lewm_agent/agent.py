@@ -5,6 +5,11 @@ ordinary Gymnasium loops and `evaluate_policy`. Per environment it keeps a
 queue of planned actions, the embeddings of the last `history` block-boundary
 frames with the action blocks between them, and the previous plan for a warm
 start; all envs that need a new plan are planned together in one batched call.
+
+Size (~800 lines, over the ~500 guide): one class, the public API, whose predict
+path (per-env slots, frame history, plan queue, warm start, policy head) shares
+state that splitting would scatter; training, checkpoints and planning live in their
+own modules.
 """
 
 from __future__ import annotations
@@ -259,8 +264,24 @@ class WorldModelAgent:
             progress=progress,
             **train_kwargs,
         )
+        return cls.from_train_result(result, plan_cfg, device, train_config=train_cfg)
+
+    @classmethod
+    def from_train_result(
+        cls,
+        result: TrainResult,
+        plan_cfg: PlanConfig,
+        device: str | torch.device,
+        *,
+        train_config: TrainConfig | None = None,
+        **extra_stats: Any,
+    ) -> WorldModelAgent:
+        """The agent a training run made (`fit` and `lewm train` both build it here).
+
+        `train_config` defaults to the result's; `extra_stats` join its training stats.
+        """
         meta = result.dataset_meta
-        last = result.log[-1] if result.log else {}
+        train_cfg = result.train_config if train_config is None else train_config
         return cls(
             result.model,
             result.normalizer,
@@ -273,8 +294,9 @@ class WorldModelAgent:
             training_stats={
                 "seconds": result.seconds,
                 "steps": train_cfg.steps,
-                "final": last,
+                "final": result.log[-1] if result.log else {},
                 "dataset": meta,
+                **extra_stats,
             },
             env_build=meta.get("env_build"),
         )
@@ -765,25 +787,12 @@ class WorldModelAgent:
 def agent_from_result(
     result: TrainResult, plan_cfg: Any, device: str | torch.device
 ) -> WorldModelAgent:
-    """A WorldModelAgent from a TrainResult (what `lewm train` saves, with the run's
-    process count and resume step in its training stats)."""
-    meta = result.dataset_meta
-    return WorldModelAgent(
-        result.model,
-        result.normalizer,
-        np.asarray(meta["action_low"]),
-        np.asarray(meta["action_high"]),
+    """The agent `lewm train` saves: its training stats add the run's process count and
+    resume step."""
+    return WorldModelAgent.from_train_result(
+        result,
         plan_cfg,
-        train_config=result.train_config,
-        env_id=meta.get("env_id"),
-        device=device,
-        training_stats={
-            "seconds": result.seconds,
-            "steps": result.train_config.steps,
-            "final": result.log[-1] if result.log else {},
-            "dataset": meta,
-            "world_size": result.world_size,
-            "resumed_from": result.start_step or None,
-        },
-        env_build=meta.get("env_build"),
+        device,
+        world_size=result.world_size,
+        resumed_from=result.start_step or None,
     )

@@ -26,7 +26,7 @@ from lewm_agent.config import get_preset, replace
 from lewm_agent.distributed import all_reduce_mean, convert_global_batchnorm
 from lewm_agent.model import LeWM
 from lewm_agent.sigreg import SIGReg
-from lewm_agent.train import _LossModule
+from lewm_agent.train.loop import _LossModule
 
 GLOBAL_BATCH = 8
 MODES = ("exact", "naive_sigreg", "naive_bn")

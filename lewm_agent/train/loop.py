@@ -1,37 +1,21 @@
-"""Training loop of LeWM: one process or many (DDP via torchrun), resumable, watched.
+"""The training loop (`train`): one process or DDP ranks, resumable, watched.
 
-- Precision: CPU runs in fp32 (bf16 autocast is 15-20x slower on CPUs without bf16
-  units); CUDA runs under bf16 autocast, with pinned host memory, non-blocking copies
-  and optional DataLoader workers.
-- Multi-process: `torchrun --nproc_per_node=N -m lewm_agent.train --data D --out O`
-  (`lewm train`'s options; or `lewm train --nproc N`, which relaunches itself so).
-  Each rank takes its 1/N share of the SAME global batch, SIGReg and the
-  projectors' BatchNorm see the global batch, and DDP averages gradients, so N
-  processes train the single-process objective. Rank 0 alone writes logs and
-  checkpoints.
-- Determinism: every random number of step s (the batch, the SIGReg directions,
-  dropout) comes from a stream derived from (seed, s), so a batch is a pure
-  function of its step. That makes a killed-and-resumed run repeat the
-  uninterrupted one exactly, keeps prefetching workers deterministic, and lets a
-  run resume with a different number of processes on the same data.
-- Resume: `train(..., log_dir=OUT, resume=True)` continues from the newest
-  `OUT/train_state/step-N/` (see `train_state.py`).
-- Collapse watch: each log row has the embedding std, the effective rank of the
-  batch embeddings and SIGReg; a collapse warns loudly. Rows go to
-  `train_log.csv` (and TensorBoard on request); `train_curves.png` at the end.
+See `lewm_agent.train` for the promises (precision, multi-process, determinism,
+resume); batches come from `batches.py`, the log and its watch from `monitor.py`.
+
+Size (~500 lines): `train()` is one loop whose resume, DDP and logging branches
+share its locals; batches and monitoring are split out.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,26 +25,21 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
-from .config import ModelConfig, TrainConfig, replace, to_dict
-from .data import (
+from ..config import ModelConfig, TrainConfig, replace, to_dict
+from ..data import (
     ActionNormalizer,
     Dataset,
-    DatasetError,
     WindowSampler,
-    dataset_info,
-    load_dataset,
 )
-from .device import autocast_context, resolve_device
-from .distributed import (
-    DistInfo,
+from ..device import autocast_context, resolve_device
+from ..distributed import (
     all_reduce_mean,
     convert_global_batchnorm,
     dist_info,
 )
-from .model import LeWM
-from .sigreg import SIGReg
-from .train_state import (
+from ..model import LeWM
+from ..sigreg import SIGReg
+from ..train_state import (
     TrainState,
     TrainStateError,
     latest_train_state,
@@ -69,27 +48,27 @@ from .train_state import (
     restore_rng,
     save_train_state,
 )
+from .batches import (
+    _STREAM_SIGREG,
+    _STREAM_TORCH,
+    StepBatches,
+    _batches,
+    _fingerprint,
+    _load_training_data,
+    step_seed,
+)
+from .monitor import (
+    CURVES_FILE,
+    LOG_FIELDS,
+    LOG_FILE,
+    TENSORBOARD_DIR,
+    CollapseWatch,
+    effective_rank,
+    plot_training_curves,
+)
 
-LOG_FIELDS = [
-    "step",
-    "loss",
-    "pred_loss",
-    "sigreg_loss",
-    "emb_std",
-    "eff_rank",
-    "grad_norm",
-    "lr",
-    "seconds",
-]
-LOG_FILE = "train_log.csv"
-CURVES_FILE = "train_curves.png"
-TENSORBOARD_DIR = "tensorboard"
-
-# Independent random streams of one step (see step_seed).
-_STREAM_SAMPLER, _STREAM_SIGREG, _STREAM_TORCH = 1, 2, 3
 # train_config fields that may change between a run and its resumption.
 _RESUME_MAY_DIFFER = {"threads", "log_every"}
-_MB = 1024 * 1024
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -98,109 +77,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def normalize_blocks(
-    actions: np.ndarray, normalizer: ActionNormalizer, action_dim: int
-) -> np.ndarray:
-    """Normalise flattened action blocks (..., frameskip*A) step by step."""
-    shape = actions.shape
-    steps = actions.reshape(*shape[:-1], -1, action_dim)  # (..., frameskip, A)
-    return np.asarray(normalizer.normalize(steps), dtype=np.float32).reshape(shape)
-
-
-def step_seed(seed: int, stream: int, step: int, rank: int = 0) -> int:
-    """A 63-bit seed for one random stream of one step (and rank), from the run's seed.
-
-    Hash-derived (numpy's SeedSequence), so neighbouring steps and streams are
-    statistically independent and the value does not depend on what ran before.
-    """
-    entropy = [seed % 2**63, stream, step, rank]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
-def effective_rank(z: Tensor) -> float:
-    """exp(entropy) of the normalised singular values of a centred batch (N, D).
-
-    1 when all embeddings lie on a line, min(N, D) when the spread is equal in
-    every direction: the number of directions the batch actually uses. A
-    dimensional collapse shows here before the per-dimension std gives it away.
-    """
-    x = z.detach().reshape(-1, z.shape[-1]).float()  # (N, D)
-    x = x - x.mean(dim=0)
-    s = torch.linalg.svdvals(x)  # (min(N, D),)
-    total = s.sum()
-    if not torch.isfinite(total) or total <= 0:
-        return 0.0
-    p = s / total
-    p = p[p > 0]
-    return float(torch.exp(-(p * p.log()).sum()))
-
-
-@dataclass
-class CollapseWatch:
-    """Turns the logged diagnostics into loud warnings when the embedding collapses.
-
-    Signals, each reported once when it has held for `patience` consecutive log
-    rows from `start_step` on (fresh weights start near-collapsed: the embedding
-    std at step 0 is ~0.1 and SIGReg needs some steps to spread it):
-    - `emb_std` below `min_emb_std`: every dimension shrank (complete collapse);
-    - effective rank below `min_rank_fraction` of its maximum min(N, D): the batch
-      uses only a few directions (dimensional collapse). Scale-free, so it also
-      sees a collapse that BatchNorm's rescaling hides from the std;
-    - SIGReg above `max_sigreg_per_sample` x batch: the batch-size-scaled
-      statistic is O(1) for a Gaussian batch and 0.40 x batch for a point mass.
-    """
-
-    start_step: int
-    min_emb_std: float = 0.05
-    min_rank_fraction: float = 0.05
-    max_sigreg_per_sample: float = 0.3
-    patience: int = 2
-    fired: dict[str, int] = field(default_factory=dict)
-    _streak: dict[str, int] = field(default_factory=dict)
-
-    def check(
-        self, row: dict[str, float], batch_size: int, n_embeddings: int, dim: int
-    ) -> list[str]:
-        """New warnings for this log row (empty when healthy or already reported).
-
-        `batch_size`: sequences per SIGReg evaluation (the global batch);
-        `n_embeddings`, `dim`: shape of the batch the effective rank was taken on.
-        """
-        if row["step"] < self.start_step:
-            return []
-        max_rank = max(1, min(n_embeddings, dim))
-        signals = {
-            "emb_std": (
-                row["emb_std"] < self.min_emb_std,
-                f"embedding std {row['emb_std']:.3g} < {self.min_emb_std} (complete collapse)",
-            ),
-            "eff_rank": (
-                row["eff_rank"] < self.min_rank_fraction * max_rank,
-                f"effective rank {row['eff_rank']:.2f} of at most {max_rank} "
-                "(dimensional collapse)",
-            ),
-            "sigreg": (
-                row["sigreg_loss"] > self.max_sigreg_per_sample * batch_size,
-                f"SIGReg {row['sigreg_loss']:.3g} > {self.max_sigreg_per_sample} x batch "
-                f"{batch_size} (a point mass scores 0.40 x batch)",
-            ),
-        }
-        new = []
-        for key, (bad, text) in signals.items():
-            self._streak[key] = self._streak.get(key, 0) + 1 if bad else 0
-            if self._streak[key] >= self.patience and key not in self.fired:
-                self.fired[key] = int(row["step"])
-                new.append(text)
-        if not new:
-            return []
-        return [
-            f"LeWM embeddings look COLLAPSED at step {int(row['step'])}: "
-            + "; ".join(new)
-            + ". Raise sigreg_weight (lambda; paper 0.09), lower lr, or check that "
-            "the projectors keep their BatchNorm."
-        ]
 
 
 @dataclass
@@ -244,135 +120,6 @@ class _LossModule(nn.Module):
         )
 
 
-class StepBatches:
-    """Map-style batch source: step -> this rank's share of that step's global batch.
-
-    The global batch of step s is drawn with a generator seeded from (seed, s), and
-    rank r takes rows [r*b, (r+1)*b) of it (b = global batch / world size). So the
-    union over ranks is exactly the single-process batch of that step, and any
-    worker can produce any step's batch independently.
-    """
-
-    def __init__(
-        self,
-        sampler: WindowSampler,
-        normalizer: ActionNormalizer,
-        action_dim: int,
-        global_batch: int,
-        seed: int,
-        info: DistInfo,
-    ) -> None:
-        self.sampler = sampler
-        self.normalizer = normalizer
-        self.action_dim = action_dim
-        self.global_batch = global_batch
-        self.local_batch = global_batch // info.world_size
-        self.seed = seed
-        self.offset = info.rank * self.local_batch
-
-    def __getitem__(self, step: int) -> tuple[Tensor, Tensor]:
-        rng = np.random.default_rng(step_seed(self.seed, _STREAM_SAMPLER, int(step)))
-        ep, start = self.sampler.sample_indices(self.global_batch, rng=rng)  # (B_global,)
-        rows = slice(self.offset, self.offset + self.local_batch)
-        pixels, actions = self.sampler.gather(ep[rows], start[rows])  # (b,T,H,W,3), (b,T,A)
-        actions = normalize_blocks(actions, self.normalizer, self.action_dim)
-        return torch.from_numpy(np.asarray(pixels)), torch.from_numpy(actions)
-
-
-def _batches(
-    source: StepBatches, start: int, stop: int, workers: int, pin: bool
-) -> Iterator[tuple[Tensor, Tensor]]:
-    """Batches of steps [start, stop): in-process, or from DataLoader worker processes."""
-    if workers > 0:
-        from torch.utils.data import DataLoader
-
-        loader = DataLoader(
-            source,  # type: ignore[arg-type]  # any __getitem__ works as a map-style dataset
-            batch_size=None,
-            sampler=range(start, stop),
-            num_workers=workers,
-            pin_memory=pin,
-            prefetch_factor=4,
-        )
-        yield from loader
-        return
-    for step in range(start, stop):
-        pixels, actions = source[step]
-        if pin:
-            pixels, actions = pixels.pin_memory(), actions.pin_memory()
-        yield pixels, actions
-
-
-def default_ram_budget_mb() -> float:
-    """Half of the memory available now (MemAvailable), or infinity if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024 / 2
-    except OSError:
-        pass
-    return float("inf")
-
-
-def _load_training_data(
-    dataset: Dataset | str | os.PathLike,
-    ram_budget_mb: float | None,
-    mmap: bool | None,
-    info: DistInfo,
-) -> tuple[Dataset, bool, list[str]]:
-    """Load a dataset for training: memory-mapped when its frames exceed the RAM budget.
-
-    Corrupt episode files are skipped with a warning (every other episode is used).
-    Each process of a multi-process run loads its own copy, so the budget is split
-    between the processes of a machine; memory maps share the page cache instead.
-    Returns (dataset, memory-mapped?, skipped file names).
-    """
-    if isinstance(dataset, Dataset):
-        return dataset, dataset.frames is None, []
-    root = Path(dataset)
-    info_d = dataset_info(root)
-    budget = default_ram_budget_mb() if ram_budget_mb is None else float(ram_budget_mb)
-    budget /= max(1, info.local_world_size)
-    pixel_mb = info_d["pixel_bytes"] / _MB
-    use_mmap = bool(mmap) if mmap is not None else pixel_mb > budget
-    if use_mmap and mmap is None and not info_d["mmap_ok"]:
-        raise DatasetError(
-            f"the frames of {root} need {pixel_mb:.0f} MB of RAM but the budget is "
-            f"{budget:.0f} MB per process, and {info_d['compressed_files']} of its episode "
-            "files are compressed, which cannot be memory-mapped; repack it uncompressed "
-            "(lewm_agent.data.repack_dataset(src, dst, compress=False)) or raise ram_budget_mb"
-        )
-    # Listed before loading: a recorder still writing into the folder adds files
-    # during the load, and those are new, not corrupt.
-    all_files = sorted(p.name for p in (root / "episodes").glob("*.npz") if p.name[0] != ".")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        data = load_dataset(root, skip_corrupt=True, mmap=use_mmap)
-    kept = {e.name for e in data.episodes}
-    skipped = [n for n in all_files if n not in kept]
-    if info.is_main:
-        for w in caught:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if skipped:
-            warnings.warn(
-                f"training skips {len(skipped)} corrupt episode file(s) of {root}: "
-                f"{', '.join(skipped[:10])}; {len(kept)} episodes are used. Run "
-                f"`lewm data verify {root}` for details.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-    return data, use_mmap, skipped
-
-
-def _fingerprint(split: Dataset) -> str:
-    """Hash of the training episodes (names and lengths) to catch resuming on other data."""
-    h = hashlib.sha256()
-    for e in split.episodes:
-        h.update(f"{e.name}:{len(e)};".encode())
-    return h.hexdigest()[:16]
-
-
 def _check_resume_compatible(
     state: TrainState, model_cfg: ModelConfig, train_cfg: TrainConfig, fingerprint: str
 ) -> None:
@@ -403,46 +150,6 @@ def _check_resume_compatible(
             f"cannot resume from {where}: the training episodes changed since it was written "
             f"({state.meta['dataset']['episodes']} episodes then); {fix}"
         )
-
-
-def plot_training_curves(
-    log: list[dict[str, float]], path: str | os.PathLike, title: str | None = None
-) -> Path:
-    """Write a 2x2 PNG: prediction loss, SIGReg, embedding std, effective rank vs step.
-
-    Uses matplotlib's object API with the Agg canvas, so it never touches the
-    global pyplot backend of the calling program.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    steps = [r["step"] for r in log]
-    fig = Figure(figsize=(10, 7), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 2, sharex=True)
-    panels = [
-        ("pred_loss", "prediction loss (MSE)", True, "tab:blue"),
-        ("sigreg_loss", "SIGReg (N-scaled Epps-Pulley)", True, "tab:orange"),
-        ("emb_std", "embedding std (mean over dims)", False, "tab:green"),
-        ("eff_rank", "effective rank of batch embeddings", False, "tab:purple"),
-    ]
-    for ax, (key, label, logy, color) in zip(axes.flat, panels, strict=True):
-        values = [r.get(key, float("nan")) for r in log]
-        ax.plot(steps, values, color=color, lw=1.5)
-        if key == "emb_std":  # where CollapseWatch calls it a complete collapse
-            ax.axhline(CollapseWatch.min_emb_std, color="tab:red", ls=":", lw=1)
-            ax.text(steps[0], CollapseWatch.min_emb_std, " collapse", color="tab:red", va="bottom")
-        ax.set_title(label)
-        ax.grid(alpha=0.3)
-        if logy and all(v > 0 for v in values if np.isfinite(v)) and values:
-            ax.set_yscale("log")
-    for ax in axes[1]:
-        ax.set_xlabel("step")
-    fig.suptitle(title or "LeWM training")
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp)
-    return path
 
 
 def _auto_checkpoint_every(checkpoint_every: int | None, steps: int, log_dir: Path | None) -> int:
@@ -805,25 +512,3 @@ def run_meta(data: str | os.PathLike[str], preset: str | None, plan_cfg: Any) ->
         "preset": preset,
         "plan_config": to_dict(plan_cfg),
     }
-
-
-def written_files_line(out: str | os.PathLike[str]) -> str:
-    """`wrote OUT/config.json, ...`: the files a training run leaves in its folder."""
-    from .checkpoint import CONFIG_FILE, STATS_FILE, WEIGHTS_FILE
-    from .train_state import STATE_DIR
-
-    folder = Path(out)
-    names = [CONFIG_FILE, WEIGHTS_FILE, STATS_FILE, LOG_FILE, CURVES_FILE, TENSORBOARD_DIR]
-    names += [STATE_DIR]
-    paths = [str(folder / n) + ("/" if (folder / n).is_dir() else "") for n in names]
-    return "wrote " + ", ".join(
-        p for p, n in zip(paths, names, strict=True) if (folder / n).exists()
-    )
-
-
-if __name__ == "__main__":
-    # `python -m lewm_agent.train ...` / `torchrun ... -m lewm_agent.train ...` is
-    # `lewm train ...`: the command line (the top floor) parses and runs it.
-    from lewm_agent.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

@@ -1,0 +1,171 @@
+"""Watching a training run: the log columns, the collapse watch, the curves, the files line.
+
+Each log row has the embedding std, the effective rank of the batch embeddings and
+SIGReg; `CollapseWatch` warns loudly on a collapse. Rows go to `train_log.csv` (and
+TensorBoard on request); `train_curves.png` is drawn at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..atomic import atomic_path
+
+LOG_FIELDS = [
+    "step",
+    "loss",
+    "pred_loss",
+    "sigreg_loss",
+    "emb_std",
+    "eff_rank",
+    "grad_norm",
+    "lr",
+    "seconds",
+]
+LOG_FILE = "train_log.csv"
+CURVES_FILE = "train_curves.png"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def effective_rank(z: Tensor) -> float:
+    """exp(entropy) of the normalised singular values of a centred batch (N, D).
+
+    1 when all embeddings lie on a line, min(N, D) when the spread is equal in
+    every direction: the number of directions the batch actually uses. A
+    dimensional collapse shows here before the per-dimension std gives it away.
+    """
+    x = z.detach().reshape(-1, z.shape[-1]).float()  # (N, D)
+    x = x - x.mean(dim=0)
+    s = torch.linalg.svdvals(x)  # (min(N, D),)
+    total = s.sum()
+    if not torch.isfinite(total) or total <= 0:
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@dataclass
+class CollapseWatch:
+    """Turns the logged diagnostics into loud warnings when the embedding collapses.
+
+    Signals, each reported once when it has held for `patience` consecutive log
+    rows from `start_step` on (fresh weights start near-collapsed: the embedding
+    std at step 0 is ~0.1 and SIGReg needs some steps to spread it):
+    - `emb_std` below `min_emb_std`: every dimension shrank (complete collapse);
+    - effective rank below `min_rank_fraction` of its maximum min(N, D): the batch
+      uses only a few directions (dimensional collapse). Scale-free, so it also
+      sees a collapse that BatchNorm's rescaling hides from the std;
+    - SIGReg above `max_sigreg_per_sample` x batch: the batch-size-scaled
+      statistic is O(1) for a Gaussian batch and 0.40 x batch for a point mass.
+    """
+
+    start_step: int
+    min_emb_std: float = 0.05
+    min_rank_fraction: float = 0.05
+    max_sigreg_per_sample: float = 0.3
+    patience: int = 2
+    fired: dict[str, int] = field(default_factory=dict)
+    _streak: dict[str, int] = field(default_factory=dict)
+
+    def check(
+        self, row: dict[str, float], batch_size: int, n_embeddings: int, dim: int
+    ) -> list[str]:
+        """New warnings for this log row (empty when healthy or already reported).
+
+        `batch_size`: sequences per SIGReg evaluation (the global batch);
+        `n_embeddings`, `dim`: shape of the batch the effective rank was taken on.
+        """
+        if row["step"] < self.start_step:
+            return []
+        max_rank = max(1, min(n_embeddings, dim))
+        signals = {
+            "emb_std": (
+                row["emb_std"] < self.min_emb_std,
+                f"embedding std {row['emb_std']:.3g} < {self.min_emb_std} (complete collapse)",
+            ),
+            "eff_rank": (
+                row["eff_rank"] < self.min_rank_fraction * max_rank,
+                f"effective rank {row['eff_rank']:.2f} of at most {max_rank} "
+                "(dimensional collapse)",
+            ),
+            "sigreg": (
+                row["sigreg_loss"] > self.max_sigreg_per_sample * batch_size,
+                f"SIGReg {row['sigreg_loss']:.3g} > {self.max_sigreg_per_sample} x batch "
+                f"{batch_size} (a point mass scores 0.40 x batch)",
+            ),
+        }
+        new = []
+        for key, (bad, text) in signals.items():
+            self._streak[key] = self._streak.get(key, 0) + 1 if bad else 0
+            if self._streak[key] >= self.patience and key not in self.fired:
+                self.fired[key] = int(row["step"])
+                new.append(text)
+        if not new:
+            return []
+        return [
+            f"LeWM embeddings look COLLAPSED at step {int(row['step'])}: "
+            + "; ".join(new)
+            + ". Raise sigreg_weight (lambda; paper 0.09), lower lr, or check that "
+            "the projectors keep their BatchNorm."
+        ]
+
+
+def plot_training_curves(
+    log: list[dict[str, float]], path: str | os.PathLike, title: str | None = None
+) -> Path:
+    """Write a 2x2 PNG: prediction loss, SIGReg, embedding std, effective rank vs step.
+
+    Uses matplotlib's object API with the Agg canvas, so it never touches the
+    global pyplot backend of the calling program.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    steps = [r["step"] for r in log]
+    fig = Figure(figsize=(10, 7), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 2, sharex=True)
+    panels = [
+        ("pred_loss", "prediction loss (MSE)", True, "tab:blue"),
+        ("sigreg_loss", "SIGReg (N-scaled Epps-Pulley)", True, "tab:orange"),
+        ("emb_std", "embedding std (mean over dims)", False, "tab:green"),
+        ("eff_rank", "effective rank of batch embeddings", False, "tab:purple"),
+    ]
+    for ax, (key, label, logy, color) in zip(axes.flat, panels, strict=True):
+        values = [r.get(key, float("nan")) for r in log]
+        ax.plot(steps, values, color=color, lw=1.5)
+        if key == "emb_std":  # where CollapseWatch calls it a complete collapse
+            ax.axhline(CollapseWatch.min_emb_std, color="tab:red", ls=":", lw=1)
+            ax.text(steps[0], CollapseWatch.min_emb_std, " collapse", color="tab:red", va="bottom")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if logy and all(v > 0 for v in values if np.isfinite(v)) and values:
+            ax.set_yscale("log")
+    for ax in axes[1]:
+        ax.set_xlabel("step")
+    fig.suptitle(title or "LeWM training")
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp)
+    return path
+
+
+def written_files_line(out: str | os.PathLike[str]) -> str:
+    """`wrote OUT/config.json, ...`: the files a training run leaves in its folder."""
+    from ..checkpoint import CONFIG_FILE, STATS_FILE, WEIGHTS_FILE
+    from ..train_state import STATE_DIR
+
+    folder = Path(out)
+    names = [CONFIG_FILE, WEIGHTS_FILE, STATS_FILE, LOG_FILE, CURVES_FILE, TENSORBOARD_DIR]
+    names += [STATE_DIR]
+    paths = [str(folder / n) + ("/" if (folder / n).is_dir() else "") for n in names]
+    return "wrote " + ", ".join(
+        p for p, n in zip(paths, names, strict=True) if (folder / n).exists()
+    )

@@ -6,6 +6,9 @@ many sides (translations and rotations), and the Reacher policy sweeps the joint
 space with smooth random torques. Both act on the env's *state*-mode observation (a
 GoalEnv dict), single or batched with a leading batch dim, and keep per-env internal
 state arrays sized to the batch; ``episode_start`` resets the matching entries.
+
+Size (~520 lines, over the ~500 guide): the Push-T pusher's state machine and path
+planner are one policy; the Reacher policy is short.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ Typical use::
     video = side_by_side_frames(frames, goal, label="lewm",
                                 success_steps=[len(frames) - 1] if success else None)
     write_video(video, "runs/episode0.mp4", fps=10)
+
+Size (~570 lines, over the ~500 guide): layout, text drawing and the mp4 writer are
+one pipeline with moviepy's pitfalls handled in one place.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import envs.wrappers as wrappers
+import envs.record as record
 from envs.wrappers import RecordEpisodes
 from lewm_agent.data import EpisodeWriter, load_dataset
 
@@ -82,7 +82,7 @@ class CountingEnv(gym.Env):
 def test_every_stored_row_is_the_step_it_claims(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, background: bool, pixels_in_obs: bool
 ) -> None:
-    monkeypatch.setattr(wrappers, "_FIRST_BUFFER_FRAMES", 4)  # the env has no time limit
+    monkeypatch.setattr(record, "_FIRST_BUFFER_FRAMES", 4)  # the env has no time limit
     env = CountingEnv([n for n, _ in PLAN], pixels_in_obs)
     assert env.spec is None
 

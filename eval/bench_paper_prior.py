@@ -25,13 +25,13 @@ import torch
 from tqdm import tqdm
 
 from eval.bench import make_agent, matmul_peak_gflops, steady_state_inputs
+from eval.bench_quality import SETTINGS as QUALITY_SETTINGS
 from lewm_agent.policy_head import PolicyHead, PolicyHeadConfig
 
+# The rows of `eval.bench_quality` that matter here, with their exact settings.
 SETTINGS: dict[str, dict[str, Any]] = {
-    "cem-300x30": {"planner": "cem", "samples": 300, "iterations": 30, "elites": 30},
-    "cem-prior-150x5": {"planner": "cem-prior", "samples": 150, "iterations": 5, "elites": 15},
-    "cem-prior-60x5": {"planner": "cem-prior", "samples": 60, "iterations": 5, "elites": 6},
-    "cem-prior-30x2": {"planner": "cem-prior", "samples": 30, "iterations": 2, "elites": 3},
+    name: QUALITY_SETTINGS[name]
+    for name in ("cem-300x30", "cem-prior-150x5", "cem-prior-60x5", "cem-prior-30x2")
 }
 REFERENCE = "cem-300x30"
 

@@ -268,25 +268,16 @@ def make_data_policy(
     name = DATA_POLICY_ALIASES.get(name, name)
     if name == "random":
         return RandomPolicy(action_space, seed=seed)
-    if name == "scripted":
-        if env_id not in HEURISTICS:
+    # One registry per privileged policy kind: env id -> factory(action_space, seed).
+    registry, other = {
+        "scripted": (HEURISTICS, "use --policy random for other envs"),
+        "expert": (EXPERTS, "or use policy 'scripted' or 'random'"),
+        "oracle": (ORACLES, "or use policy 'scripted' or 'random'"),
+    }.get(name, (None, ""))
+    if registry is not None:
+        if env_id not in registry:
             raise ValueError(
-                f"no scripted data policy for {env_id!r}; known: {sorted(HEURISTICS)} "
-                "(use --policy random for other envs)"
+                f"no {name} data policy for {env_id!r}; known: {sorted(registry)} ({other})"
             )
-        return HEURISTICS[env_id](action_space, seed)
-    if name == "expert":
-        if env_id not in EXPERTS:
-            raise ValueError(
-                f"no expert data policy for {env_id!r}; known: {sorted(EXPERTS)} "
-                "(or use policy 'scripted' or 'random')"
-            )
-        return EXPERTS[env_id](action_space, seed)
-    if name == "oracle":
-        if env_id not in ORACLES:
-            raise ValueError(
-                f"no oracle data policy for {env_id!r}; known: {sorted(ORACLES)} "
-                "(or use policy 'scripted' or 'random')"
-            )
-        return ORACLES[env_id](action_space, seed)
+        return registry[env_id](action_space, seed)
     raise ValueError(f"unknown data policy {name!r}; choose one of {DATA_POLICIES}")

@@ -1,25 +1,30 @@
 """The worlds: Gymnasium environments for lewm-agent. ``import envs`` registers them.
 
 Every env takes ``render_mode="rgb_array"``, ``obs_mode="pixels" | "state"`` and
-``image_size`` (see docs/CONTRACTS.md).
+``image_size`` (see docs/CONTRACTS.md). Each env's facts (id, time limit, collection
+kwargs, data policies, expert, probe quantities) are one :class:`envs.spec.EnvSpec`
+in a light module beside the env; ``envs.spec.env_spec(id)`` looks one up.
 """
 
-from gymnasium.envs.registration import register, registry
+from importlib import import_module
 
-# ---- registered environments: one entry per env (id, entry point, time limit) ----------
-# To add an env, append a line.
-_ENVS: list[tuple[str, str, int]] = [
-    ("lewm/TwoRoom-v0", "envs.two_room:TwoRoomEnv", 100),
-    ("lewm/PushT-v0", "envs.push_t:PushTEnv", 300),
-    ("lewm/Reacher-v0", "envs.reacher:ReacherEnv", 200),
-    ("lewm/Cube-v0", "envs.cube:CubeEnv", 200),
-]
+from envs.spec import EnvSpec, register_spec
 
-for _env_id, _entry_point, _max_steps in _ENVS:
-    if _env_id not in registry:  # importing twice (or reloading) must not warn
-        register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+# ---- registered environments: one line per env, the module holding its SPEC ----------
+ENV_SPEC_MODULES: tuple[str, ...] = (
+    "envs.two_room_spec",
+    "envs.push_t_spec",
+    "envs.reacher_spec",
+    "envs.cube_spec",
+)
+"""To add an env, append the name of the module that defines its ``SPEC``."""
 
-ENV_IDS: tuple[str, ...] = tuple(e[0] for e in _ENVS)
+ENV_SPECS: tuple[EnvSpec, ...] = tuple(
+    register_spec(import_module(name).SPEC) for name in ENV_SPEC_MODULES
+)
+"""The package's own env specs, registered with Gymnasium."""
+
+ENV_IDS: tuple[str, ...] = tuple(spec.id for spec in ENV_SPECS)
 """Ids of the environments this package registers."""
 
-__all__ = ["ENV_IDS"]
+__all__ = ["ENV_IDS", "ENV_SPECS", "ENV_SPEC_MODULES", "EnvSpec"]

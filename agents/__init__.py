@@ -153,16 +153,17 @@ def make(name: str, **kw: Any) -> Any:
         space = _action_space(env_id, None)
         return ScriptedAgent(make_data_policy("scripted", env_id, space, seed=kw.pop("seed", None)))
     if key == "expert":
-        from envs.scripted import GOAL_EXPERTS
+        from envs.spec import env_specs
 
         env_id = kw.pop("env_id", None)
-        if env_id not in GOAL_EXPERTS:
+        experts = {s.id: s.goal_expert for s in env_specs() if s.goal_expert is not None}
+        if env_id not in experts:
             raise ValueError(
                 f"agents.make('expert', env_id=...): no goal-directed expert for {env_id!r}; "
-                f"known: {sorted(GOAL_EXPERTS)}"
+                f"known: {sorted(experts)}"
             )
         space = _action_space(env_id, None)
-        return ScriptedAgent(GOAL_EXPERTS[env_id](space, kw.pop("seed", None)), name="expert")
+        return ScriptedAgent(experts[env_id](space, kw.pop("seed", None)), name="expert")
     if key == "gcbc":
         from agents.gcbc import GCBCAgent, train_gcbc
 

@@ -3,6 +3,6 @@
 Kept so that `from agents.experts import PushTPusher, ReacherOU` still works.
 """
 
-from envs.experts import EXPERTS, PushTPusher, ReacherOU
+from envs.experts import PushTPusher, ReacherOU
 
-__all__ = ["PushTPusher", "ReacherOU", "EXPERTS"]
+__all__ = ["PushTPusher", "ReacherOU"]

@@ -6,10 +6,6 @@ Kept so that `from agents.scripted import RandomPolicy, make_data_policy` still 
 from envs.scripted import (
     DATA_POLICIES,
     DATA_POLICY_ALIASES,
-    EXPERTS,
-    GOAL_EXPERTS,
-    HEURISTICS,
-    ORACLES,
     RandomPolicy,
     TwoRoomHeuristic,
     make_data_policy,
@@ -18,10 +14,6 @@ from envs.scripted import (
 __all__ = [
     "DATA_POLICIES",
     "DATA_POLICY_ALIASES",
-    "EXPERTS",
-    "GOAL_EXPERTS",
-    "HEURISTICS",
-    "ORACLES",
     "RandomPolicy",
     "TwoRoomHeuristic",
     "make_data_policy",

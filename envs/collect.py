@@ -31,15 +31,6 @@ import numpy as np
 from lewm_agent.data import DiskFullError
 from lewm_agent.validation import ConfigError
 
-# Env kwargs used for data collection unless the caller overrides them. Two-Room
-# episodes must not end at the goal: a world model wants long trajectories.
-COLLECTION_ENV_KWARGS: dict[str, dict[str, Any]] = {
-    "lewm/TwoRoom-v0": {"terminate_on_success": False},
-    "lewm/PushT-v0": {"terminate_on_success": False},
-    "lewm/Reacher-v0": {"terminate_on_success": False},
-    "lewm/Cube-v0": {"terminate_on_success": False},
-}
-
 
 def _make_env(build: dict[str, Any], image_size: int) -> gym.Env:
     """The env a collection worker records: state observations where the env has them.
@@ -50,13 +41,15 @@ def _make_env(build: dict[str, Any], image_size: int) -> gym.Env:
     """
     import envs  # noqa: F401  (registers the ids in a fresh worker process)
     from envs.build import EnvBuild
+    from envs.spec import find_env_spec
 
     b = EnvBuild.from_dict(build)
+    spec = find_env_spec(b.id)  # None for a foreign env: no collection kwargs of ours
     return b.make(
         obs_mode="state",
         image_size=image_size,
         wrapper_overrides={"goal_optional": True},
-        **COLLECTION_ENV_KWARGS.get(b.id, {}),
+        **(dict(spec.collection_kwargs) if spec is not None else {}),
     )
 
 
@@ -173,9 +166,9 @@ def collect(
     ``env_id`` may name the module that registers it, Gymnasium's ``module:id`` form
     (``gym_pusht:gym_pusht/PushT-v0``). ``env_kwargs`` are passed to the env as given
     (each must be one its constructor takes); this package's own kwargs
-    (``obs_mode``, ``image_size``, :data:`COLLECTION_ENV_KWARGS`: Two-Room is
-    collected with ``terminate_on_success=False``, so every episode runs to the time
-    limit) only where the env takes them. Envs outside ``lewm/`` are wrapped in
+    (``obs_mode``, ``image_size``, the env spec's ``collection_kwargs``: the lewm envs
+    are collected with ``terminate_on_success=False``, so every episode runs to the
+    time limit) only where the env takes them. Envs outside ``lewm/`` are wrapped in
     :class:`envs.wrappers.PixelGoal` with ``wrapper_kwargs`` (callables as
     ``"module:function"`` strings). How the env was built is stored in ``meta.json``
     (``"env_build"``). A folder this call created is removed again if it fails before

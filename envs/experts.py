@@ -32,7 +32,7 @@ from envs.push_t import (
     distance_to_block,
 )
 
-__all__ = ["PushTPusher", "ReacherOU", "EXPERTS"]
+__all__ = ["PushTPusher", "ReacherOU"]
 
 
 _ITEM_NDIM = {"observation": 1, "achieved_goal": 1, "desired_goal": 1, "pixels": 3, "goal": 3}
@@ -520,7 +520,3 @@ class ReacherOU:
         self._x += -self.theta * self._x + self.sigma * self.rng.normal(size=self._x.shape)
         actions = np.clip(self._x, -1.0, 1.0).astype(np.float32)
         return (actions if batched else actions[0].copy()), state
-
-
-EXPERTS: dict[str, type] = {"lewm/PushT-v0": PushTPusher, "lewm/Reacher-v0": ReacherOU}
-"""Data policy class per env id; every argument has a default, so ``cls(seed=seed)`` works."""

@@ -8,15 +8,13 @@ deterministic=False) -> (actions, state)`` signature and accept single or batche
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from envs import two_room
-from envs.experts import PushTPusher, ReacherOU
-from envs.push_t_expert import PushTExpert
+from envs.spec import SPEC_POLICIES, env_specs
 
 _WALL_X = two_room.WALL_X
 _DOOR_Y = two_room.DOOR_CENTER_Y
@@ -208,48 +206,7 @@ class TwoRoomHeuristic:
         return (actions if batched else actions[0]), state
 
 
-# ---- data policy registry ---------------------------------------------------------------
-# env id -> factory(action_space, seed) of its heuristic expert. Add one line per env.
-HEURISTICS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
-    "lewm/TwoRoom-v0": lambda action_space, seed: TwoRoomHeuristic(seed=seed),
-    "lewm/PushT-v0": lambda action_space, seed: PushTPusher(seed=seed),
-    "lewm/Reacher-v0": lambda action_space, seed: ReacherOU(seed=seed),
-}
-
-# env id -> factory(action_space, seed) of its goal-directed expert, in its data mode
-# (a chain of random targets, with action noise and random segments).
-EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
-    "lewm/PushT-v0": lambda action_space, seed: PushTExpert(
-        targets="random",
-        noise=0.1,
-        random_segment_prob=0.02,
-        candidates=16,
-        tolerance=1.0,
-        seed=seed,
-    ),
-}
-
-# env id -> factory(action_space, seed) of its expert driving to the observation's
-# goal (the evaluation agent ``agents.make("expert")``: privileged state, no reward).
-GOAL_EXPERTS: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
-    "lewm/PushT-v0": lambda action_space, seed: PushTExpert(targets="goal", seed=seed),
-    "lewm/Cube-v0": lambda action_space, seed: _cube_oracle(seed, targets="goal"),
-}
-
-# env id -> factory(action_space, seed) of the benchmark's own scripted oracle, in data
-# mode (imported lazily: it needs the ogbench package).
-ORACLES: dict[str, Callable[[gym.spaces.Box, int | None], Any]] = {
-    "lewm/Cube-v0": lambda action_space, seed: _cube_oracle(seed),
-}
-
-
-def _cube_oracle(seed: int | None, targets: str = "own") -> Any:
-    from envs.cube_oracle import CubeOracle
-
-    return CubeOracle(targets=targets, action_noise=0.1, min_norm=0.4, seed=seed)
-
-
-DATA_POLICIES: tuple[str, ...] = ("random", "scripted", "expert", "oracle")
+DATA_POLICIES: tuple[str, ...] = ("random", *SPEC_POLICIES)
 # Old names still accepted: "heuristic" was `lewm collect`'s name for "scripted".
 DATA_POLICY_ALIASES: dict[str, str] = {"heuristic": "scripted"}
 
@@ -258,7 +215,7 @@ def make_data_policy(
     name: str, env_id: str, action_space: gym.spaces.Box, seed: int | None = None
 ) -> Any:
     """Build a data-collection policy by name: ``"random"``, ``"scripted"``, ``"expert"``
-    or ``"oracle"`` (per env id).
+    or ``"oracle"`` (the last three from the env's :class:`envs.spec.EnvSpec`).
 
     ``"scripted"`` is the env's noisy heuristic (also accepted: its old name
     ``"heuristic"``), the same policy ``lewm eval --compare`` calls ``scripted``. The
@@ -268,16 +225,16 @@ def make_data_policy(
     name = DATA_POLICY_ALIASES.get(name, name)
     if name == "random":
         return RandomPolicy(action_space, seed=seed)
-    # One registry per privileged policy kind: env id -> factory(action_space, seed).
-    registry, other = {
-        "scripted": (HEURISTICS, "use --policy random for other envs"),
-        "expert": (EXPERTS, "or use policy 'scripted' or 'random'"),
-        "oracle": (ORACLES, "or use policy 'scripted' or 'random'"),
-    }.get(name, (None, ""))
-    if registry is not None:
-        if env_id not in registry:
-            raise ValueError(
-                f"no {name} data policy for {env_id!r}; known: {sorted(registry)} ({other})"
+    if name in SPEC_POLICIES:  # the env's own, from its spec (envs/<env>_spec.py)
+        factories = {s.id: s.data_policies[name] for s in env_specs() if name in s.data_policies}
+        if env_id not in factories:
+            other = (
+                "use --policy random for other envs"
+                if name == "scripted"
+                else "or use policy 'scripted' or 'random'"
             )
-        return registry[env_id](action_space, seed)
+            raise ValueError(
+                f"no {name} data policy for {env_id!r}; known: {sorted(factories)} ({other})"
+            )
+        return factories[env_id](action_space, seed)
     raise ValueError(f"unknown data policy {name!r}; choose one of {DATA_POLICIES}")

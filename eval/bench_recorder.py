@@ -43,12 +43,13 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
 import envs  # noqa: E402, F401  (registers the lewm/* ids)
-from envs.collect import COLLECTION_ENV_KWARGS  # noqa: E402
 from envs.scripted import make_data_policy  # noqa: E402
+from envs.spec import env_spec  # noqa: E402
 from envs.wrappers import RecordEpisodes  # noqa: E402
 from lewm_agent.data import EpisodeWriter  # noqa: E402
 
 EPISODES = {"lewm/TwoRoom-v0": 20, "lewm/PushT-v0": 3, "lewm/Reacher-v0": 4}
+"""The bench's own budget: episodes per round for each env it times (~1-2 k frames)."""
 VARIANTS = ("state", "render", "record", "inline", "buffer")
 
 
@@ -91,7 +92,7 @@ def run(
 ) -> dict[str, float]:
     """Wall and process-CPU seconds for `episodes` seeded heuristic-policy episodes."""
     env: gym.Env = gym.make(
-        env_id, obs_mode="state", image_size=64, **COLLECTION_ENV_KWARGS.get(env_id, {})
+        env_id, obs_mode="state", image_size=64, **env_spec(env_id).collection_kwargs
     )
     if variant in ("record", "inline", "buffer"):
         env = RecordEpisodes(

@@ -78,7 +78,11 @@ class PhysicsSpec:
 @dataclass(frozen=True)
 class EnvSpec:
     """One env's facts. Factories are called only when needed, so they may import
-    heavy or optional packages (MuJoCo, ogbench) inside."""
+    heavy or optional packages (MuJoCo, ogbench) inside.
+
+    Not Gymnasium's own ``EnvSpec`` (what ``gym.spec(id)`` returns): :meth:`register`
+    makes that one from this one's id, entry point and time limit.
+    """
 
     id: str
     """Gymnasium id, e.g. ``"lewm/TwoRoom-v0"``."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from envs.spec import EnvSpec
+from envs.spec import EnvSpec, PhysicsSpec
 
 
 def _oracle(action_space: Any, seed: int | None, targets: str = "own") -> Any:
@@ -20,6 +20,16 @@ def _goal_expert(action_space: Any, seed: int | None) -> Any:
     return _oracle(action_space, seed, targets="goal")
 
 
+def _physics() -> PhysicsSpec:
+    """Probe quantities only: the cube's centre (m).
+
+    State columns: ``qpos`` 14-16 is the cube's free-joint position (envs/cube.py
+    ``_CUBE_QPOS``). No perturbations: the shaded cube cannot be recoloured by
+    replacing one colour, and a teleported cube in mid-air is not a clean event.
+    """
+    return PhysicsSpec(quantities={"cube_x": 14, "cube_y": 15, "cube_z": 16})
+
+
 SPEC = EnvSpec(
     id="lewm/Cube-v0",
     entry_point="envs.cube:CubeEnv",
@@ -27,4 +37,5 @@ SPEC = EnvSpec(
     collection_kwargs={"terminate_on_success": False},
     data_policies={"oracle": _oracle},
     goal_expert=_goal_expert,
+    physics=_physics,
 )

@@ -57,22 +57,40 @@ SPEC_POLICIES: tuple[str, ...] = ("scripted", "expert", "oracle")
 
 @dataclass(frozen=True)
 class PhysicsSpec:
-    """What the physics tools (``eval.physics``) need to know about one env's states."""
+    """What the physics tools (``eval.physics``) need to know about one env's states.
+
+    ``quantities`` is all the state probe (``lewm probe state``) needs. The other
+    fields describe the two perturbations of the surprise test (``lewm probe
+    surprise``); an env whose objects cannot be teleported or recoloured cleanly from
+    a state (Cube: a shaded 3-D cube) leaves them ``None``, and the surprise test then
+    says so instead of drawing wrong frames.
+    """
 
     quantities: Mapping[str, int | str]
     """Probe targets: name -> state column, or "angle:c" (sin/cos targets)."""
-    teleport_columns: tuple[int, int]
+    teleport_columns: tuple[int, int] | None = None
     """State columns (x, y) of the object a teleport moves."""
-    min_jump: float
+    min_jump: float = 0.0
     """A teleport moves the object at least this far (state units)."""
-    is_legal: Callable[[np.ndarray], bool]
+    is_legal: Callable[[np.ndarray], bool] | None = None
     """Whether a full state is a legal configuration (used to place teleports)."""
-    recolor_columns: tuple[int, int]
+    recolor_columns: tuple[int, int] | None = None
     """State columns (x, y) of the object the colour change recolours."""
-    recolor_radius: float
+    recolor_radius: float = 0.0
     """Size of that object (state units): background renders keep it this far away."""
-    old_color: tuple[int, int, int]
-    new_color: tuple[int, int, int]
+    old_color: tuple[int, int, int] | None = None
+    new_color: tuple[int, int, int] | None = None
+
+    @property
+    def has_perturbations(self) -> bool:
+        """Whether the surprise test's teleport and colour change are defined."""
+        return None not in (
+            self.teleport_columns,
+            self.is_legal,
+            self.recolor_columns,
+            self.old_color,
+            self.new_color,
+        )
 
 
 @dataclass(frozen=True)

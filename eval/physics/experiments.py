@@ -156,6 +156,11 @@ def surprise_experiment(
 
     Returns (per-kind report dicts, the first episode's perturbations for pictures).
     """
+    if not spec.has_perturbations:
+        raise ValueError(
+            "this env's PhysicsSpec defines no teleport/colour perturbation (only probe "
+            "quantities): `lewm probe state` works for it, `lewm probe surprise` does not"
+        )
     for kind in kinds:
         if kind not in PERTURBATIONS:
             raise ValueError(f"unknown perturbation {kind!r}; choose from {PERTURBATIONS}")

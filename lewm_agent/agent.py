@@ -51,7 +51,7 @@ from .device import autocast_context, resolve_device
 from .model import LeWM
 from .planning import PlanResult, make_planner, uses_policy
 from .rollout import LatentRollout
-from .train import TrainResult, train
+from .train import TrainResult, run_meta, train
 from .validation import ConfigError, check_action_bounds, check_finite_vector
 
 # Normalised-space bound used where the env's own bound is infinite.
@@ -255,6 +255,9 @@ class WorldModelAgent:
         if steps is not None:
             train_cfg = replace(train_cfg, steps=steps)
         plan_cfg = replace(p.plan, **(plan_overrides or {}))
+        if not isinstance(dataset, Dataset):
+            # What `lewm train` records, so `lewm train --resume` can continue a fit too.
+            train_kwargs.setdefault("run_meta", run_meta(dataset, preset, plan_cfg))
         result = train(
             dataset,
             model_cfg,
@@ -278,7 +281,10 @@ class WorldModelAgent:
     ) -> WorldModelAgent:
         """The agent a training run made (`fit` and `lewm train` both build it here).
 
-        `train_config` defaults to the result's; `extra_stats` join its training stats.
+        Its training stats (stats.json's `training`) are the same for every caller:
+        seconds, steps, final log row, dataset meta, process count and resume step
+        (None for a run that started at step 0). `train_config` defaults to the
+        result's; `extra_stats` join the stats.
         """
         meta = result.dataset_meta
         train_cfg = result.train_config if train_config is None else train_config
@@ -296,6 +302,8 @@ class WorldModelAgent:
                 "steps": train_cfg.steps,
                 "final": result.log[-1] if result.log else {},
                 "dataset": meta,
+                "world_size": result.world_size,
+                "resumed_from": result.start_step or None,
                 **extra_stats,
             },
             env_build=meta.get("env_build"),
@@ -787,12 +795,5 @@ class WorldModelAgent:
 def agent_from_result(
     result: TrainResult, plan_cfg: Any, device: str | torch.device
 ) -> WorldModelAgent:
-    """The agent `lewm train` saves: its training stats add the run's process count and
-    resume step."""
-    return WorldModelAgent.from_train_result(
-        result,
-        plan_cfg,
-        device,
-        world_size=result.world_size,
-        resumed_from=result.start_step or None,
-    )
+    """`WorldModelAgent.from_train_result(result, plan_cfg, device)` (the older name)."""
+    return WorldModelAgent.from_train_result(result, plan_cfg, device)

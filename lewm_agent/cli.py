@@ -124,8 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if wants_train_engine(args):
         return cmd_train_engine(args)
     from .agent import WorldModelAgent
-    from .config import get_preset, replace
-    from .train import DEFAULT_PRESET, run_meta, written_files_line
+    from .train import DEFAULT_PRESET, written_files_line
 
     if args.data is None:
         raise SystemExit("lewm train needs --data DIR, the dataset folder `lewm collect` wrote")
@@ -140,8 +139,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_overrides=collect_overrides(args, TrainConfig, ""),
         plan_overrides=plan_overrides,
         keep_train_state=args.keep_train_state,
-        run_meta=run_meta(args.data, preset, replace(get_preset(preset).plan, **plan_overrides)),
-    )
+    )  # `fit` records the run's settings (run_meta) as cmd_train_engine does
     path = agent.save(args.out)
     final = agent.training_stats.get("final", {})
     print(

@@ -20,9 +20,11 @@
   batch embeddings and SIGReg; a collapse warns loudly. Rows go to
   `train_log.csv` (and TensorBoard on request); `train_curves.png` at the end.
 
-Modules: `loop` (`train`, `TrainResult`, resume checks, `run_meta`), `batches` (data
-loading, RAM budget, step-seeded batches), `monitor` (log columns, `CollapseWatch`,
-curves). `python -m lewm_agent.train ARGS` (`__main__.py`) is `lewm train ARGS`.
+Modules: `loop` (`train` as a short sequence of phases, the step loop, `TrainResult`,
+`run_meta`), `prepare` (the phases before the first step: argument checks, training
+split, resume checks, model and optimiser), `batches` (data loading, RAM budget,
+step-seeded batches), `monitor` (log columns, `CollapseWatch`, `RunMonitor`, curves).
+`python -m lewm_agent.train ARGS` (`__main__.py`) is `lewm train ARGS`.
 """
 
 from ..device import autocast_context, resolve_device

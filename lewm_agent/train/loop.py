@@ -3,72 +3,50 @@
 See `lewm_agent.train` for the promises (precision, multi-process, determinism,
 resume); batches come from `batches.py`, the log and its watch from `monitor.py`.
 
-Size (~500 lines): `train()` is one loop whose resume, DDP and logging branches
-share its locals; batches and monitoring are split out.
+`train` reads as its phases, in order: `prepare.py`'s `_settle` (bad input fails
+there, before anything is read or written), `_training_split`, `_resume_state` and
+`_build`; then here `_run_steps` (the loop: `_optimisation_step`, its log row,
+`_save_state` now and then) and `_finish` (final train state, curves, collapse
+summary) with `_result`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..config import ModelConfig, TrainConfig, replace, to_dict
-from ..data import (
-    ActionNormalizer,
-    Dataset,
-    WindowSampler,
-)
-from ..device import autocast_context, resolve_device
-from ..distributed import (
-    all_reduce_mean,
-    convert_global_batchnorm,
-    dist_info,
-)
+from ..config import ModelConfig, TrainConfig, to_dict
+from ..data import ActionNormalizer, Dataset
+from ..device import autocast_context
 from ..model import LeWM
-from ..sigreg import SIGReg
-from ..train_state import (
-    TrainState,
-    TrainStateError,
-    latest_train_state,
-    load_train_state,
-    remove_train_state,
-    restore_rng,
-    save_train_state,
-)
+from ..train_state import remove_train_state, restore_rng, save_train_state
 from .batches import (
     _STREAM_SIGREG,
     _STREAM_TORCH,
     StepBatches,
     _batches,
-    _fingerprint,
     _load_training_data,
     step_seed,
 )
-from .monitor import (
-    CURVES_FILE,
-    LOG_FIELDS,
-    LOG_FILE,
-    TENSORBOARD_DIR,
-    CollapseWatch,
-    effective_rank,
-    plot_training_curves,
+from .monitor import CURVES_FILE, RunMonitor, plot_training_curves
+from .prepare import (
+    _build,
+    _LossModule,  # noqa: F401  # tests/test_distributed.py imports it from here
+    _resume_state,
+    _Run,
+    _settle,
+    _training_split,
 )
-
-# train_config fields that may change between a run and its resumption.
-_RESUME_MAY_DIFFER = {"threads", "log_every"}
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -95,75 +73,6 @@ class TrainResult:
     """Whether the frames were memory-mapped instead of loaded into RAM."""
     skipped_files: list[str] = field(default_factory=list)
     """Corrupt episode files left out of training."""
-
-
-class _LossModule(nn.Module):
-    """`LeWM.loss` as a `forward`, so DDP sees the forward whose backward it syncs."""
-
-    def __init__(self, model: LeWM, sigreg: SIGReg, weight: float, distributed: bool) -> None:
-        super().__init__()
-        self.model = model
-        self.sigreg = sigreg
-        self.weight = weight
-        self.distributed = distributed
-
-    def forward(
-        self, pixels: Tensor, actions: Tensor, generator: torch.Generator
-    ) -> dict[str, Tensor]:
-        return self.model.loss(
-            pixels,
-            actions,
-            self.sigreg,
-            self.weight,
-            generator=generator,
-            distributed=self.distributed,
-        )
-
-
-def _check_resume_compatible(
-    state: TrainState, model_cfg: ModelConfig, train_cfg: TrainConfig, fingerprint: str
-) -> None:
-    """Refuse to resume a checkpoint written by a different configuration or dataset."""
-    where = state.path
-    fix = (
-        "`lewm train --resume` reuses the saved settings: drop the flags that change them "
-        f"(or pass the original values), or delete {where.parent} to start over"
-    )
-    saved_model, saved_train = state.meta["model_config"], state.meta["train_config"]
-    diffs = [
-        f"model.{k}: {saved_model.get(k)!r} -> {v!r}"
-        for k, v in json.loads(json.dumps(to_dict(model_cfg))).items()
-        if saved_model.get(k) != v
-    ]
-    diffs += [
-        f"train.{k}: {saved_train.get(k)!r} -> {v!r}"
-        for k, v in to_dict(train_cfg).items()
-        if k not in _RESUME_MAY_DIFFER and saved_train.get(k) != v
-    ]
-    if diffs:
-        raise TrainStateError(
-            f"cannot resume from {where}: it was written with other settings "
-            f"({'; '.join(diffs)}); {fix}"
-        )
-    if state.meta["dataset"]["fingerprint"] != fingerprint:
-        raise TrainStateError(
-            f"cannot resume from {where}: the training episodes changed since it was written "
-            f"({state.meta['dataset']['episodes']} episodes then); {fix}"
-        )
-
-
-def _auto_checkpoint_every(checkpoint_every: int | None, steps: int, log_dir: Path | None) -> int:
-    if log_dir is None:
-        if checkpoint_every:
-            raise ValueError(
-                "checkpoint_every needs log_dir (checkpoints go to LOG_DIR/train_state)"
-            )
-        return 0
-    if checkpoint_every is None:  # about ten per run, at most every 500 steps
-        return max(1, min(500, steps // 10))
-    if checkpoint_every < 0:
-        raise ValueError(f"checkpoint_every must be >= 0 (0 = off), got {checkpoint_every}")
-    return checkpoint_every
 
 
 def train(
@@ -221,282 +130,199 @@ def train(
             preset, plan config), stored in each checkpoint so `lewm train --resume`
             can reuse them (see `saved_run_settings`).
     """
-    dev = resolve_device(device)
-    info = dist_info()
-    if info.enabled and dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", info.local_rank)
-    if train_cfg.threads > 0:
-        torch.set_num_threads(train_cfg.threads)
-    if train_cfg.batch_size % info.world_size:
-        raise ValueError(
-            f"batch_size {train_cfg.batch_size} is not divisible by the {info.world_size} "
-            "processes; use a global batch that is a multiple of the process count"
-        )
-    out_dir = Path(log_dir) if log_dir is not None else None
-    every = _auto_checkpoint_every(checkpoint_every, train_cfg.steps, out_dir)
-    if resume and out_dir is None:
-        raise ValueError("resume=True needs log_dir: checkpoints live in LOG_DIR/train_state")
-    if workers is None:
-        workers = 4 if dev.type == "cuda" else 0
-
-    data, used_mmap, skipped = _load_training_data(dataset, ram_budget_mb, mmap, info)
-    train_split, _ = data.split(train_cfg.holdout_fraction) if len(data) > 1 else (data, None)
-    if train_cfg.train_episodes > 0:
-        train_split = train_split.head(train_cfg.train_episodes)
-    meta = dict(data.meta)
-    image_size = int(meta["image_size"])
-    if model_cfg.image_size != image_size and info.is_main:
-        # Frames are used as recorded (resizing would blur what the env drew).
-        tqdm.write(
-            f"training at the dataset's {image_size} px, not the configured "
-            f"{model_cfg.image_size} px (record with --image-size {model_cfg.image_size} "
-            f"to train at {model_cfg.image_size} px)"
-        )
-    if model_cfg.action_dim != data.action_dim or model_cfg.image_size != image_size:
-        model_cfg = replace(model_cfg, action_dim=data.action_dim, image_size=image_size)
-    fingerprint = _fingerprint(train_split)
-
-    state: TrainState | None = None
-    if resume:
-        path = latest_train_state(out_dir)  # type: ignore[arg-type]
-        if path is None:
-            if info.is_main:
-                tqdm.write(f"resume: no checkpoint in {out_dir}/train_state, starting at step 0")
-        else:
-            state = load_train_state(path)
-            _check_resume_compatible(state, model_cfg, train_cfg, fingerprint)
-            if info.is_main:
-                tqdm.write(f"resume: continuing from {path} (step {state.step})")
-
-    all_actions = np.concatenate([ep.actions for ep in train_split.episodes])  # (N, A)
-    normalizer = (
-        ActionNormalizer.from_dict(state.meta["normalizer"])
-        if state
-        else ActionNormalizer.fit(all_actions)
+    setup = _settle(train_cfg, log_dir, device, resume, checkpoint_every, workers)
+    # Called here, not in a phase: its warnings name the frame two up, train's caller.
+    loaded = _load_training_data(dataset, ram_budget_mb, mmap, setup.info)
+    split = _training_split(*loaded, model_cfg, train_cfg, setup.info)
+    state = _resume_state(resume, setup, split.model_cfg, train_cfg, split.fingerprint)
+    run = _build(split, train_cfg, setup, state, compile, run_meta)
+    monitor = RunMonitor(
+        run.model.enc_proj,
+        run.log,
+        train_cfg,
+        setup.info.is_main,
+        setup.out_dir,
+        tensorboard,
+        run.start_step,
     )
-    sampler = WindowSampler(
-        train_split,
-        num_frames=model_cfg.history + 1,
-        frameskip=model_cfg.frameskip,
-        seed=train_cfg.seed,
-    )
-    torch.manual_seed(train_cfg.seed)  # the initial weights
-    model = LeWM(model_cfg)
-    if state:
-        model.load_state_dict(state.model)
-    model.to(dev)
-    model.train()
-    if info.enabled:
-        convert_global_batchnorm(model)  # BatchNorm statistics of the global batch
-    sigreg = SIGReg(train_cfg.sigreg_directions, train_cfg.sigreg_knots).to(dev)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        # Biases, norm gains and learned position/CLS tokens are not decayed.
-        skip = p.ndim < 2 or name.endswith(("pos_embed", "cls_token"))
-        (no_decay if skip else decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": train_cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=train_cfg.lr,
-        betas=(0.9, 0.999),
-        fused=False,
-    )
-    if state:
-        optimizer.load_state_dict(state.optimizer)
-    if compile:
-        # In place, so parameter names (and checkpoints) are unchanged.
-        model.encoder.compile()
-        model.predictor.compile()
-    loss_module = _LossModule(model, sigreg, train_cfg.sigreg_weight, distributed=info.enabled)
-    runner: nn.Module = loss_module
-    if info.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        # No buffer broadcast before each forward: every rank updates its BatchNorm
-        # buffers from the same global statistics, so they stay equal. (The init sync
-        # still copies rank 0's buffers, which equal every rank's: same seed or same
-        # checkpoint.) `forward_sync_buffers` replaces the deprecated
-        # `broadcast_buffers`, whose use warned once per rank.
-        runner = DDP(
-            loss_module,
-            device_ids=[dev.index] if dev.type == "cuda" else None,
-            forward_sync_buffers=False,
-        )
-
-    start_step = state.step if state else 0
-    log: list[dict[str, float]] = list(state.meta["log"]) if state else []
-    seconds_before = float(state.meta["seconds"]) if state else 0.0
-    captured: dict[str, Tensor] = {}
-    hook = model.enc_proj.register_forward_hook(
-        lambda _m, _i, out: captured.__setitem__("z", out.detach())  # (B*T, D) embeddings
-    )
-    watch = CollapseWatch(start_step=max(train_cfg.warmup_steps, train_cfg.steps // 5))
-    main = info.is_main and out_dir is not None
-    log_file = writer = tb = None
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-        # Rewritten from the checkpoint's rows: a killed run may have logged past it.
-        log_file = open(out_dir / LOG_FILE, "w", newline="")  # type: ignore[operator]  # noqa: SIM115
-        writer = csv.DictWriter(log_file, fieldnames=LOG_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(log)
-        log_file.flush()
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as e:
-                raise ImportError(
-                    'tensorboard=True needs the tensorboard package: pip install "lewm-agent[tensorboard]"'
-                ) from e
-            tb = SummaryWriter(str(out_dir / TENSORBOARD_DIR), purge_step=start_step or None)  # type: ignore[operator]
-
-    def checkpoint(next_step: int, elapsed: float) -> None:
-        save_train_state(
-            out_dir,  # type: ignore[arg-type]
-            step=next_step,
-            model_state=model.state_dict(),
-            optimizer_state=optimizer.state_dict(),
-            meta={
-                "seconds": elapsed,
-                "model_config": to_dict(model_cfg),
-                "train_config": to_dict(train_cfg),
-                "normalizer": normalizer.to_dict(),
-                "dataset": {"fingerprint": fingerprint, "episodes": len(train_split)},
-                "world_size": info.world_size,
-                "log": log,
-                "torch_version": torch.__version__,
-                "run": dict(run_meta or {}),
-            },
-        )
-
-    source = StepBatches(
-        sampler, normalizer, model_cfg.action_dim, train_cfg.batch_size, train_cfg.seed, info
-    )
-    batches = _batches(source, start_step, train_cfg.steps, workers, pin=dev.type == "cuda")
+    batches = _step_batches(run)
     if state:  # for code outside the loop: the loop itself reseeds from (seed, step)
         restore_rng(state.rng, state.meta["rng"])
-    start = time.perf_counter()
-    bar = tqdm(
-        range(start_step, train_cfg.steps),
-        initial=start_step,
-        total=train_cfg.steps,
-        desc="train LeWM",
-        disable=not progress or not info.is_main,
-        unit="step",
-    )
+    clock = _Clock(run.seconds_before)
     try:
-        for step in bar:
-            pixels, actions = next(batches)  # uint8 (b, T, H, W, 3), float32 (b, T, A)
-            pixels = pixels.to(dev, non_blocking=True)
-            actions = actions.to(dev, non_blocking=True)
-            lr = lr_at(step, train_cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            # Dropout masks differ between ranks; SIGReg directions are shared by all.
-            torch.manual_seed(step_seed(train_cfg.seed, _STREAM_TORCH, step, info.rank))
-            directions_gen = torch.Generator().manual_seed(
-                step_seed(train_cfg.seed, _STREAM_SIGREG, step)
-            )
-            with autocast_context(dev):
-                out = runner(pixels, actions, directions_gen)
-            loss = out["loss"]
-            is_log_step = step % train_cfg.log_every == 0 or step == train_cfg.steps - 1
-            # On CUDA a per-step check would sync the stream; check at log steps there.
-            if (dev.type != "cuda" or is_log_step) and not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at step {step}; lower the learning rate "
-                    f"(now {train_cfg.lr}) or check the dataset for corrupt actions"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train_cfg.grad_clip)
-            optimizer.step()
-            row: dict[str, float] | None = None
-            if is_log_step:
-                z = captured["z"]  # (b*T, D) this rank's embeddings
-                local = torch.stack(
-                    [
-                        out["loss"].detach().float(),
-                        out["pred_loss"].float(),
-                        out["sigreg_loss"].float(),
-                        out["emb_std"].float(),
-                        torch.tensor(effective_rank(z), device=dev),
-                    ]
-                )
-                values = all_reduce_mean(local).tolist()  # means over ranks
-                row = {
-                    "step": step,
-                    "loss": values[0],
-                    "pred_loss": values[1],
-                    "sigreg_loss": values[2],
-                    "emb_std": values[3],
-                    "eff_rank": values[4],
-                    "grad_norm": float(grad_norm),
-                    "lr": lr,
-                    "seconds": seconds_before + time.perf_counter() - start,
-                }
-                log.append(row)
-                if info.is_main:
-                    if writer is not None:
-                        writer.writerow(row)
-                        log_file.flush()  # type: ignore[union-attr]
-                    if tb is not None:
-                        for k in LOG_FIELDS[1:-1]:
-                            tb.add_scalar(f"train/{k}", row[k], step)
-                    bar.set_postfix(
-                        pred=f"{row['pred_loss']:.4f}",
-                        sig=f"{row['sigreg_loss']:.2f}",
-                        std=f"{row['emb_std']:.2f}",
-                        rank=f"{row['eff_rank']:.1f}",
-                    )
-                    for msg in watch.check(
-                        row, train_cfg.batch_size, int(z.shape[0]), int(z.shape[-1])
-                    ):
-                        tqdm.write(f"!! {msg}")
-                        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-            if main and every and (step + 1) % every == 0 and step + 1 < train_cfg.steps:
-                checkpoint(step + 1, seconds_before + time.perf_counter() - start)
-            if callback is not None:
-                callback(step, row)
+        _run_steps(run, batches, monitor, clock, progress, callback)
     finally:
         batches.close()  # stops DataLoader workers now, not at garbage collection
-        hook.remove()
-        if log_file is not None:
-            log_file.close()
-        if tb is not None:
-            tb.close()
-    seconds = seconds_before + time.perf_counter() - start
-    if main and keep_train_state:
-        checkpoint(train_cfg.steps, seconds)
-    elif main:
-        remove_train_state(out_dir)  # type: ignore[arg-type]  # finished: nothing to resume
-    if main and plot and log:
-        plot_training_curves(log, out_dir / CURVES_FILE, title=f"LeWM on {meta.get('env_id')}")  # type: ignore[operator]
-    if info.is_main and watch.fired and log:
-        last = log[-1]
-        tqdm.write(
-            f"!! collapse signals fired during training at steps {watch.fired}; final "
-            f"emb_std {last['emb_std']:.3g}, eff_rank {last['eff_rank']:.2f}, "
-            f"SIGReg {last['sigreg_loss']:.3g}"
+        monitor.close()
+    seconds = clock.elapsed()
+    _finish(run, monitor, seconds, keep_train_state=keep_train_state, plot=plot)
+    return _result(run, seconds)
+
+
+# ----------------------------------------------------------------------------- the loop
+def _step_batches(run: _Run) -> Iterator[tuple[Tensor, Tensor]]:
+    """This rank's batches of steps [start_step, steps), each a pure function of its step."""
+    cfg, setup = run.cfg, run.setup
+    source = StepBatches(
+        run.sampler,
+        run.normalizer,
+        run.split.model_cfg.action_dim,
+        cfg.batch_size,
+        cfg.seed,
+        setup.info,
+    )
+    return _batches(source, run.start_step, cfg.steps, setup.workers, pin=setup.dev.type == "cuda")
+
+
+class _Clock:
+    """Training seconds of the whole run: those before a resume plus this call's."""
+
+    def __init__(self, seconds_before: float) -> None:
+        self.seconds_before = seconds_before
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.start
+
+
+def _run_steps(
+    run: _Run,
+    batches: Iterator[tuple[Tensor, Tensor]],
+    monitor: RunMonitor,
+    clock: _Clock,
+    progress: bool,
+    callback: Callable[[int, dict[str, float] | None], None] | None,
+) -> None:
+    """The loop over steps [start_step, steps): update, log row, checkpoint, callback.
+
+    Exists so that the per-step order is in one place: a log step's row (and its
+    collapse warnings) comes before that step's checkpoint, and both before the callback.
+    """
+    cfg, setup = run.cfg, run.setup
+    bar = tqdm(
+        range(run.start_step, cfg.steps),
+        initial=run.start_step,
+        total=cfg.steps,
+        desc="train LeWM",
+        disable=not progress or not setup.info.is_main,
+        unit="step",
+    )
+    for step in bar:
+        batch = next(batches)
+        is_log_step = step % cfg.log_every == 0 or step == cfg.steps - 1
+        # On CUDA a per-step check would sync the stream; check at log steps there.
+        done = _optimisation_step(run, step, batch, setup.dev.type != "cuda" or is_log_step)
+        row: dict[str, float] | None = None
+        if is_log_step:
+            row, warnings_ = monitor.record(
+                step, done.out, done.grad_norm, done.lr, clock.elapsed, bar
+            )
+            for msg in warnings_:
+                tqdm.write(f"!! {msg}")
+                warnings.warn(msg, RuntimeWarning, stacklevel=3)  # names train's caller
+        if setup.writes and setup.every and (step + 1) % setup.every == 0 and step + 1 < cfg.steps:
+            _save_state(run, step + 1, clock.elapsed())
+        if callback is not None:
+            callback(step, row)
+
+
+class _Step(NamedTuple):
+    out: dict[str, Tensor]
+    """`LeWM.loss`'s outputs: loss, pred_loss, sigreg_loss, emb_std."""
+    grad_norm: Tensor
+    """Before clipping."""
+    lr: float
+
+
+def _optimisation_step(
+    run: _Run, step: int, batch: tuple[Tensor, Tensor], check_finite: bool
+) -> _Step:
+    """One AdamW update on step `step`'s batch at its scheduled learning rate.
+
+    Exists to keep every random number of the step seeded from (seed, step), so a
+    resumed or multi-process run makes exactly the update an uninterrupted one makes.
+    """
+    cfg, dev, info = run.cfg, run.setup.dev, run.setup.info
+    pixels, actions = batch  # uint8 (b, T, H, W, 3), float32 (b, T, A)
+    pixels = pixels.to(dev, non_blocking=True)
+    actions = actions.to(dev, non_blocking=True)
+    lr = lr_at(step, cfg)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    # Dropout masks differ between ranks; SIGReg directions are shared by all.
+    torch.manual_seed(step_seed(cfg.seed, _STREAM_TORCH, step, info.rank))
+    directions_gen = torch.Generator().manual_seed(step_seed(cfg.seed, _STREAM_SIGREG, step))
+    with autocast_context(dev):
+        out = run.runner(pixels, actions, directions_gen)
+    loss = out["loss"]
+    if check_finite and not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"loss became {loss.item()} at step {step}; lower the learning rate "
+            f"(now {cfg.lr}) or check the dataset for corrupt actions"
         )
-    # A clean LeWM (plain BatchNorm, no compiled wrappers) for planning and saving.
-    final = LeWM(model_cfg)
-    final.load_state_dict(model.state_dict())
-    final.to(dev).eval()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.optimizer.step()
+    return _Step(out, grad_norm, lr)
+
+
+def _save_state(run: _Run, next_step: int, elapsed: float) -> None:
+    """A resumable checkpoint in `log_dir/train_state/` (see `train_state.py`)."""
+    save_train_state(
+        run.setup.out_dir,  # type: ignore[arg-type]
+        step=next_step,
+        model_state=run.model.state_dict(),
+        optimizer_state=run.optimizer.state_dict(),
+        meta={
+            "seconds": elapsed,
+            "model_config": to_dict(run.split.model_cfg),
+            "train_config": to_dict(run.cfg),
+            "normalizer": run.normalizer.to_dict(),
+            "dataset": {"fingerprint": run.split.fingerprint, "episodes": len(run.split.train)},
+            "world_size": run.setup.info.world_size,
+            "log": run.log,
+            "torch_version": torch.__version__,
+            "run": run.run_meta,
+        },
+    )
+
+
+def _finish(
+    run: _Run, monitor: RunMonitor, seconds: float, *, keep_train_state: bool, plot: bool
+) -> None:
+    """What a finished run leaves behind: the final train state (or none), the curves,
+    and the collapse summary line."""
+    setup = run.setup
+    if setup.writes and keep_train_state:
+        _save_state(run, run.cfg.steps, seconds)
+    elif setup.writes:
+        remove_train_state(setup.out_dir)  # type: ignore[arg-type]  # finished: nothing to resume
+    if setup.writes and plot and run.log:
+        title = f"LeWM on {run.split.meta.get('env_id')}"
+        plot_training_curves(run.log, setup.out_dir / CURVES_FILE, title=title)  # type: ignore[operator]
+    monitor.collapse_summary()
+
+
+def _result(run: _Run, seconds: float) -> TrainResult:
+    """The `TrainResult`, with a clean LeWM (plain BatchNorm, no compiled wrappers) for
+    planning and saving."""
+    final = LeWM(run.split.model_cfg)
+    final.load_state_dict(run.model.state_dict())
+    final.to(run.setup.dev).eval()
+    split = run.split
     return TrainResult(
         model=final,
-        normalizer=normalizer,
-        model_config=model_cfg,
-        train_config=train_cfg,
-        dataset_meta={k: v for k, v in meta.items() if k != "episodes"},
-        log=log,
+        normalizer=run.normalizer,
+        model_config=split.model_cfg,
+        train_config=run.cfg,
+        dataset_meta={k: v for k, v in split.meta.items() if k != "episodes"},
+        log=run.log,
         seconds=seconds,
-        start_step=start_step,
-        world_size=info.world_size,
-        mmap=used_mmap,
-        skipped_files=skipped,
+        start_step=run.start_step,
+        world_size=run.setup.info.world_size,
+        mmap=split.used_mmap,
+        skipped_files=split.skipped,
     )
 
 

@@ -2,20 +2,27 @@
 
 Each log row has the embedding std, the effective rank of the batch embeddings and
 SIGReg; `CollapseWatch` warns loudly on a collapse. Rows go to `train_log.csv` (and
-TensorBoard on request); `train_curves.png` is drawn at the end.
+TensorBoard on request); `train_curves.png` is drawn at the end. `RunMonitor` does all
+of that for one run of `train`.
 """
 
 from __future__ import annotations
 
+import csv
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..config import TrainConfig
+from ..distributed import all_reduce_mean
 
 LOG_FIELDS = [
     "step",
@@ -115,6 +122,131 @@ class CollapseWatch:
             + ". Raise sigreg_weight (lambda; paper 0.09), lower lr, or check that "
             "the projectors keep their BatchNorm."
         ]
+
+
+class RunMonitor:
+    """The watch over one run of `train`: its log rows, their files and the collapse watch.
+
+    A forward hook on the encoder's projector captures each step's embeddings; at a
+    log step `record` makes the row (means over ranks, so every rank calls it: the
+    all-reduce needs them all) and appends it to `log`. Rank 0 alone writes the rows
+    to `train_log.csv` / TensorBoard (when `out_dir` is set), shows them on the
+    progress bar and runs the collapse watch.
+    """
+
+    def __init__(
+        self,
+        enc_proj: nn.Module,
+        log: list[dict[str, float]],
+        train_cfg: TrainConfig,
+        is_main: bool,
+        out_dir: Path | None,
+        tensorboard: bool,
+        start_step: int,
+    ) -> None:
+        self.log = log
+        self.batch_size = train_cfg.batch_size
+        self.is_main = is_main
+        # Fresh weights start near-collapsed: watch from the end of the warm-up (or 1/5 in).
+        self.watch = CollapseWatch(start_step=max(train_cfg.warmup_steps, train_cfg.steps // 5))
+        self._captured: dict[str, Tensor] = {}
+        self._hook = enc_proj.register_forward_hook(
+            lambda _m, _i, out: self._captured.__setitem__("z", out.detach())  # (B*T, D) embeddings
+        )
+        self._file: Any = None
+        self._writer: csv.DictWriter[str] | None = None
+        self._tb: Any = None
+        if is_main and out_dir is not None:
+            self._open_files(out_dir, tensorboard, start_step)
+
+    def _open_files(self, out_dir: Path, tensorboard: bool, start_step: int) -> None:
+        """`train_log.csv` rewritten from `log`, and the TensorBoard writer on request: a
+        killed run may have logged past its checkpoint (`start_step`); both drop that."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._file = open(out_dir / LOG_FILE, "w", newline="")  # noqa: SIM115
+        self._writer = csv.DictWriter(self._file, fieldnames=LOG_FIELDS, extrasaction="ignore")
+        self._writer.writeheader()
+        self._writer.writerows(self.log)
+        self._file.flush()
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:
+                raise ImportError(
+                    'tensorboard=True needs the tensorboard package: pip install "lewm-agent[tensorboard]"'
+                ) from e
+            self._tb = SummaryWriter(str(out_dir / TENSORBOARD_DIR), purge_step=start_step or None)
+
+    def record(
+        self,
+        step: int,
+        out: dict[str, Tensor],
+        grad_norm: Tensor,
+        lr: float,
+        elapsed: Callable[[], float],
+        bar: Any,
+    ) -> tuple[dict[str, float], list[str]]:
+        """The log row of `step` (appended to `log` and written) and the collapse warnings
+        it raised (rank 0; the caller shows them, so they name the caller's frame).
+
+        `elapsed()`: the run's seconds so far, read once the row's values are in.
+        """
+        z = self._captured["z"]  # (b*T, D) this rank's embeddings
+        local = torch.stack(
+            [
+                out["loss"].detach().float(),
+                out["pred_loss"].float(),
+                out["sigreg_loss"].float(),
+                out["emb_std"].float(),
+                torch.tensor(effective_rank(z), device=z.device),
+            ]
+        )
+        values = all_reduce_mean(local).tolist()  # means over ranks
+        row = {
+            "step": step,
+            "loss": values[0],
+            "pred_loss": values[1],
+            "sigreg_loss": values[2],
+            "emb_std": values[3],
+            "eff_rank": values[4],
+            "grad_norm": float(grad_norm),
+            "lr": lr,
+            "seconds": elapsed(),
+        }
+        self.log.append(row)
+        if not self.is_main:
+            return row, []
+        if self._writer is not None:
+            self._writer.writerow(row)
+            self._file.flush()
+        if self._tb is not None:
+            for k in LOG_FIELDS[1:-1]:
+                self._tb.add_scalar(f"train/{k}", row[k], step)
+        bar.set_postfix(
+            pred=f"{row['pred_loss']:.4f}",
+            sig=f"{row['sigreg_loss']:.2f}",
+            std=f"{row['emb_std']:.2f}",
+            rank=f"{row['eff_rank']:.1f}",
+        )
+        return row, self.watch.check(row, self.batch_size, int(z.shape[0]), int(z.shape[-1]))
+
+    def close(self) -> None:
+        """Detach the hook and close the files (also when the run fails)."""
+        self._hook.remove()
+        if self._file is not None:
+            self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+    def collapse_summary(self) -> None:
+        """One closing line (rank 0) when any collapse signal fired during the run."""
+        if self.is_main and self.watch.fired and self.log:
+            last = self.log[-1]
+            tqdm.write(
+                f"!! collapse signals fired during training at steps {self.watch.fired}; final "
+                f"emb_std {last['emb_std']:.3g}, eff_rank {last['eff_rank']:.2f}, "
+                f"SIGReg {last['sigreg_loss']:.3g}"
+            )
 
 
 def plot_training_curves(

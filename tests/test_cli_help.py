@@ -23,7 +23,13 @@ HELP_COMMANDS = [
     ["probe"],
     ["probe", "state"],
     ["probe", "surprise"],
-]
+    ["zoo"],
+    ["zoo", "add"],
+    ["bench"],
+    ["bench", "planning-quality"],
+    ["suite"],
+    ["demo"],
+]  # every command of the tree: tests/test_cli_tree.py
 
 
 def _help(argv: list[str], capsys) -> str:

@@ -12,7 +12,6 @@ is met. The parent only computes batched actions, so frames never cross processe
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import functools
@@ -21,7 +20,6 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,74 +290,52 @@ def _remove_if_empty(out: Path, created: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: ``python -m envs.collect --env ID --policy NAME --episodes N --workers K --out DIR``."""
-    p = argparse.ArgumentParser(prog="python -m envs.collect", description=__doc__.split("\n")[0])
-    p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
-    p.add_argument(
-        "--policy",
-        default="scripted",
-        help="data policy: scripted (alias heuristic) | expert | oracle | random",
-    )
-    p.add_argument("--episodes", type=int, required=True)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--out", required=True, help="dataset folder (created or appended to)")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=None,
-        help="default: the number of episodes already in --out (never repeats earlier ones)",
-    )
-    p.add_argument("--frameskip", type=int, default=5, help="training hint stored in meta.json")
-    p.add_argument(
-        "--env-kwargs",
-        type=json.loads,
-        default=None,
-        help="JSON dict of extra env kwargs, e.g. '{\"terminate_on_success\": true}'",
-    )
-    p.add_argument(
-        "--wrapper-kwargs",
-        type=json.loads,
-        default=None,
-        help="JSON dict of PixelGoal kwargs for a non-lewm env (see `lewm collect -h`)",
-    )
-    args = p.parse_args(argv)
+def run_collect(args: Any) -> int:
+    """`lewm collect` / `python -m envs.collect` (the parser is `lewm_agent.cli`'s).
 
-    import envs  # noqa: F401
+    `args`: env, policy, episodes, out, workers, image_size, seed (None: `default_seed`),
+    frameskip, env_kwargs, wrapper_kwargs. Prints the speed, then the files written.
+    """
+    import envs  # noqa: F401  (registers lewm/*)
 
-    def steps_so_far() -> tuple[int, int]:
+    def counts() -> tuple[int, int]:
         meta_path = Path(args.out) / "meta.json"
         if not meta_path.exists():
             return 0, 0
         meta = json.loads(meta_path.read_text())
         return int(meta["num_episodes"]), int(meta["num_steps"])
 
-    eps0, steps0 = steps_so_far()
+    seed = default_seed(args.out) if args.seed is None else args.seed
+    eps0, steps0 = counts()
     t0 = time.perf_counter()
-    out = collect(
+    path = collect(
         args.env,
         args.policy,
         args.episodes,
         args.out,
         workers=args.workers,
         image_size=args.image_size,
-        seed=args.seed,
+        seed=seed,
         frameskip=args.frameskip,
         env_kwargs=args.env_kwargs,
         wrapper_kwargs=args.wrapper_kwargs,
     )
     elapsed = time.perf_counter() - t0
-    eps1, steps1 = steps_so_far()
+    eps1, steps1 = counts()
     n_eps, n_steps = eps1 - eps0, steps1 - steps0
     frames = n_steps + n_eps  # T+1 frames per episode
     print(
-        f"{out}: +{n_eps} episodes, +{n_steps} steps (mean length {n_steps / max(n_eps, 1):.1f}) "
-        f"in {elapsed:.1f} s = {frames / elapsed:.0f} frames/s with {args.workers} workers; "
-        f"dataset now has {eps1} episodes, {steps1} steps"
+        f"recorded {args.episodes} episodes into {path} (seed {seed}): +{n_steps} steps "
+        f"(mean length {n_steps / max(n_eps, 1):.1f}) in {elapsed:.1f} s = "
+        f"{frames / max(elapsed, 1e-9):.0f} frames/s with {args.workers} workers; the dataset "
+        f"now has {eps1} episodes, {steps1} steps"
     )
+    files = sorted((path / "episodes").glob("*.npz"))
+    print(f"wrote {path / 'meta.json'} and {path / 'episodes'}/ ({len(files)} episode files)")
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m envs.collect ...` is `lewm collect ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["collect"], prog="python -m envs.collect"))

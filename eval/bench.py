@@ -19,11 +19,9 @@ the load they were measured under.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -197,43 +195,9 @@ def bench_planning(
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["recorder"]:
-        from eval.bench_recorder import main as recorder_main
-
-        return recorder_main(argv[1:])
-    if argv[:1] == ["expert"]:
-        from eval.bench_expert import main as expert_main
-
-        return expert_main(argv[1:])
-    if argv[:1] == ["planning-quality"]:
-        from eval.bench_quality import main as quality_main
-
-        return quality_main(argv[1:])
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "what",
-        choices=["planning", "recorder", "expert", "planning-quality"],
-        nargs="?",
-        default="planning",
-    )
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--presets", default="paper,cpu")
-    parser.add_argument("--envs", default="1,4,16")
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads for plans and peak alike (default: torch's); on a shared "
-        "machine 1 thread is far less disturbed than 2 threads waiting at barriers",
-    )
-    args = parser.parse_args(argv)
+def run_planning(args: Any) -> int:
+    """`lewm bench planning` / `python -m eval.bench [planning]` (the parser is
+    `lewm_agent.cli`'s): args.repeats, presets, envs (comma lists), json, threads."""
     if args.threads:
         torch.set_num_threads(args.threads)
     result = bench_planning(
@@ -248,5 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.bench ...` is `lewm bench ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["bench"], prog="python -m eval.bench"))

@@ -9,7 +9,6 @@ a 95% Wilson interval, the median steps to success, and wall milliseconds per en
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -78,14 +77,8 @@ def bench_expert(
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval.bench expert", description=__doc__)
-    p.add_argument("--pairs", type=int, default=100)
-    p.add_argument("--budget", type=int, default=200, help="env steps per pair")
-    p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--candidates", type=int, default=None, help="pushes simulated per choice")
-    p.add_argument("--json", default=None, help="also write the summary to this JSON file")
-    args = p.parse_args(argv)
+def run_expert(args: Any) -> int:
+    """`lewm bench expert` / `python -m eval.bench expert` (the parser is `lewm_agent.cli`'s)."""
     kw = {} if args.candidates is None else {"candidates": args.candidates}
     result = bench_expert(args.pairs, args.budget, args.seed, **kw)
     lo, hi = result["ci95"]
@@ -102,5 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.bench_expert ...` is `lewm bench expert ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["bench", "expert"], prog="python -m eval.bench_expert"))

@@ -14,7 +14,6 @@ models.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -80,15 +79,9 @@ def bench_paper_prior(preset: str = "paper", rounds: int = 3, progress: bool = T
     return {"preset": preset, "reference": REFERENCE, "peak_gflops": peaks, "rows": rows}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_paper_prior", description=__doc__)
-    parser.add_argument("--preset", default="paper")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
-    parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+def run_paper_prior(args: Any) -> int:
+    """`lewm bench paper-prior` / `python -m eval.bench_paper_prior` (the parser is
+    `lewm_agent.cli`'s): args.preset, rounds, threads, json."""
     if args.threads:
         torch.set_num_threads(args.threads)
     result = bench_paper_prior(args.preset, args.rounds)
@@ -105,5 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.bench_paper_prior ...` is `lewm bench paper-prior ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(
+        main(command=["bench", "paper-prior"], prog="python -m eval.bench_paper_prior")
+    )

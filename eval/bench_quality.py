@@ -31,7 +31,6 @@ and report.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -446,51 +445,9 @@ def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
     atomic_write_json(out, obj)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
-        os.environ.setdefault(k, v)
-    p = argparse.ArgumentParser(
-        prog="python -m eval.bench planning-quality",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--agent", required=True, help="checkpoint folder (with a policy head)")
-    p.add_argument("--data", required=True, help="the dataset it was trained on")
-    p.add_argument("--env", default=None, help="env id (default: the checkpoint's)")
-    p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--budget", type=int, default=50)
-    p.add_argument(
-        "--planners",
-        default=",".join(SETTINGS),
-        help=f"comma list of {', '.join(SETTINGS)}",
-    )
-    p.add_argument(
-        "--cap",
-        default="",
-        help="fewer episodes for slow rows, e.g. cem-300x30=20 (the first N of the same list)",
-    )
-    p.add_argument("--json", default="outputs/bench/planning-quality.json")
-    p.add_argument("--png", default=None, help="default: the JSON path with .png")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="reuse the finished rows of --json (same agent, data, settings, episodes)",
-    )
-    p.add_argument(
-        "--timing-repeats",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also time one decision per setting in N interleaved rounds (same load for all)",
-    )
-    p.add_argument(
-        "--timing", default=None, help="comma list of the settings to time (default: all run)"
-    )
-    args = p.parse_args(list(argv) if argv is not None else None)
+def run_planning_quality(args: Any) -> int:
+    """`lewm bench planning-quality` / `python -m eval.bench planning-quality` (the parser
+    is `lewm_agent.cli`'s); writes --json and its chart."""
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
     if args.threads:
@@ -526,8 +483,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if (
+    __name__ == "__main__"
+):  # `python -m eval.bench_quality ...` is `lewm bench planning-quality ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(
+        main(command=["bench", "planning-quality"], prog="python -m eval.bench_quality")
+    )
 
 
 __all__ = ["SETTINGS", "planning_quality", "quality_chart", "markdown", "run_setting"]

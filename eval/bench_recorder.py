@@ -25,7 +25,6 @@ EpisodeWriter.write (on whichever thread runs it), from a timing wrapper.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -201,26 +200,9 @@ def format_result(env_id: str, res: dict[str, Any]) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.bench recorder",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--envs", nargs="*", default=list(EPISODES), choices=list(EPISODES))
-    parser.add_argument(
-        "--episodes", type=int, default=None, help="episodes per run (default: per env)"
-    )
-    parser.add_argument(
-        "--uncompressed",
-        action="store_true",
-        help="record uncompressed npz files (RecordEpisodes(compress=False))",
-    )
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be >= 1")
+def run_recorder(args: Any) -> int:
+    """`lewm bench recorder` / `python -m eval.bench recorder` (the parser is
+    `lewm_agent.cli`'s): args.rounds, envs, episodes, uncompressed, json."""
     results: dict[str, Any] = {"load_average_1min": os.getloadavg()[0]}
     tmp = Path(tempfile.mkdtemp(prefix="lewm-bench-recorder-"))
     try:
@@ -243,5 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.bench_recorder ...` is `lewm bench recorder ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["bench", "recorder"], prog="python -m eval.bench_recorder"))

@@ -383,83 +383,6 @@ def protocol_episodes(
     return sample_episodes(heldout, n=n, seed=seed), counts
 
 
-# ------------------------------------------------------------------------------ CLI
-def build_parser(prog: str = "python -m eval.compare") -> argparse.ArgumentParser:
-    """The `python -m eval.compare` options (also used by `lewm eval --compare`)."""
-    from agents.baselines import DEFAULT_TIMESTEPS
-
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Every agent on the same paper-protocol episodes: results.json, "
-        "results.md and success.png (95% Wilson intervals).",
-    )
-    p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
-    p.add_argument(
-        "--agents",
-        default="lewm,ppo,sac,random",
-        help="comma list of lewm, ppo, sac, ppo-pixels, random, scripted, gcbc",
-    )
-    p.add_argument(
-        "--lewm", default=None, help="LeWM checkpoint folder (default runs/suite/<env>/lewm)"
-    )
-    p.add_argument(
-        "--data",
-        default=None,
-        help="the dataset LeWM was trained on: protocol episodes come from its held-out "
-        "split (default data/suite/<env>, where `make bench-suite` records it)",
-    )
-    p.add_argument(
-        "--episodes-from",
-        default="data",
-        choices=["data", "env"],
-        help="data: start/goal pairs from the dataset's held-out episodes (the paper's "
-        "protocol); env: sampled by the env's own reset, no dataset needed",
-    )
-    p.add_argument("--episodes", type=int, default=EPISODES, help="protocol episodes")
-    p.add_argument("--seed", type=int, default=SEED, help="episode sampling, random agent, SB3")
-    p.add_argument("--budget", type=int, default=BUDGET, help="env steps per episode")
-    p.add_argument("--out", default=None, help="output folder (default outputs/compare-<env>)")
-    p.add_argument(
-        "--baselines",
-        default=None,
-        help="baseline folders <DIR>/<name> (default runs/suite/<env>, as the suite saves them)",
-    )
-    p.add_argument("--ppo-steps", type=int, default=DEFAULT_TIMESTEPS[("ppo", "state")])
-    p.add_argument("--sac-steps", type=int, default=DEFAULT_TIMESTEPS[("sac", "state")])
-    p.add_argument("--ppo-pixels-steps", type=int, default=DEFAULT_TIMESTEPS[("ppo", "pixels")])
-    p.add_argument(
-        "--gcbc-steps", type=int, default=None, help="GCBC gradient steps (default 1200)"
-    )
-    p.add_argument(
-        "--no-train", action="store_true", help="fail instead of training a missing baseline"
-    )
-    p.add_argument(
-        "--holdout", type=float, default=None, help="held-out fraction (default: LeWM's)"
-    )
-    p.add_argument("--image-size", type=int, default=None, help="default: the dataset's")
-    p.add_argument(
-        "--planner", default=None, choices=["cem", "mppi", "cem-prior", "mppi-prior", "policy"]
-    )
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="reuse OUT/per_agent/<name>.json results made on the same episodes with the "
-        "same checkpoint (each agent's result is saved as soon as it finishes)",
-    )
-    return p
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.compare") -> int:
-    """CLI entry: ``python -m eval.compare --env ID --agents lewm,ppo,sac,random ...``."""
-    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
-        os.environ.setdefault(k, v)
-    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
-    run_compare(args)
-    return 0
-
-
 def _lewm_holdout(path: str | os.PathLike[str] | None) -> float:
     """The held-out fraction a LeWM checkpoint was trained with (its config.json)."""
     from lewm_agent.heldout import trained_holdout
@@ -476,7 +399,11 @@ def _lewm_image_size(path: str | os.PathLike[str] | None) -> int | None:
 
 
 def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """What `main` does with parsed options; returns the `results_dict` written."""
+    """`lewm eval --compare` / `python -m eval.compare` (the parser is `lewm_agent.cli`'s).
+
+    Every agent of `args.agents` on the same protocol episodes; writes results.json,
+    results.md and success.png into `args.out`; returns the `results_dict` written.
+    """
     import envs  # noqa: F401  (registers lewm/*)
     from agents import training_info
 
@@ -642,5 +569,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return table
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.compare ...` is `lewm eval --compare ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["eval", "--compare"], prog="python -m eval.compare"))

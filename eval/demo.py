@@ -7,12 +7,12 @@ the paper's protocol next to a random agent on the same 50 held-out episodes
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,24 +20,9 @@ import numpy as np
 ENV_ID = "lewm/TwoRoom-v0"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m eval.demo",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--episodes", type=int, default=1000, help="episodes to record")
-    parser.add_argument("--workers", type=int, default=2, help="collection worker processes")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (preset default)")
-    parser.add_argument("--eval-episodes", type=int, default=50)
-    parser.add_argument("--data", default="data/demo-tworoom")
-    parser.add_argument("--run", default="runs/demo-tworoom")
-    parser.add_argument("--out", default="outputs/demo")
-    parser.add_argument(
-        "--fresh", action="store_true", help="re-record the dataset even if complete"
-    )
-    args = parser.parse_args(argv)
-
+def run_demo(args: Any) -> int:
+    """`make demo` = `lewm demo` = `python -m eval.demo` (the parser is `lewm_agent.cli`'s):
+    args.episodes, workers, steps, eval_episodes, data, run, out, fresh."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     import envs  # noqa: F401  (registers lewm/*)
@@ -125,5 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.demo ...` is `lewm demo ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["demo"], prog="python -m eval.demo"))

@@ -31,13 +31,12 @@ and the make-like stages that read them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -587,39 +586,7 @@ def _log_stage(p: Paths, stage: str, seconds: float, info: dict[str, Any]) -> No
     atomic_write_json(path, log, default=str)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m eval.suite [--preset full|test] [--envs tworoom,pusht,reacher] [--root .]``."""
-    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
-        os.environ.setdefault(k, v)
-    ap = argparse.ArgumentParser(
-        prog="python -m eval.suite",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("--preset", default="full", choices=sorted(PRESETS))
-    ap.add_argument("--envs", default=None, help="comma list of tworoom, pusht, reacher")
-    ap.add_argument("--stages", default=None, help=f"comma list of {', '.join(STAGES)}")
-    ap.add_argument("--root", default=".", help="folder for data/, runs/, outputs/")
-    ap.add_argument("--no-videos", action="store_true")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--show", action="store_true", help="print the presets' budgets and exit")
-    args = ap.parse_args(list(argv) if argv is not None else None)
-    if args.show:
-        print(json.dumps({k: asdict(v) for k, v in PRESETS[args.preset].items()}, indent=2))
-        return 0
-    report = run_suite(
-        args.root,
-        args.preset,
-        args.envs.split(",") if args.envs else None,
-        stages=args.stages.split(",") if args.stages else None,
-        videos=not args.no_videos,
-        seed=args.seed,
-        progress=not args.no_progress,
-    )
-    print(json.dumps(report, indent=2))
-    return 0
+if __name__ == "__main__":  # `python -m eval.suite ...` is `lewm suite ...`
+    from lewm_agent.cli import main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(command=["suite"], prog="python -m eval.suite"))

@@ -486,42 +486,14 @@ def agent_videos(
     return single, grid
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.video") -> int:
-    """``python -m eval.video --env ID --agents lewm,ppo,... --lewm RUN --data DIR --out DIR``.
+def run_videos(args: Any) -> int:
+    """`lewm eval --videos` / `python -m eval.video` (the parser is `lewm_agent.cli`'s).
 
     Loads the agents like ``eval.compare`` (saved baselines only: no training here),
     samples the protocol episodes the same way (same seed: the same episodes as the
     comparison's first ones) and writes two mp4s per agent (see :func:`agent_videos`).
     """
-    import argparse
     import json
-
-    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
-        os.environ.setdefault(k, v)
-    p = argparse.ArgumentParser(
-        prog=prog,
-        description="Videos of several agents on the same protocol episodes (the comparison's "
-        "first ones, same seed): per agent an mp4 of one episode and a grid of --episodes "
-        "episodes, each frame agent | goal | step counter. Saved baselines only.",
-    )
-    p.add_argument("--env", required=True)
-    p.add_argument("--agents", default="lewm,ppo,sac,random")
-    p.add_argument("--lewm", default=None, help="default runs/suite/<env>/lewm")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="dataset whose held-out split gives the episodes (default data/suite/<env>)",
-    )
-    p.add_argument("--baselines", default=None, help="default runs/suite/<env>")
-    p.add_argument("--episodes", type=int, default=4, help="episodes per grid video")
-    p.add_argument("--columns", type=int, default=2)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--budget", type=int, default=50)
-    p.add_argument("--fps", type=int, default=10)
-    p.add_argument("--holdout", type=float, default=None)
-    p.add_argument("--out", default=None, help="default outputs/videos-<env>")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args(list(argv) if argv is not None else None)
 
     from eval.compare import env_slug, load_agents, protocol_episodes
 
@@ -563,5 +535,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.video") 
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # `python -m eval.video ...` is `lewm eval --videos ...`
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["eval", "--videos"], prog="python -m eval.video"))

@@ -16,7 +16,6 @@ intervals, sizes, SHA-256 of every file). The folder format is in docs/CONTRACTS
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -25,7 +24,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -294,35 +292,8 @@ def card_readme(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_parser(prog: str = "python -m eval.zoo") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="the model zoo")
-    sub = parser.add_subparsers(dest="zoo_command", required=True)
-    p = sub.add_parser("list", help="the zoo's models: env, name, size, success, CI, card")
-    p.add_argument("--json", action="store_true")
-    p = sub.add_parser("add", help="add a trained run (converts, evaluates, writes the card)")
-    p.add_argument("run", help="checkpoint folder (from `lewm train`)")
-    p.add_argument("--name", required=True, help="zoo name, e.g. pusht (-> zoo:pusht)")
-    p.add_argument("--data", required=True, help="the dataset the run was trained on")
-    p.add_argument("--collect-cmd", required=True, help="the exact command that recorded --data")
-    p.add_argument("--train-cmd", required=True, help="the exact command that trained RUN")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float16", "float32"])
-    p.add_argument(
-        "--max-drop",
-        type=int,
-        default=1,
-        help="auto: keep float16 unless it solves more than this many fewer episodes",
-    )
-    p.add_argument("--episodes", type=int, default=EPISODES)
-    p.add_argument("--seed", type=int, default=SEED)
-    p.add_argument("--note", default="", help="free text for the card (e.g. machine load)")
-    p.add_argument("--force", action="store_true", help="replace an existing zoo model")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.zoo") -> int:
-    for k, v in (("SDL_VIDEODRIVER", "dummy"), ("SDL_AUDIODRIVER", "dummy"), ("MUJOCO_GL", "egl")):
-        os.environ.setdefault(k, v)
-    args = build_parser(prog).parse_args(list(argv) if argv is not None else None)
+def run_zoo(args: Any) -> int:
+    """`lewm zoo list|add` / `python -m eval.zoo` (the parser is `lewm_agent.cli`'s)."""
     if args.zoo_command == "list":
         rows = zoo.table_rows()
         if args.json:
@@ -348,5 +319,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.zoo") ->
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m eval.zoo ...` is `lewm zoo ...`
+    from lewm_agent.cli import main
+
+    sys.exit(main(command=["zoo"], prog="python -m eval.zoo"))

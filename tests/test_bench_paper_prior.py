@@ -1,6 +1,7 @@
 """eval.bench_paper_prior on the tiny `test` preset: every row timed, ratios consistent."""
 
-from eval.bench_paper_prior import SETTINGS, bench_paper_prior, main
+from eval.bench_paper_prior import SETTINGS, bench_paper_prior
+from lewm_agent.cli import main
 
 
 def test_rows_and_ratios():
@@ -15,5 +16,8 @@ def test_rows_and_ratios():
 
 def test_cli_writes_json(tmp_path):
     out = tmp_path / "p.json"
-    assert main(["--preset", "test", "--rounds", "1", "--json", str(out)]) == 0
+    argv = ["--preset", "test", "--rounds", "1", "--json", str(out)]
+    assert (
+        main(argv, command=["bench", "paper-prior"], prog="python -m eval.bench_paper_prior") == 0
+    )
     assert '"cem-prior-60x5"' in out.read_text()

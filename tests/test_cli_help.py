@@ -23,7 +23,13 @@ HELP_COMMANDS = [
     ["probe"],
     ["probe", "state"],
     ["probe", "surprise"],
-]
+    ["zoo"],
+    ["zoo", "add"],
+    ["bench"],
+    ["bench", "planning-quality"],
+    ["suite"],
+    ["demo"],
+]  # every command of the tree: tests/test_cli_tree.py
 
 
 def _help(argv: list[str], capsys) -> str:
@@ -68,10 +74,9 @@ def test_one_name_for_the_scripted_policy(capsys) -> None:
 def test_eval_without_data_says_what_the_dataset_is_for(tiny_agent_dir, capsys) -> None:
     with pytest.raises(SystemExit, match="start/goal pairs.*--episodes-from env"):
         lewm(["eval", "--agent", str(tiny_agent_dir)])
-    from eval.compare import main as compare_main
-
     with pytest.raises(SystemExit, match="start/goal pairs.*--episodes-from env"):
-        compare_main(["--env", "lewm/TwoRoom-v0", "--agents", "random", "--data", "/nonexistent"])
+        argv = ["--env", "lewm/TwoRoom-v0", "--agents", "random", "--data", "/nonexistent"]
+        lewm(argv, command=["eval", "--compare"], prog="python -m eval.compare")
 
 
 def test_compare_random_and_scripted_with_episodes_from_the_env(tmp_path: Path) -> None:
@@ -159,7 +164,7 @@ def test_commands_end_by_listing_the_files_they_wrote(
 
     path = tmp_path / "bench.json"
     argv = ["planning", "--presets", "test", "--envs", "1", "--repeats", "1", "--json", str(path)]
-    assert bench.main(argv) == 0
+    assert lewm(argv, command=["bench"], prog="python -m eval.bench") == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith(f"wrote {path}") and path.is_file()
     assert "plan" in err  # the progress bar, in plans

@@ -14,14 +14,20 @@ from eval.compare import (
     bar_chart,
     compare,
     env_slug,
-    main,
     markdown_table,
     results_dict,
     write_results,
 )
 from eval.protocol import agent_env_kwargs, run_protocol, sample_episodes
 from lewm_agent import load_dataset
+from lewm_agent.cli import main as lewm
 from tests.test_compare import DoNothing, PixelOracle
+
+
+def main(argv: list[str]) -> int:
+    """`python -m eval.compare ARGV` (= `lewm eval --compare ARGV`), in process."""
+    return lewm(argv, command=["eval", "--compare"], prog="python -m eval.compare")
+
 
 ENV = "lewm/TwoRoom-v0"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

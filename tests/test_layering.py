@@ -17,8 +17,16 @@ def test_no_upward_import_and_no_cycle():
 def test_the_method_floor_imports_nothing_above_it_but_the_cli():
     graph = layers.build_graph()
     for mod, deps in graph.edges.items():
-        if mod.startswith("lewm_agent") and mod not in layers.TOP_FLOOR:
+        if mod.startswith("lewm_agent") and not layers.is_top_floor(mod):
             assert all(d.startswith("lewm_agent") for d in deps), (mod, deps)
+
+
+def test_the_top_floor_is_the_cli_package_alone():
+    graph = layers.build_graph()
+    top = sorted(m for m in graph.modules if layers.is_top_floor(m))
+    assert "lewm_agent.cli" in top and "lewm_agent.cli.evaluate" in top
+    assert all(m == "lewm_agent.cli" or m.startswith("lewm_agent.cli.") for m in top)
+    assert not layers.is_top_floor("lewm_agent.client")  # a prefix is not a package
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:

@@ -9,7 +9,7 @@ The env-dependent half of :mod:`lewm_agent.probe` (which knows tensors only):
   there through the env's physics, so the rest of the episode is a legal trajectory
   continuing from the new place) and a **colour change** (frames from step ``k`` on
   show the object in another colour, states untouched);
-- reports with PNGs, and ``main(argv)``::
+- reports with PNGs, and the command line (`lewm probe ...` = ``python -m eval.physics ...``)::
 
     python -m eval.physics state runs/tw1 --data data/demo-tworoom
     python -m eval.physics surprise runs/tw1 --data data/demo-tworoom
@@ -25,14 +25,14 @@ the pixel redrawn with the new colour (anti-aliasing preserved). Re-colouring wi
 the old colour gives the original frame back (tested).
 
 Modules: `spec` (per-env quantities, state re-rendering), `perturb` (teleport,
-colour change), `experiments` (the three runs), `plots`, `command` (`main`, the
-parser); `python -m eval.physics` is `__main__.py`. Every public name is importable
+colour change), `experiments` (the three runs), `plots`, `command` (`run_probe`, what
+`lewm probe` runs); `python -m eval.physics` is `__main__.py` (`lewm probe`'s parser). Every public name is importable
 from `eval.physics` itself.
 """
 
 from __future__ import annotations
 
-from eval.physics.command import main
+from eval.physics.command import run_probe
 from eval.physics.experiments import (
     Loaded,
     load,
@@ -66,7 +66,7 @@ __all__ = [
     "colour_change",
     "format_p",
     "load",
-    "main",
+    "run_probe",
     "make_env",
     "object_free_background",
     "physics_spec",

@@ -1,6 +1,6 @@
-"""`python -m eval.physics ...`: the same as `lewm probe ...`."""
-
-from eval.physics.command import main
+"""`python -m eval.physics ...`: the same as `lewm probe ...` (the same parser)."""
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from lewm_agent.cli import main
+
+    raise SystemExit(main(command=["probe"], prog="python -m eval.physics"))

@@ -1,10 +1,10 @@
-"""`lewm probe state|surprise|straightness` / `python -m eval.physics`: the argument parser."""
+"""`lewm probe state|surprise|straightness` / `python -m eval.physics`: `run_probe` (the
+parser is `lewm_agent.cli`'s)."""
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eval.physics.experiments import load, run_probes, run_straightness, run_surprise
 from eval.physics.plots import format_p
@@ -27,66 +27,15 @@ def _default_out(checkpoint: str) -> Path:
     return Path("outputs") / "physics" / Path(checkpoint).name
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.physics") -> int:
-    """``python -m eval.physics state|surprise|straightness CHECKPOINT... --data DIR``.
-
-    ``state`` was called ``probe`` (still accepted).
+def run_probe(args: Any) -> int:
+    """`lewm probe state|surprise|straightness` / `python -m eval.physics` (the parser is
+    `lewm_agent.cli`'s): `args.probe_command` is state (old name probe), surprise or straightness.
     """
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Probes, surprise and temporal straightness of a trained LeWM checkpoint.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", required=True, help="the dataset folder the model was trained on")
-        p.add_argument("--out", default=None, help="report folder (default outputs/physics/<run>)")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
-
-    p = sub.add_parser(
-        "state",
-        aliases=["probe"],
-        help="linear / MLP probes of state quantities (positions, angles) from the embedding",
-        description="Fit linear / MLP probes from the embeddings of training frames to "
-        "state quantities (positions, angles) and score them on held-out frames. "
-        "(Called `probe` before; that name still works.)",
-    )
-    p.add_argument("checkpoint")
-    common(p)
-    p.add_argument(
-        "--quantities",
-        default=None,
-        help='e.g. "agent_x=0,agent_y=1" or "block_angle=angle:4" (default: the env\'s spec)',
-    )
-    p.add_argument("--kinds", default="linear,mlp")
-    p.add_argument("--max-train-frames", type=int, default=20_000)
-    p.add_argument("--mlp-steps", type=int, default=500, help="optimiser steps of the MLP probe")
-
-    p = sub.add_parser("surprise", help="surprise of teleport / colour-change perturbations")
-    p.add_argument("checkpoint")
-    common(p)
-    p.add_argument("--episodes", type=int, default=100, help="held-out episodes to perturb")
-    p.add_argument("--perturb", default="teleport,colour")
-    p.add_argument(
-        "--colour", default=None, help="new object colour R,G,B (default: the env spec's)"
-    )
-
-    p = sub.add_parser("straightness", help="latent straightness over checkpoints")
-    p.add_argument("checkpoints", nargs="+")
-    common(p)
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--init", action="store_true", help="also measure the untrained model")
-    p.add_argument(
-        "--stride", type=int, default=None, help="env steps between frames (default frameskip)"
-    )
-
-    args = parser.parse_args(argv)
     if args.threads > 0:
         import torch
 
         torch.set_num_threads(args.threads)
-    if args.command == "straightness":
+    if args.probe_command == "straightness":
         out = Path(args.out) if args.out else _default_out(args.checkpoints[-1])
         report = run_straightness(
             args.checkpoints,
@@ -107,7 +56,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m eval.physics"
 
     out = Path(args.out) if args.out else _default_out(args.checkpoint)
     loaded = load(args.checkpoint, args.data)
-    if args.command in ("state", "probe"):
+    if args.probe_command in ("state", "probe"):
         quantities = parse_quantity_spec(args.quantities) if args.quantities else None
         rep = run_probes(
             loaded,

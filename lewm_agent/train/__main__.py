@@ -5,7 +5,7 @@ The command line (the top floor) parses and runs it; nothing imports this module
 
 import sys
 
-from lewm_agent.cli import main
-
 if __name__ == "__main__":
-    sys.exit(main(["train", *sys.argv[1:]]))
+    from lewm_agent.cli import main
+
+    sys.exit(main(command=["train"], prog="python -m lewm_agent.train"))

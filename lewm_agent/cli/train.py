@@ -1,0 +1,373 @@
+"""`lewm train`, `lewm train-policy`, `lewm info`: train the world model and its policy head.
+
+Training and planning options are generated from the config dataclasses (their field
+comments are the help texts). `lewm train --nproc N` re-launches itself under torchrun
+with the user's own argv (`args.argv`, set by `main`); `python -m lewm_agent.train` is
+`lewm train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..config import PRESETS, ModelConfig, PlanConfig, TrainConfig
+from .options import add_config_options, collect_overrides
+from .tree import Command
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if wants_train_engine(args):
+        return cmd_train_engine(args)
+    from ..agent import WorldModelAgent
+    from ..train import DEFAULT_PRESET, written_files_line
+
+    if args.data is None:
+        raise SystemExit("lewm train needs --data DIR, the dataset folder `lewm collect` wrote")
+    preset = args.preset or DEFAULT_PRESET
+    plan_overrides = collect_overrides(args, PlanConfig, "plan-")
+    agent = WorldModelAgent.fit(
+        args.data,
+        preset=preset,
+        device=args.device,
+        log_dir=args.out,
+        model_overrides=collect_overrides(args, ModelConfig, "model-"),
+        train_overrides=collect_overrides(args, TrainConfig, ""),
+        plan_overrides=plan_overrides,
+        keep_train_state=args.keep_train_state,
+    )  # `fit` records the run's settings (run_meta) as the engine path does
+    path = agent.save(args.out)
+    final = agent.training_stats.get("final", {})
+    print(
+        f"saved agent to {path} ({agent.training_stats['seconds']:.0f} s; final pred_loss "
+        f"{final.get('pred_loss', float('nan')):.4f}, emb_std {final.get('emb_std', float('nan')):.2f})"
+    )
+    print(written_files_line(path))
+    if getattr(args, "policy_head", False):
+        fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
+    return 0
+
+
+def policy_head_options(args: argparse.Namespace) -> dict[str, Any]:
+    """PolicyHeadConfig overrides from `lewm train --policy-head-steps N`."""
+    steps = getattr(args, "policy_head_steps", None)
+    return {"steps": steps} if steps else {}
+
+
+def fit_and_save_policy_head(agent: Any, data: str, out: str, **head_config: Any) -> None:
+    """Train the latent policy head on `agent`'s frozen embeddings, save it into `out`.
+
+    Only the head's two files are written: the checkpoint's own files stay as they are.
+    """
+    from ..policy_head import save_policy_head
+
+    meta = agent.fit_policy_head(data, **head_config)
+    save_policy_head(out, agent.policy_head, meta)
+    t = meta["training"]
+    held = t["heldout_loss"]
+    print(
+        f"saved policy head to {out} ({t['seconds']:.0f} s; loss {t['first_loss']:.3f} -> "
+        f"{t['final_loss']:.3f}, held-out {'-' if held is None else f'{held:.3f}'}); act with "
+        f'WorldModelAgent.load("{out}", planner="policy" | "cem-prior")'
+    )
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    """`lewm train-policy RUN --data DATA`: add a policy head to an existing checkpoint."""
+    from ..agent import WorldModelAgent
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    agent = WorldModelAgent.load(args.run, planner="cem", device=args.device)
+    over = {
+        k: v
+        for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
+        if v is not None
+    }
+    fit_and_save_policy_head(agent, args.data, args.run, **over)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from ..config import get_preset, to_dict
+    from ..model import LeWM
+
+    if args.agent:
+        from ..checkpoint import load_checkpoint
+        from ..zoo import resolve
+
+        model, config, _ = load_checkpoint(resolve(args.agent))
+        title = f"agent {args.agent}"
+    else:
+        preset = get_preset(args.preset)
+        model, config = LeWM(preset.model), {"model": to_dict(preset.model)}
+        title = f"preset {args.preset!r}: {preset.description}"
+    counts = model.parameter_counts()
+    if args.json:
+        print(json.dumps({"parameters": counts, **config}, indent=2))
+        return 0
+    print(title)
+    cfg = model.cfg
+    enc = (
+        f"ViT p{cfg.vit_patch} {cfg.vit_depth}x{cfg.vit_width} ({cfg.vit_heads} heads)"
+        if cfg.encoder == "vit"
+        else f"CNN {list(cfg.cnn_channels)}"
+    )
+    print(
+        f"  image {cfg.image_size} px, encoder {enc}, embedding {cfg.embed_dim}, history "
+        f"{cfg.history}, predictor {cfg.pred_depth} layers x {cfg.pred_heads} heads x "
+        f"{cfg.pred_head_dim}, MLP {cfg.pred_mlp}, AdaLN-zero, projectors "
+        f"{cfg.embed_dim}-{cfg.projector_hidden}-{cfg.embed_dim} (BatchNorm)"
+    )
+    for part, n in counts.items():
+        print(f"  {part:<22}{n / 1e6:8.3f} M")
+    return 0
+
+
+def add_train_engine_options(parser: argparse.ArgumentParser) -> None:
+    """`lewm train` options for multi-process, resumable, watched training."""
+    g = parser.add_argument_group("scaling and resuming")
+    g.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in OUT/train_state with the saved run's "
+        "settings and data (flags given now override them)",
+    )
+    g.add_argument(
+        "--keep-train-state",
+        action="store_true",
+        help="keep OUT/train_state (optimiser state, ~3x the model) after the run finishes, "
+        "to extend it later; by default a finished run deletes it",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="steps between resumable checkpoints in OUT/train_state (default: ~10 per run; 0: off)",
+    )
+    g.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes (launches torchrun; --batch-size stays the global batch)",
+    )
+    g.add_argument(
+        "--compile", action="store_true", help="torch.compile encoder and predictor (GPU)"
+    )
+    g.add_argument(
+        "--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs the extra)"
+    )
+
+
+def wants_train_engine(args: argparse.Namespace) -> bool:
+    """Whether `lewm train` must go through `cmd_train_engine` (new flags or torchrun)."""
+    from ..distributed import launched_by_torchrun
+
+    return bool(
+        (getattr(args, "nproc", 1) or 1) > 1
+        or getattr(args, "resume", False)
+        or getattr(args, "compile", False)
+        or getattr(args, "tensorboard", False)
+        or getattr(args, "checkpoint_every", None) is not None
+        or launched_by_torchrun()
+    )
+
+
+def saved_run_settings(
+    args: argparse.Namespace,
+) -> tuple[str, ModelConfig, TrainConfig, Any, dict[str, Any] | None]:
+    """(data, model config, train config, plan config, saved meta) of a `lewm train` call.
+
+    A fresh run: the preset (default `cpu`) with the flags given. `--resume` with a
+    checkpoint in OUT/train_state: the SAVED run's configs, data folder and plan config,
+    with only the flags given explicitly now on top (every config flag defaults to
+    None, so "given" is exact). An explicit `--preset` replaces the saved configs by
+    that preset's (and the resume check then names what differs).
+    """
+    from ..config import from_dict, get_preset, replace
+    from ..train import DEFAULT_PRESET
+    from ..train_state import latest_train_state, read_train_state_meta
+
+    model_over = collect_overrides(args, ModelConfig, "model-")
+    train_over = collect_overrides(args, TrainConfig, "")
+    plan_over = collect_overrides(args, PlanConfig, "plan-")
+    saved: dict[str, Any] | None = None
+    if getattr(args, "resume", False):
+        path = latest_train_state(args.out)
+        saved = read_train_state_meta(path) if path is not None else None
+    run = (saved or {}).get("run") or {}
+    if saved is not None and args.preset is None:
+        model_cfg = replace(from_dict(ModelConfig, saved["model_config"]), **model_over)
+        train_cfg = replace(from_dict(TrainConfig, saved["train_config"]), **train_over)
+        base_plan = (
+            from_dict(PlanConfig, run["plan_config"])
+            if run.get("plan_config")
+            else get_preset(run.get("preset") or DEFAULT_PRESET).plan
+        )
+        plan_cfg = replace(base_plan, **plan_over)
+    else:
+        p = get_preset(args.preset or DEFAULT_PRESET)
+        model_cfg = replace(p.model, **model_over)
+        train_cfg = replace(p.train, **train_over)
+        plan_cfg = replace(p.plan, **plan_over)
+    data = args.data or run.get("data")
+    if not data:
+        raise SystemExit(
+            "lewm train needs --data DIR, the dataset folder `lewm collect` wrote"
+            + (
+                f" (the checkpoint in {args.out}/train_state does not record one)"
+                if saved is not None
+                else f" (no checkpoint in {args.out}/train_state to resume from)"
+                if getattr(args, "resume", False)
+                else ""
+            )
+        )
+    return str(data), model_cfg, train_cfg, plan_cfg, saved
+
+
+def cmd_train_engine(args: argparse.Namespace) -> int:
+    """`lewm train` with the engine flags: launch torchrun, or train and save the agent.
+
+    With `--nproc N > 1` outside torchrun this re-launches itself as
+    `torchrun --standalone --nproc_per_node=N -m lewm_agent.cli -- train ARGV`, ARGV
+    being the user's own arguments (`args.argv`, set by `main`) passed on unchanged:
+    inside torchrun `--nproc` launches nothing. Inside torchrun (or in one process) it trains;
+    rank 0 saves the agent to `--out`. `--resume` reuses the saved run's settings (see
+    `saved_run_settings`).
+    """
+    from tqdm.auto import tqdm
+
+    from ..agent import agent_from_result
+    from ..device import resolve_device
+    from ..distributed import (
+        init_distributed,
+        launch_torchrun,
+        launched_by_torchrun,
+        shutdown_distributed,
+    )
+    from ..train import DEFAULT_PRESET, run_meta, train, written_files_line
+
+    nproc = int(getattr(args, "nproc", None) or 1)
+    if nproc > 1 and not launched_by_torchrun():
+        argv = getattr(args, "argv", None)
+        if argv is None:
+            raise ValueError("a --nproc relaunch needs the command's argv (args.argv)")
+        # "--": torchrun's own parser would otherwise read the user's options too (and
+        # stop at `--nproc`, an abbreviation of its --nproc-per-node); main() drops it.
+        return launch_torchrun(nproc, "lewm_agent.cli", ["--", *argv])
+    dev = resolve_device(args.device)
+    info = init_distributed(dev)
+    try:
+        data, model_cfg, train_cfg, plan_cfg, saved = saved_run_settings(args)
+        if saved is not None and info.is_main:
+            tqdm.write(
+                f"resume: reusing the saved run's settings (data {data}, "
+                f"{train_cfg.steps} steps); flags given now override them"
+            )
+        result = train(
+            data,
+            model_cfg,
+            train_cfg,
+            log_dir=args.out,
+            device=dev,
+            resume=bool(getattr(args, "resume", False)),
+            checkpoint_every=getattr(args, "checkpoint_every", None),
+            compile=bool(getattr(args, "compile", False)),
+            tensorboard=bool(getattr(args, "tensorboard", False)),
+            keep_train_state=bool(getattr(args, "keep_train_state", False)),
+            run_meta=run_meta(
+                data,
+                args.preset or (saved or {}).get("run", {}).get("preset") or DEFAULT_PRESET,
+                plan_cfg,
+            ),
+        )
+        if info.is_main:
+            agent = agent_from_result(result, plan_cfg, result.model.enc_proj.fc1.weight.device)
+            path = agent.save(args.out)
+            final = result.log[-1] if result.log else {}
+            print(
+                f"saved agent to {path} ({result.seconds:.0f} s, {info.world_size} process(es)"
+                f"{f', resumed at step {result.start_step}' if result.start_step else ''}; "
+                f"final pred_loss {final.get('pred_loss', float('nan')):.4f}, "
+                f"emb_std {final.get('emb_std', float('nan')):.2f})"
+            )
+            print(written_files_line(path))
+            if getattr(args, "policy_head", False):
+                fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
+    finally:
+        shutdown_distributed()
+    return 0
+
+
+def train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        default=None,
+        help="dataset folder (from `lewm collect`); with --resume: the saved run's",
+    )
+    p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="named configuration (default cpu; with --resume: the saved run's settings)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_config_options(p, TrainConfig, "")
+    add_config_options(p, ModelConfig, "model-")
+    add_config_options(p, PlanConfig, "plan-")
+    add_train_engine_options(p)
+    p.add_argument(
+        "--policy-head",
+        action="store_true",
+        help="after the model, train the latent policy head (planner 'policy' / 'cem-prior')",
+    )
+    p.add_argument(
+        "--policy-head-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="optimiser steps of the policy head (default 3000)",
+    )
+
+
+def train_policy_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="checkpoint folder (from `lewm train`); the head is saved into it")
+    p.add_argument("--data", required=True, help="the dataset the world model was trained on")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 3000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    p.add_argument("--device", default="auto")
+
+
+def info_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    p.add_argument(
+        "--agent", default=None, help="a checkpoint folder (or zoo:NAME) instead of a preset"
+    )
+    p.add_argument("--json", action="store_true")
+
+
+TRAIN = Command(
+    "train",
+    help="train LeWM on a dataset and save the agent folder",
+    options=train_options,
+    run=cmd_train,
+)
+TRAIN_POLICY = Command(
+    "train-policy",
+    help="train the latent policy head of an existing checkpoint (frozen world model)",
+    options=train_policy_options,
+    run=cmd_train_policy,
+)
+INFO = Command(
+    "info",
+    help="parameter counts by part of a preset or checkpoint",
+    options=info_options,
+    run=cmd_info,
+)

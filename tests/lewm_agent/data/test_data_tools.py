@@ -21,7 +21,7 @@ from lewm_agent.data import (
     verify_dataset,
 )
 from lewm_agent.train import train
-from tests.test_model import _moving_square_dataset
+from tests.lewm_agent.test_model import _moving_square_dataset
 
 EPISODES, STEPS, SIZE = 10, 40, 32
 

@@ -7,8 +7,7 @@ import pytest
 import envs  # noqa: F401
 from lewm_agent import CheckpointError, WorldModelAgent
 from lewm_agent.config import PlanConfig
-
-from .conftest import TEST_IMAGE
+from tests.helpers import TEST_IMAGE
 
 
 def _env(**kw):

@@ -28,7 +28,7 @@ from lewm_agent.data import (
 
 SIZE = 16
 A, S = 2, 3
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 WRITER_ARGS = dict(
     env_id="test/Env-v0",
     image_size=SIZE,

@@ -6,7 +6,7 @@ step counts, and all runs use one torch thread, so the same float operations run
 in the same order.
 
 This file is also the script of the run that gets killed:
-`python tests/test_resume.py slow-run DATA OUT` (it stalls after step 16 so the
+`python tests/lewm_agent/train/test_resume.py slow-run DATA OUT` (it stalls after step 16 so the
 kill lands mid-run, after the step-15 checkpoint exists).
 """
 
@@ -30,7 +30,7 @@ from lewm_agent.config import get_preset, replace
 from lewm_agent.train import run_meta, train
 from lewm_agent.train_state import STATE_DIR, TrainStateError, latest_train_state
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 STEPS, EVERY = 30, 5
 CLI_ARGS = ["--preset", "test", "--steps", str(STEPS), "--log-every", "1", "--threads", "1"]
 CLI_ARGS += ["--checkpoint-every", str(EVERY)]
@@ -72,7 +72,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    from tests.test_model import _moving_square_dataset
+    from tests.lewm_agent.test_model import _moving_square_dataset
 
     path = tmp_path_factory.mktemp("resume") / "data"
     _moving_square_dataset(path, episodes=6, steps=40)

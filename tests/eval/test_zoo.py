@@ -127,7 +127,7 @@ def test_load_by_name_from_any_directory(in_tiny_zoo, tmp_path, monkeypatch, tin
 def test_default_zoo_is_found_from_the_source_tree(monkeypatch, tmp_path):
     monkeypatch.delenv(zoo.ROOT_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    assert zoo.zoo_root() == Path(__file__).resolve().parent.parent / "zoo"
+    assert zoo.zoo_root() == Path(__file__).resolve().parents[2] / "zoo"
 
 
 def test_unknown_name_lists_the_available_ones(in_tiny_zoo):

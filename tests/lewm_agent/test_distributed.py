@@ -5,7 +5,7 @@ and the global BatchNorm their DDP gradients must equal one process's gradients
 on the whole batch; with either part left per-rank (the naive port) they must
 not, which is what makes the equality test able to fail.
 
-This file is also the worker script: `python tests/test_distributed.py worker ...`
+This file is also the worker script: `python tests/lewm_agent/test_distributed.py worker ...`
 (the two ranks of the exactness test) and `... audit-train ...` (a torchrun rank
 that records every file it writes, to show that only rank 0 writes).
 """
@@ -30,7 +30,7 @@ from lewm_agent.train.loop import _LossModule
 
 GLOBAL_BATCH = 8
 MODES = ("exact", "naive_sigreg", "naive_bn")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ----------------------------------------------------------------------------- worker side
@@ -225,7 +225,7 @@ def test_naive_per_rank_batchnorm_differs(two_rank_results, single):
 def test_two_rank_ddp_training_end_to_end_only_rank0_writes(tmp_path):
     from lewm_agent import WorldModelAgent
     from lewm_agent.train import train
-    from tests.test_model import _moving_square_dataset
+    from tests.lewm_agent.test_model import _moving_square_dataset
 
     data_dir = tmp_path / "data"
     _moving_square_dataset(data_dir, episodes=6, steps=40)

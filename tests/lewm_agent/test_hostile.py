@@ -32,9 +32,8 @@ from lewm_agent import CheckpointError, WorldModelAgent
 from lewm_agent.cli import main as lewm
 from lewm_agent.config import get_preset
 from lewm_agent.data import DatasetError, EpisodeWriter, dataset_info, load_dataset, verify_dataset
-
-from .conftest import TEST_IMAGE
-from .test_data_tools import _quick
+from tests.helpers import TEST_IMAGE
+from tests.lewm_agent.data.test_data_tools import _quick
 
 FUZZ = settings(
     max_examples=25,

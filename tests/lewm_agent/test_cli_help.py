@@ -100,7 +100,7 @@ def test_fit_says_when_it_trains_at_the_datas_size(tmp_path: Path, capsys) -> No
     import warnings
 
     from lewm_agent import WorldModelAgent
-    from tests.test_model import _moving_square_dataset
+    from tests.lewm_agent.test_model import _moving_square_dataset
 
     _moving_square_dataset(tmp_path / "d64", episodes=3, steps=20, size=64)
     with warnings.catch_warnings():

@@ -1,7 +1,7 @@
 """A tiny env that is NOT one of ours, for the third-party env tests.
 
 Importing the module registers ``dotpkg/Dot-v0``, as a pip package would (so the
-tests can name it ``tests.foreign_env:dotpkg/Dot-v0``). It does not follow the lewm
+tests can name it ``tests.helpers.foreign_env:dotpkg/Dot-v0``). It does not follow the lewm
 env contract: no ``obs_mode`` / ``image_size`` kwargs (passing them raises
 TypeError), no ``info["state"]``, its observation holds the dot's position but not
 its velocity, and it restores a state through its own reset option ``set_to``.
@@ -88,8 +88,8 @@ def broken_state_fn(env: gym.Env) -> np.ndarray:
 
 # The kwargs the tests wrap the env with (callables by name, as the CLI takes them).
 WRAPPER_KWARGS = {
-    "state_fn": "tests.foreign_env:state_fn",
-    "goal_fn": "tests.foreign_env:goal_fn",
+    "state_fn": "tests.helpers.foreign_env:state_fn",
+    "goal_fn": "tests.helpers.foreign_env:goal_fn",
     "frame_from": "obs",
     "state_option": "set_to",
 }

@@ -48,7 +48,7 @@ def test_watch_fires_once_after_patience_and_not_on_healthy_rows():
 
 
 def test_collapsing_run_warns_and_writes_log_curves_and_tensorboard(tmp_path):
-    from tests.test_model import _moving_square_dataset
+    from tests.lewm_agent.test_model import _moving_square_dataset
 
     data = _moving_square_dataset(tmp_path / "data", episodes=6)
     p = get_preset("test")

@@ -17,7 +17,7 @@ import pytest
 pytestmark = pytest.mark.slow
 pytest.importorskip("gym_pusht")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gym_pusht_example_runs_through_the_cli(tmp_path: Path) -> None:

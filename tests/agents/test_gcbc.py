@@ -10,8 +10,7 @@ import torch
 import envs  # noqa: F401
 from agents import make, training_info
 from agents.gcbc import META_FILE, WEIGHTS_FILE, GCBCAgent, train_gcbc
-
-from .conftest import TEST_IMAGE
+from tests.helpers import TEST_IMAGE
 
 SMALL = {"channels": (8, 16, 32), "embed_dim": 32, "hidden": 64, "batch_size": 16}
 
@@ -32,8 +31,7 @@ def _obs(n=None, seed=0):
 def test_gcbc_loss_falls_on_predictable_actions(tmp_path):
     from agents.gcbc import GCBCNet, _Triples, gcbc_loss
     from lewm_agent.data import load_dataset
-
-    from .synthetic import write_drift_dataset
+    from tests.helpers.synthetic import write_drift_dataset
 
     data = load_dataset(write_drift_dataset(tmp_path / "drift"))
     agent = train_gcbc(data, steps=150, lr=1e-3, progress=False, device="cpu", **SMALL)

@@ -1,6 +1,6 @@
 """Third-party envs: `module:id`, kwarg filtering, PixelGoal by default, build info kept.
 
-The foreign env is `tests/foreign_env.py` (registers `dotpkg/Dot-v0` on import, takes
+The foreign env is `tests/helpers/foreign_env.py` (registers `dotpkg/Dot-v0` on import, takes
 neither `obs_mode` nor `image_size`, has no `info["state"]`, restores a state through
 its own `set_to` reset option).
 """
@@ -16,9 +16,9 @@ import pytest
 
 from envs.build import EnvBuild, accepted_kwargs, parse_env_spec, resolve_callable
 from envs.wrappers import PixelGoal
-from tests import foreign_env
+from tests.helpers import foreign_env
 
-SPEC = f"tests.foreign_env:{foreign_env.ENV_ID}"
+SPEC = f"tests.helpers.foreign_env:{foreign_env.ENV_ID}"
 
 
 def test_parse_env_spec() -> None:
@@ -39,13 +39,13 @@ def test_unknown_module_or_id_say_what_to_do() -> None:
 
 @pytest.mark.filterwarnings("ignore:PixelGoal on dotpkg")  # no state_fn: tested below
 def test_only_accepted_kwargs_reach_a_foreign_env() -> None:
-    assert accepted_kwargs(foreign_env.ENV_ID, "tests.foreign_env") == {
+    assert accepted_kwargs(foreign_env.ENV_ID, "tests.helpers.foreign_env") == {
         "render_mode",
         "size",
         "speed",
     }
     build = EnvBuild.from_spec(SPEC, {"size": 20})
-    assert build.module == "tests.foreign_env" and build.id == foreign_env.ENV_ID
+    assert build.module == "tests.helpers.foreign_env" and build.id == foreign_env.ENV_ID
     assert [w["name"] for w in build.wrappers] == ["PixelGoal"]  # not lewm/: wrapped
     # Our own kwargs would raise TypeError in DotEnv: they are dropped, and image_size
     # goes to the PixelGoal wrapper instead.
@@ -77,12 +77,12 @@ def test_own_envs_keep_their_kwargs_and_refuse_wrapper_kwargs() -> None:
 
 
 def test_resolve_callable_module_and_file_forms(tmp_path: Path) -> None:
-    assert resolve_callable("tests.foreign_env:state_fn") is foreign_env.state_fn
+    assert resolve_callable("tests.helpers.foreign_env:state_fn") is foreign_env.state_fn
     f = tmp_path / "helpers.py"
     f.write_text("def twice(x):\n    return 2 * x\n")
     assert resolve_callable(f"{f}:twice")(3) == 6
     with pytest.raises(ValueError, match="has no 'nope'"):
-        resolve_callable("tests.foreign_env:nope")
+        resolve_callable("tests.helpers.foreign_env:nope")
     with pytest.raises(ValueError, match="module:function"):
         resolve_callable("no_colon")
 
@@ -165,7 +165,7 @@ def test_collect_leaves_no_empty_folder_on_failure(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not take"):
         collect(SPEC, "random", 2, out, workers=1, env_kwargs={"obs_mode": "state"})
     assert not out.exists()
-    broken = {**foreign_env.WRAPPER_KWARGS, "state_fn": "tests.foreign_env:broken_state_fn"}
+    broken = {**foreign_env.WRAPPER_KWARGS, "state_fn": "tests.helpers.foreign_env:broken_state_fn"}
     with pytest.raises(RuntimeError, match="broken state_fn"):
         collect(SPEC, "random", 2, out, workers=1, wrapper_kwargs=broken, progress=False)
     assert not out.exists()

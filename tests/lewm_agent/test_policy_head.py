@@ -18,8 +18,7 @@ from lewm_agent.policy_head import (
     _triples,
     has_policy_head,
 )
-
-from .conftest import TEST_IMAGE
+from tests.helpers import TEST_IMAGE
 
 HEAD = {"steps": 150, "hidden": 64, "batch_size": 64}
 
@@ -44,8 +43,7 @@ def _fixed_loss(head, triples, seed=1):
 
 def test_policy_head_loss_falls_on_a_tiny_dataset(tmp_path):
     from lewm_agent.data import load_dataset
-
-    from .synthetic import write_drift_dataset
+    from tests.helpers.synthetic import write_drift_dataset
 
     data = load_dataset(write_drift_dataset(tmp_path / "drift"))
     agent = WorldModelAgent.fit(data, preset="test", steps=60, progress=False)

@@ -20,7 +20,7 @@ from envs.wrappers import RecordEpisodes
 from lewm_agent.data import load_dataset
 
 ENV_ID = "lewm/TwoRoom-v0"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 START = np.array([0.2, 0.2], np.float32)
 GOAL = np.array([0.8, 0.8], np.float32)
 

@@ -6,12 +6,9 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import warnings  # noqa: E402
-
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 pytest.importorskip("ogbench", reason="lewm/Cube-v0 needs `pip install ogbench==1.2.2`")
 
@@ -28,6 +25,7 @@ from envs.cube import (  # noqa: E402
 from envs.cube_oracle import CubeOracle  # noqa: E402
 from envs.scripted import DATA_POLICIES, make_data_policy  # noqa: E402
 from lewm_agent.data import load_dataset  # noqa: E402
+from tests.helpers.envs import assert_check_env_clean  # noqa: E402
 
 ENV_ID = "lewm/Cube-v0"
 
@@ -61,12 +59,7 @@ def _moving_state(env: CubeEnv, seed: int = 0, steps: int = 40) -> np.ndarray:
 
 @pytest.mark.parametrize("obs_mode", ["pixels", "state"])
 def test_check_env_without_warnings(obs_mode: str) -> None:
-    env = gym.make(ENV_ID, obs_mode=obs_mode).unwrapped  # with a spec: render modes checked too
-    assert isinstance(env, CubeEnv)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # any checker warning fails the test
-        check_env(env)
-    env.close()
+    assert_check_env_clean(ENV_ID, CubeEnv, obs_mode=obs_mode)
 
 
 def test_registered_time_limit() -> None:

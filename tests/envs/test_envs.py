@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
-
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers lewm/*)
 from envs import two_room
 from envs.two_room import TwoRoomEnv
+from tests.helpers.envs import assert_check_env_clean
 
 ENV_ID = "lewm/TwoRoom-v0"
 # Legal positions well inside each room / the door.
@@ -26,11 +24,7 @@ def make(**kwargs) -> TwoRoomEnv:
 @pytest.mark.parametrize("obs_mode", ["pixels", "state"])
 @pytest.mark.parametrize("image_size", [64, 224])
 def test_check_env_without_warnings(obs_mode: str, image_size: int) -> None:
-    env = make(obs_mode=obs_mode, image_size=image_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # any checker warning fails the test
-        check_env(env)
-    env.close()
+    assert_check_env_clean(ENV_ID, TwoRoomEnv, obs_mode=obs_mode, image_size=image_size)
 
 
 def test_registered_time_limit() -> None:

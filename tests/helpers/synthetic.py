@@ -1,4 +1,6 @@
-"""A tiny synthetic dataset whose actions ARE predictable from (frame, goal frame).
+"""Tiny synthetic datasets: a drifting dot (actions predictable) and a moving square.
+
+`write_drift_dataset`: a dataset whose actions ARE predictable from (frame, goal frame).
 
 The Two-Room heuristic's actions are mostly noise (a linear fit from the true
 state and a hindsight goal explains ~17% of their variance), so "the loss
@@ -49,3 +51,38 @@ def write_drift_dataset(root: Path, episodes: int = 30, length: int = 60, seed: 
             actions = np.repeat(a[None], length, axis=0)  # (T, 2)
             w.write(pixels, actions, states, terminated=False, truncated=True)
     return root
+
+
+def square_writer(root: Path, size: int = 32, **kwargs) -> EpisodeWriter:
+    """The writer of the red-square datasets: 2-D actions in [-1, 1], 2-D states."""
+    return EpisodeWriter(
+        root,
+        env_id="test/Square-v0",
+        image_size=size,
+        action_low=[-1, -1],
+        action_high=[1, 1],
+        state_dim=2,
+        **kwargs,
+    )
+
+
+def moving_square_dataset(path: Path, episodes: int = 12, steps: int = 60, size: int = 32, seed=0):
+    """A square that moves by the action: learnable dynamics for the tiny preset."""
+    from lewm_agent.data import load_dataset
+
+    rng = np.random.default_rng(seed)
+    w = square_writer(path, size)
+    for _ in range(episodes):
+        pos = rng.uniform(6, size - 6, 2)
+        acts = rng.uniform(-1, 1, (steps, 2)).astype(np.float32)
+        states, frames = [], []
+        for t in range(steps + 1):
+            img = np.full((size, size, 3), 240, np.uint8)
+            x, y = pos.astype(int)
+            img[y - 3 : y + 3, x - 3 : x + 3] = (200, 30, 30)
+            frames.append(img)
+            states.append(pos.copy())
+            if t < steps:
+                pos = np.clip(pos + 1.5 * acts[t], 4, size - 4)
+        w.write(np.stack(frames), acts, np.stack(states), False, True)
+    return load_dataset(path)

@@ -100,9 +100,9 @@ def test_fit_says_when_it_trains_at_the_datas_size(tmp_path: Path, capsys) -> No
     import warnings
 
     from lewm_agent import WorldModelAgent
-    from tests.lewm_agent.test_model import _moving_square_dataset
+    from tests.helpers.synthetic import moving_square_dataset
 
-    _moving_square_dataset(tmp_path / "d64", episodes=3, steps=20, size=64)
+    moving_square_dataset(tmp_path / "d64", episodes=3, steps=20, size=64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         agent = WorldModelAgent.fit(tmp_path / "d64", preset="test", steps=2, progress=False)

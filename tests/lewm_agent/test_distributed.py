@@ -225,10 +225,10 @@ def test_naive_per_rank_batchnorm_differs(two_rank_results, single):
 def test_two_rank_ddp_training_end_to_end_only_rank0_writes(tmp_path):
     from lewm_agent import WorldModelAgent
     from lewm_agent.train import train
-    from tests.lewm_agent.test_model import _moving_square_dataset
+    from tests.helpers.synthetic import moving_square_dataset
 
     data_dir = tmp_path / "data"
-    _moving_square_dataset(data_dir, episodes=6, steps=40)
+    moving_square_dataset(data_dir, episodes=6, steps=40)
     out = tmp_path / "run"
     audit = tmp_path / "audit"
     audit.mkdir()

@@ -32,8 +32,8 @@ from lewm_agent import CheckpointError, WorldModelAgent
 from lewm_agent.cli import main as lewm
 from lewm_agent.config import get_preset
 from lewm_agent.data import DatasetError, EpisodeWriter, dataset_info, load_dataset, verify_dataset
-from tests.helpers import TEST_IMAGE
-from tests.lewm_agent.data.test_data_tools import _quick
+from tests.helpers import TEST_IMAGE, quick_train
+from tests.helpers.synthetic import square_writer
 
 FUZZ = settings(
     max_examples=25,
@@ -508,14 +508,7 @@ def _forged_episode(path: Path, t: int, size: int, a: int, s: int) -> None:
 def _square_dataset(root: Path, episodes: int, steps: int, size: int = 32) -> list:
     """A square moved by random actions, written and closed (the index is complete)."""
     rng = np.random.default_rng(0)
-    with EpisodeWriter(
-        root,
-        env_id="test/Square-v0",
-        image_size=size,
-        action_low=[-1, -1],
-        action_high=[1, 1],
-        state_dim=2,
-    ) as w:
+    with square_writer(root, size) as w:
         written = []
         for _ in range(episodes):
             acts = rng.uniform(-1, 1, (steps, 2)).astype(np.float32)
@@ -564,7 +557,7 @@ def test_hostile_episodes_are_named_by_verify_and_skipped_by_training(square_dat
     with pytest.raises(DatasetError, match=r"episodes/00000[1-4]\.npz is corrupt"):
         load_dataset(square_data)
 
-    model_cfg, cfg = _quick(holdout_fraction=0.0)
+    model_cfg, cfg = quick_train(holdout_fraction=0.0)
     with pytest.warns(RuntimeWarning, match="training skips 4 corrupt") as caught:
         result = train(square_data, model_cfg, cfg, progress=False)
     msgs = " ".join(str(w.message) for w in caught)
@@ -595,14 +588,7 @@ def test_bad_meta_json_is_a_dataset_error_naming_the_field(square_data, key, val
         with pytest.raises(DatasetError, match=match):
             read(square_data)
     with pytest.raises(DatasetError, match=match):
-        EpisodeWriter(
-            square_data,
-            env_id="test/Square-v0",
-            image_size=32,
-            action_low=[-1, -1],
-            action_high=[1, 1],
-            state_dim=2,
-        )
+        square_writer(square_data)
 
 
 def test_writer_refuses_what_readers_would_skip(tmp_path):

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from lewm_agent.config import get_preset, replace
-from lewm_agent.data import EpisodeWriter, load_dataset
 from lewm_agent.model import LeWM
 from lewm_agent.train import train
+from tests.helpers.synthetic import moving_square_dataset
 
 # Reference counts (REFERENCE.md): encoder 5.5M, predictor transformer 10.8M,
 # each projector 0.79M, action embedder 0.16M, total 18.0M.
@@ -61,35 +61,8 @@ def test_rollout_matches_teacher_forced_prediction():
         torch.testing.assert_close(out[:, 2], z3)
 
 
-def _moving_square_dataset(path, episodes=12, steps=60, size=32, seed=0):
-    """A square that moves by the action: learnable dynamics for the tiny preset."""
-    rng = np.random.default_rng(seed)
-    w = EpisodeWriter(
-        path,
-        env_id="test/Square-v0",
-        image_size=size,
-        action_low=[-1, -1],
-        action_high=[1, 1],
-        state_dim=2,
-    )
-    for _ in range(episodes):
-        pos = rng.uniform(6, size - 6, 2)
-        acts = rng.uniform(-1, 1, (steps, 2)).astype(np.float32)
-        states, frames = [], []
-        for t in range(steps + 1):
-            img = np.full((size, size, 3), 240, np.uint8)
-            x, y = pos.astype(int)
-            img[y - 3 : y + 3, x - 3 : x + 3] = (200, 30, 30)
-            frames.append(img)
-            states.append(pos.copy())
-            if t < steps:
-                pos = np.clip(pos + 1.5 * acts[t], 4, size - 4)
-        w.write(np.stack(frames), acts, np.stack(states), False, True)
-    return load_dataset(path)
-
-
 def test_training_lowers_prediction_loss_without_collapse(tmp_path):
-    data = _moving_square_dataset(tmp_path / "data")
+    data = moving_square_dataset(tmp_path / "data")
     p = get_preset("test")
     result = train(
         data,
@@ -110,7 +83,7 @@ def test_training_lowers_prediction_loss_without_collapse(tmp_path):
 
 def test_training_without_sigreg_collapses_more(tmp_path):
     """The regulariser is what keeps the spread: lambda=0 shrinks the embeddings."""
-    data = _moving_square_dataset(tmp_path / "data", episodes=6)
+    data = moving_square_dataset(tmp_path / "data", episodes=6)
     p = get_preset("test")
     cfg = replace(p.train, steps=150)
     with_reg = train(data, p.model, cfg, progress=False).log[-1]["emb_std"]

@@ -5,28 +5,7 @@ import torch
 
 from lewm_agent.config import PlanConfig
 from lewm_agent.planning import PLANNER_NAMES, make_planner, uses_policy
-
-H, A = 4, 3
-
-
-def _quadratic(targets: torch.Tensor, samples: int, calls: list | None = None):
-    """Cost of plans (B*S, H, A) = squared distance to a per-problem target (B, H, A)."""
-
-    def cost(plans: torch.Tensor) -> torch.Tensor:
-        if calls is not None:
-            calls.append(plans.clone())
-        t = targets.repeat_interleave(samples, dim=0)
-        return (plans - t).square().sum(dim=(1, 2))
-
-    return cost
-
-
-def _gens(seeds):
-    return [torch.Generator().manual_seed(s) for s in seeds]
-
-
-def _bounds(lo=-2.0, hi=2.0):
-    return torch.full((A,), lo), torch.full((A,), hi)
+from tests.helpers.planning import A, H, bounds, gens, quadratic
 
 
 def _targets(b=2, seed=0):
@@ -37,14 +16,14 @@ def _targets(b=2, seed=0):
 def test_prior_at_the_optimum_converges_in_one_iteration(name):
     cfg = PlanConfig(planner=name, samples=64, elites=8, iterations=1, horizon=H, prior_std=0.01)
     targets = _targets()
-    planner = make_planner(cfg, *_bounds())
-    with_prior = planner.plan(_quadratic(targets, 64), _gens([0, 1]), proposal=targets.clone())
+    planner = make_planner(cfg, *bounds())
+    with_prior = planner.plan(quadratic(targets, 64), gens([0, 1]), proposal=targets.clone())
     assert (with_prior.actions - targets).abs().max() < 0.03
     assert with_prior.rollouts == 64
     # The same planner without the prior is far from the optimum after one iteration,
     # so the test would fail if the proposal were ignored.
-    plain = make_planner(PlanConfig(planner=name.removesuffix("-prior"), **_same(cfg)), *_bounds())
-    without = plain.plan(_quadratic(targets, 64), _gens([0, 1]))
+    plain = make_planner(PlanConfig(planner=name.removesuffix("-prior"), **_same(cfg)), *bounds())
+    without = plain.plan(quadratic(targets, 64), gens([0, 1]))
     assert (without.actions - targets).abs().max() > 0.3
 
 
@@ -56,10 +35,8 @@ def test_a_wrong_prior_is_overruled_by_the_gaussian_samples():
     """A share of the samples only: with a proposal far off, CEM still finds the optimum."""
     cfg = PlanConfig(planner="cem-prior", samples=200, elites=20, iterations=25, horizon=H)
     targets = _targets(1)
-    planner = make_planner(cfg, *_bounds())
-    result = planner.plan(
-        _quadratic(targets, 200), _gens([0]), proposal=torch.full((1, H, A), -1.9)
-    )
+    planner = make_planner(cfg, *bounds())
+    result = planner.plan(quadratic(targets, 200), gens([0]), proposal=torch.full((1, H, A), -1.9))
     err = (result.actions - targets).abs()
     # Far closer to the optimum than the proposal (>= 0.9 away in every entry); a
     # wrong start costs some precision (a max error of ~0.3 in one entry seen).
@@ -69,12 +46,12 @@ def test_a_wrong_prior_is_overruled_by_the_gaussian_samples():
 @pytest.mark.parametrize("name", ["cem-prior", "mppi-prior"])
 def test_prior_samples_and_plan_stay_in_bounds(name):
     cfg = PlanConfig(planner=name, samples=50, elites=5, iterations=3, horizon=H, prior_std=2.0)
-    low, high = _bounds(-1.0, 1.0)
+    low, high = bounds(-1.0, 1.0)
     planner = make_planner(cfg, low, high)
     calls: list = []
     proposal = torch.full((1, H, A), 4.0)  # a proposal outside the bounds is clamped
     out = planner.plan(
-        _quadratic(torch.full((1, H, A), 5.0), 50, calls), _gens([0]), proposal=proposal
+        quadratic(torch.full((1, H, A), 5.0), 50, calls), gens([0]), proposal=proposal
     )
     every = torch.cat(calls)
     assert every.min() >= -1.0 and every.max() <= 1.0
@@ -85,17 +62,17 @@ def test_prior_samples_and_plan_stay_in_bounds(name):
 @pytest.mark.parametrize("name", ["cem-prior", "mppi-prior"])
 def test_batched_equals_one_by_one_with_prior(name):
     cfg = PlanConfig(planner=name, samples=40, elites=5, iterations=3, horizon=H)
-    planner = make_planner(cfg, *_bounds())
+    planner = make_planner(cfg, *bounds())
     targets = _targets(3, seed=1)
     proposals = targets + 0.2 * _targets(3, seed=2)
     warm = _targets(3, seed=3)
     batched = planner.plan(
-        _quadratic(targets, 40), _gens([10, 11, 12]), init_mean=warm, proposal=proposals
+        quadratic(targets, 40), gens([10, 11, 12]), init_mean=warm, proposal=proposals
     ).actions
     for i in range(3):
         single = planner.plan(
-            _quadratic(targets[i : i + 1], 40),
-            _gens([10 + i]),
+            quadratic(targets[i : i + 1], 40),
+            gens([10 + i]),
             init_mean=warm[i : i + 1],
             proposal=proposals[i : i + 1],
         ).actions
@@ -106,11 +83,11 @@ def test_prior_share_and_warm_candidate_are_where_documented():
     cfg = PlanConfig(
         planner="cem-prior", samples=40, elites=5, iterations=2, horizon=H, prior_fraction=0.25
     )
-    planner = make_planner(cfg, *_bounds())
+    planner = make_planner(cfg, *bounds())
     assert planner.prior_samples(True) == 10 and planner.prior_samples(False) == 0
     calls: list = []
     proposal, warm = torch.full((1, H, A), 0.5), torch.full((1, H, A), -0.7)
-    planner.plan(_quadratic(torch.zeros(1, H, A), 40, calls), _gens([0]), warm, proposal)
+    planner.plan(quadratic(torch.zeros(1, H, A), 40, calls), gens([0]), warm, proposal)
     first = calls[0]
     torch.testing.assert_close(first[0], proposal[0])  # the initial mean is the proposal
     torch.testing.assert_close(first[-1], warm[0])  # the warm start stays a candidate
@@ -121,17 +98,17 @@ def test_prior_share_and_warm_candidate_are_where_documented():
 
 def test_warm_replans_use_warm_iterations():
     cfg = PlanConfig(samples=20, elites=4, iterations=6, warm_iterations=2, horizon=H)
-    planner = make_planner(cfg, *_bounds())
+    planner = make_planner(cfg, *bounds())
     calls: list = []
-    cost = _quadratic(torch.zeros(1, H, A), 20, calls)
-    cold = planner.plan(cost, _gens([0]))
+    cost = quadratic(torch.zeros(1, H, A), 20, calls)
+    cold = planner.plan(cost, gens([0]))
     assert len(calls) == 6 and cold.rollouts == 120
     calls.clear()
-    warm = planner.plan(cost, _gens([0]), init_mean=cold.actions)
+    warm = planner.plan(cost, gens([0]), init_mean=cold.actions)
     assert len(calls) == 2 and warm.rollouts == 40
     calls.clear()
-    make_planner(PlanConfig(samples=20, elites=4, iterations=6, horizon=H), *_bounds()).plan(
-        cost, _gens([0]), init_mean=cold.actions
+    make_planner(PlanConfig(samples=20, elites=4, iterations=6, horizon=H), *bounds()).plan(
+        cost, gens([0]), init_mean=cold.actions
     )
     assert len(calls) == 6  # warm_iterations=0: a warm replan runs every iteration
 
@@ -140,9 +117,9 @@ def test_planner_names_and_bad_prior_settings():
     assert set(PLANNER_NAMES) == {"cem", "mppi", "cem-prior", "mppi-prior", "policy"}
     assert uses_policy("policy") and uses_policy("cem-prior") and not uses_policy("mppi")
     with pytest.raises(ValueError, match="prior_fraction"):
-        make_planner(PlanConfig(planner="cem-prior", prior_fraction=1.0), *_bounds())
+        make_planner(PlanConfig(planner="cem-prior", prior_fraction=1.0), *bounds())
     with pytest.raises(ValueError, match="unknown planner"):
-        make_planner(PlanConfig(planner="adam-prior"), *_bounds())
-    planner = make_planner(PlanConfig(planner="cem-prior", samples=8, elites=2), *_bounds())
+        make_planner(PlanConfig(planner="adam-prior"), *bounds())
+    planner = make_planner(PlanConfig(planner="cem-prior", samples=8, elites=2), *bounds())
     with pytest.raises(ValueError, match="proposal"):
-        planner.plan(lambda p: p.sum(dim=(1, 2)), _gens([0]), proposal=torch.zeros(1, 2, A))
+        planner.plan(lambda p: p.sum(dim=(1, 2)), gens([0]), proposal=torch.zeros(1, 2, A))

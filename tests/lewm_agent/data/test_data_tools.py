@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from lewm_agent.cli import main as lewm
-from lewm_agent.config import get_preset, replace
 from lewm_agent.data import (
     DatasetError,
     dataset_info,
@@ -21,14 +20,15 @@ from lewm_agent.data import (
     verify_dataset,
 )
 from lewm_agent.train import train
-from tests.lewm_agent.test_model import _moving_square_dataset
+from tests.helpers import quick_train
+from tests.helpers.synthetic import moving_square_dataset
 
 EPISODES, STEPS, SIZE = 10, 40, 32
 
 
 @pytest.fixture()
 def data(tmp_path: Path) -> Path:
-    _moving_square_dataset(tmp_path / "data", episodes=EPISODES, steps=STEPS, size=SIZE)
+    moving_square_dataset(tmp_path / "data", episodes=EPISODES, steps=STEPS, size=SIZE)
     return tmp_path / "data"
 
 
@@ -41,11 +41,6 @@ def _corrupt(root: Path) -> tuple[str, str]:
     raw[len(raw) // 2] ^= 0xFF
     flipped.write_bytes(bytes(raw))
     return truncated.name, flipped.name
-
-
-def _quick(**changes):
-    p = get_preset("test")
-    return p.model, replace(p.train, steps=3, log_every=1, **changes)
 
 
 def test_info_counts_and_sizes(data: Path, capsys) -> None:
@@ -76,7 +71,7 @@ def test_verify_names_corrupt_files_and_exits_nonzero(data: Path, capsys) -> Non
 def test_verify_catches_a_flipped_pixel_in_an_uncompressed_file(tmp_path: Path) -> None:
     """Headers intact, only the CRC-32 of the pixels can tell (what mmap loading skips)."""
     src = tmp_path / "data"
-    _moving_square_dataset(src, episodes=3, steps=10, size=SIZE)
+    moving_square_dataset(src, episodes=3, steps=10, size=SIZE)
     flat = repack_dataset(src, tmp_path / "flat", compress=False)
     path = sorted((flat / "episodes").glob("*.npz"))[1]
     raw = bytearray(path.read_bytes())
@@ -88,7 +83,7 @@ def test_verify_catches_a_flipped_pixel_in_an_uncompressed_file(tmp_path: Path) 
 
 def test_training_skips_corrupt_files_and_uses_every_other_episode(data: Path) -> None:
     truncated, flipped = _corrupt(data)
-    model_cfg, cfg = _quick(holdout_fraction=0.0)
+    model_cfg, cfg = quick_train(holdout_fraction=0.0)
     with pytest.warns(RuntimeWarning, match="training skips 2 corrupt") as caught:
         result = train(data, model_cfg, cfg, progress=False)
     msgs = " ".join(str(w.message) for w in caught)
@@ -120,11 +115,11 @@ def _peak_traced_bytes(fn) -> tuple[object, int]:
 
 def test_training_memory_maps_a_dataset_larger_than_the_ram_budget(tmp_path: Path) -> None:
     src = tmp_path / "data"
-    _moving_square_dataset(src, episodes=8, steps=250, size=SIZE)
+    moving_square_dataset(src, episodes=8, steps=250, size=SIZE)
     flat = repack_dataset(src, tmp_path / "flat", compress=False)
     pixel_bytes = dataset_info(flat)["pixel_bytes"]  # ~6 MB
     budget_mb = pixel_bytes / 1024 / 1024 / 4  # the frames are 4x the budget
-    model_cfg, cfg = _quick()
+    model_cfg, cfg = quick_train()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         # Untraced warm-up: the first run's lazy imports would dwarf the frames.
@@ -143,7 +138,7 @@ def test_training_memory_maps_a_dataset_larger_than_the_ram_budget(tmp_path: Pat
 
 
 def test_compressed_dataset_over_budget_says_how_to_fix(data: Path) -> None:
-    model_cfg, cfg = _quick()
+    model_cfg, cfg = quick_train()
     with pytest.raises(DatasetError, match="repack_dataset"):
         train(data, model_cfg, cfg, progress=False, ram_budget_mb=0.01)
 

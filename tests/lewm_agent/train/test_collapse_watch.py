@@ -48,9 +48,9 @@ def test_watch_fires_once_after_patience_and_not_on_healthy_rows():
 
 
 def test_collapsing_run_warns_and_writes_log_curves_and_tensorboard(tmp_path):
-    from tests.lewm_agent.test_model import _moving_square_dataset
+    from tests.helpers.synthetic import moving_square_dataset
 
-    data = _moving_square_dataset(tmp_path / "data", episodes=6)
+    data = moving_square_dataset(tmp_path / "data", episodes=6)
     p = get_preset("test")
     cfg = replace(p.train, steps=80, log_every=5, sigreg_weight=0.0)  # no regulariser
     tb = importlib.util.find_spec("tensorboard") is not None  # the optional extra

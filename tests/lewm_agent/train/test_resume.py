@@ -72,10 +72,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    from tests.lewm_agent.test_model import _moving_square_dataset
+    from tests.helpers.synthetic import moving_square_dataset
 
     path = tmp_path_factory.mktemp("resume") / "data"
-    _moving_square_dataset(path, episodes=6, steps=40)
+    moving_square_dataset(path, episodes=6, steps=40)
     return path
 
 

@@ -21,7 +21,7 @@ from eval.compare import (
 )
 from eval.protocol import agent_env_kwargs, run_protocol, sample_episodes
 from lewm_agent import load_dataset
-from tests.eval.test_compare import DoNothing, PixelOracle
+from tests.helpers.agents import DoNothing, PixelOracle
 
 ENV = "lewm/TwoRoom-v0"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -25,7 +25,7 @@ from envs.cube import (  # noqa: E402
 from envs.cube_oracle import CubeOracle  # noqa: E402
 from envs.scripted import DATA_POLICIES, make_data_policy  # noqa: E402
 from lewm_agent.data import load_dataset  # noqa: E402
-from tests.helpers.envs import assert_check_env_clean  # noqa: E402
+from tests.helpers.envs import assert_check_env_clean, assert_time_limit  # noqa: E402
 
 ENV_ID = "lewm/Cube-v0"
 
@@ -63,8 +63,8 @@ def test_check_env_without_warnings(obs_mode: str) -> None:
 
 
 def test_registered_time_limit() -> None:
+    assert_time_limit(ENV_ID, 200)
     env = gym.make(ENV_ID, obs_mode="state")
-    assert env.spec is not None and env.spec.max_episode_steps == 200
     assert env.action_space.shape == (5,)
     env.close()
 

@@ -20,7 +20,7 @@ from envs.push_t import (  # noqa: E402
     distance_to_block,
     simulate_step,
 )
-from tests.helpers.envs import assert_check_env_clean  # noqa: E402
+from tests.helpers.envs import assert_check_env_clean, assert_time_limit  # noqa: E402
 
 GOAL = np.array([100.0, 100.0, 256.0, 256.0, 0.5, 0, 0, 0, 0, 0], dtype=np.float32)
 
@@ -52,9 +52,7 @@ def test_check_env_without_warnings(obs_mode: str) -> None:
 
 
 def test_registered_time_limit() -> None:
-    env = gym.make(ENV_ID, obs_mode="state")
-    assert env.spec is not None and env.spec.max_episode_steps == 300
-    env.close()
+    assert_time_limit(ENV_ID, 300)
 
 
 @pytest.mark.parametrize("size", [64, 224])

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 from envs.experts import ReacherOU  # noqa: E402
 from envs.reacher import ELBOW_LIMIT, SUCCESS_TOL, ReacherEnv  # noqa: E402
-from tests.helpers.envs import assert_check_env_clean  # noqa: E402
+from tests.helpers.envs import assert_check_env_clean, assert_time_limit  # noqa: E402
 
 GOAL = np.array([0.5, -1.0, 0.0, 0.0], dtype=np.float32)
 
@@ -36,9 +36,7 @@ def test_check_env_without_warnings(obs_mode: str) -> None:
 
 
 def test_registered_time_limit() -> None:
-    env = gym.make(ENV_ID, obs_mode="state")
-    assert env.spec is not None and env.spec.max_episode_steps == 200
-    env.close()
+    assert_time_limit(ENV_ID, 200)
 
 
 @pytest.mark.parametrize("size", [64, 224])

@@ -19,3 +19,10 @@ def assert_check_env_clean(env_id: str, env_class: type, **kwargs) -> None:
         warnings.simplefilter("error")  # any checker warning fails the test
         check_env(env)
     env.close()
+
+
+def assert_time_limit(env_id: str, steps: int) -> None:
+    """The registered spec cuts episodes at ``steps``."""
+    env = gym.make(env_id, obs_mode="state")
+    assert env.spec is not None and env.spec.max_episode_steps == steps
+    env.close()

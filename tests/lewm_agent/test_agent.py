@@ -8,6 +8,7 @@ import envs  # noqa: F401
 from lewm_agent import CheckpointError, WorldModelAgent
 from lewm_agent.config import PlanConfig
 from tests.helpers import TEST_IMAGE
+from tests.helpers.agents import assert_batched_predict_equals_per_env
 
 
 def _env(**kw):
@@ -61,22 +62,8 @@ def test_batched_predict_equals_per_env_predict(tiny_agent_dir):
     planner-level test in test_planning.py checks exact equality on a known cost.
     """
     kw = {"planner": "mppi", "samples": 32, "elites": 32, "iterations": 3}
-    base = WorldModelAgent.load(tiny_agent_dir, **kw)
     observations = [_env().reset(seed=s)[0] for s in (1, 2, 3)]
-    batch = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
-    batched, _ = base.predict(batch)
-    assert batched.shape == (3, 2)
-    singles = []
-    for i, obs in enumerate(observations):
-        seed = base.plan_config.seed + i
-        singles.append(WorldModelAgent.load(tiny_agent_dir, seed=seed, **kw).predict(obs)[0])
-        # Float rounding differs between batch sizes (~1e-7) and the softmax
-        # weighting amplifies it a little over iterations: ~1e-3 measured.
-        np.testing.assert_allclose(batched[i], singles[-1], atol=1e-2)
-    # ...while the envs' own plans differ far more (other goals and frames), so
-    # a mix-up of envs, goals or generators would fail.
-    gaps = [np.abs(singles[i] - singles[j]).max() for i in range(3) for j in range(i + 1, 3)]
-    assert min(gaps) > 0.05, gaps
+    assert_batched_predict_equals_per_env(tiny_agent_dir, observations, **kw)
 
 
 def test_episode_start_resets_only_that_env(tiny_agent_dir):

@@ -19,6 +19,7 @@ from lewm_agent.policy_head import (
     has_policy_head,
 )
 from tests.helpers import TEST_IMAGE
+from tests.helpers.agents import assert_batched_predict_equals_per_env
 
 HEAD = {"steps": 150, "hidden": 64, "batch_size": 64}
 
@@ -117,17 +118,8 @@ def test_batched_equals_per_env_planning_with_the_prior(head_agent_dir):
     """As test_agent's batching test, with the policy's proposal in the sampler (MPPI
     with every sample an elite: a smooth function of the costs, see there)."""
     kw = {"planner": "mppi-prior", "samples": 32, "elites": 32, "iterations": 3}
-    base = WorldModelAgent.load(head_agent_dir, **kw)
     observations = [_env().reset(seed=s)[0] for s in (1, 2, 3)]
-    batch = {k: np.stack([o[k] for o in observations]) for k in observations[0]}
-    batched, _ = base.predict(batch)
-    singles = []
-    for i, obs in enumerate(observations):
-        seed = base.plan_config.seed + i
-        singles.append(WorldModelAgent.load(head_agent_dir, seed=seed, **kw).predict(obs)[0])
-        np.testing.assert_allclose(batched[i], singles[-1], atol=1e-2)
-    gaps = [np.abs(singles[i] - singles[j]).max() for i in range(3) for j in range(i + 1, 3)]
-    assert min(gaps) > 0.05, gaps
+    assert_batched_predict_equals_per_env(head_agent_dir, observations, **kw)
 
 
 def test_policy_proposal_follows_the_head_through_the_predictor(head_agent_dir):

@@ -34,7 +34,7 @@ from lewm_agent.stats import wilson_interval
 from .protocol import BUDGET, EPISODES, GOAL_OFFSET, SEED, ProtocolEpisode, run_protocol
 
 REGRESSION_EPISODES = 10
-"""Episodes of the fast regression test (tests/test_zoo.py): the first 10 shipped."""
+"""Episodes of the fast regression test (tests/eval/test_zoo.py): the first 10 shipped."""
 
 
 def protocol_episodes(ref: str, n: int = EPISODES, seed: int = SEED) -> list[ProtocolEpisode]:

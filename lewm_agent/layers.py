@@ -15,7 +15,7 @@ still a stair). Two things are not edges:
 
 `TOP_FLOOR` is the allow-list: modules (or packages) that may import every floor, each
 with the reason. `python -m lewm_agent.layers` prints the graph and the check and exits 1 on
-a cycle or an upward import; `tests/test_layering.py` runs the same check.
+a cycle or an upward import; `tests/lewm_agent/test_layering.py` runs the same check.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Shared fixtures: a small recorded Two-Room dataset and a tiny trained agent."""
+"""Shared fixtures: a small recorded Two-Room dataset, a tiny trained agent, one torch thread."""
 
 import os
 
@@ -9,12 +9,21 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from tests.helpers import TEST_IMAGE  # noqa: E402
+
 # The test models are tiny: one thread is as fast as two, and it keeps the suite's
 # time stable on a loaded machine (two OpenMP threads that lose a core to another
 # process wait at every barrier: measured 5x slower at load 8).
 torch.set_num_threads(1)
 
-TEST_IMAGE = 32
+
+@pytest.fixture
+def one_thread():
+    """Tiny matmuls run faster on one thread than on two contended ones."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

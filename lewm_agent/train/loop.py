@@ -41,7 +41,7 @@ from .batches import (
 from .monitor import CURVES_FILE, RunMonitor, plot_training_curves
 from .prepare import (
     _build,
-    _LossModule,  # noqa: F401  # tests/test_distributed.py imports it from here
+    _LossModule,  # noqa: F401  # tests/lewm_agent/test_distributed.py imports it from here
     _resume_state,
     _Run,
     _settle,

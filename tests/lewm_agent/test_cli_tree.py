@@ -13,7 +13,7 @@ import pytest
 
 from lewm_agent.cli import LEWM, build_parser, main, walk
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 ALIASES = {  # `python -m MODULE` -> the lewm command it is (the README, Makefile, tests)
     "envs.collect": ["collect"],

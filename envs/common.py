@@ -246,3 +246,30 @@ class MujocoFrames:
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None
+
+
+class BatchedPolicy:
+    """The stable-baselines3 ``predict`` of the data policies and experts beside the envs.
+
+    A subclass gives ``_actions(observation, episode_start, deterministic)`` ->
+    ``(actions (B, A), batched)`` for a single or batched observation (its own input
+    checks and randomness); ``predict`` clips the actions to ``[-1, 1]`` as float32
+    and returns ``(A,)`` for a single observation, ``(B, A)`` for a batch.
+    """
+
+    def predict(
+        self,
+        observation: Any,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, Any]:
+        """Actions ``(A,)`` or ``(B, A)`` in ``[-1, 1]``; ``state`` is passed through."""
+        actions, batched = self._actions(observation, episode_start, deterministic)
+        actions = np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return (actions if batched else actions[0]), state
+
+    def _actions(
+        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
+    ) -> tuple[np.ndarray, bool]:
+        raise NotImplementedError

@@ -28,7 +28,7 @@ The arm in the goal state only decides where the goal image shows it. OGBench's
 target marker (a translucent cube) is hidden: made invisible and parked under the
 floor, so no frame ever shows the goal.
 
-Size (~500 lines): one env wrapping OGBench's model; its oracle is
+Size (~450 lines): one env wrapping OGBench's model; its oracle is
 `envs/cube_oracle.py`.
 """
 

@@ -86,18 +86,12 @@ class GCBCNet(nn.Module):
 
     def __init__(self, cfg: GCBCConfig, action_dim: int) -> None:
         super().__init__()
-        from lewm_agent.networks import CNNEncoder, init_weights
+        from lewm_agent.networks import CNNEncoder, init_weights, mlp_stack
 
         self.cfg = cfg
         self.encoder = CNNEncoder(cfg.image_size, tuple(cfg.channels), cfg.embed_dim)
         self.norm = nn.LayerNorm(cfg.embed_dim)
-        layers: list[nn.Module] = []
-        width = 3 * cfg.embed_dim
-        for _ in range(cfg.layers):
-            layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
-            width = cfg.hidden
-        layers.append(nn.Linear(width, cfg.frameskip * action_dim))
-        self.head = nn.Sequential(*layers)
+        self.head = mlp_stack(3 * cfg.embed_dim, cfg.hidden, cfg.layers, cfg.frameskip * action_dim)
         # LeWM's init (kaiming convs, 0.02-std linears) for the encoder; the head keeps
         # torch's default: three 0.02-std layers shrink the signal ~6x each and the
         # loss did not move in 80 steps on the test data.

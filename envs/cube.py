@@ -28,7 +28,7 @@ The arm in the goal state only decides where the goal image shows it. OGBench's
 target marker (a translucent cube) is hidden: made invisible and parked under the
 floor, so no frame ever shows the goal.
 
-Size (~500 lines): one env wrapping OGBench's model; its oracle is
+Size (~450 lines): one env wrapping OGBench's model; its oracle is
 `envs/cube_oracle.py`.
 """
 
@@ -41,12 +41,11 @@ from typing import Any, ClassVar
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.common import check_env_args, pick_start_and_goal, split_reset_options  # noqa: E402
+from envs.common import MujocoFrames, StateVectorEnv, check_action, state_vector  # noqa: E402
 
 __all__ = [
     "CubeEnv",
@@ -231,7 +230,7 @@ def _canonical(state: np.ndarray) -> np.ndarray:
     return np.asarray(state, dtype=np.float64).astype(np.float32)
 
 
-class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class CubeEnv(MujocoFrames, StateVectorEnv):
     """Pick up a cube and put it where a goal image shows it (OGBench ``cube-single``).
 
     Args:
@@ -269,11 +268,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         image_size: int = 64,
         terminate_on_success: bool = True,
     ) -> None:
-        check_env_args(render_mode, obs_mode, image_size, max_size=1024)
-        self.render_mode = render_mode
-        self.obs_mode = obs_mode
-        self.image_size = int(image_size)
-        self.terminate_on_success = bool(terminate_on_success)
+        self._init_args(render_mode, obs_mode, image_size, terminate_on_success, max_size=1024)
 
         # One compiled OGBench model per process and image size, shared by the envs
         # (read-only after _build_template); each env gets its own MjData.
@@ -296,8 +291,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(5,), dtype=np.float32)
         if obs_mode == "pixels":
-            img = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
-            self.observation_space = spaces.Dict({"pixels": img, "goal": img})
+            self.observation_space = self._pixels_space()
         else:
             goal = spaces.Box(-_GOAL_HIGH, _GOAL_HIGH, shape=(3,), dtype=np.float32)
             self.observation_space = spaces.Dict(
@@ -307,10 +301,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                     "desired_goal": goal,
                 }
             )
-        self._state = np.zeros(STATE_DIM, dtype=np.float32)
-        self._goal = np.zeros(STATE_DIM, dtype=np.float32)
-        self._frame: np.ndarray | None = None
-        self._goal_frame: np.ndarray | None = None
+        self._init_states()
 
     # ------------------------------------------------------------ gym API
     def reset(
@@ -318,12 +309,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode; ``options`` may hold ``"state"`` and/or ``"goal_state"``."""
         super().reset(seed=seed)
-        raw_state, raw_goal = split_reset_options(options)
-        state = self._validated(raw_state, "state") if raw_state is not None else None
-        goal = self._validated(raw_goal, "goal_state") if raw_goal is not None else None
-        s, g = pick_start_and_goal(
-            state, goal, self._sample_state, lambda s, g: self._distance(s, g) <= SUCCESS_RADIUS
-        )
+        s, g = self._start_and_goal(options, lambda s, g: self._distance(s, g) <= SUCCESS_RADIUS)
         self._goal = g
         self._set_sim(s)
         self._goal_frame = None
@@ -333,30 +319,12 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one relative effector command: OGBench's IK + PD control for 0.05 s."""
-        a = np.asarray(action, dtype=np.float64)
-        if a.size != 5 or not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be 5 finite numbers, got {action!r}")
+        a = check_action(action, 5)
         self._og.set_control(np.clip(a.reshape(5), -1.0, 1.0))  # writes self.data.ctrl
         mujoco.mj_step(self.model, self.data, nstep=self._og._n_steps)
         d = self.data
         self._set_sim(np.concatenate([d.qpos, d.qvel, d.ctrl]))
-        info = self._info()
-        reward = float(
-            self.compute_reward(cube_position(self._state), cube_position(self._goal), info)
-        )
-        terminated = bool(info["is_success"]) and self.terminate_on_success
-        return self._obs(), reward, terminated, False, info
-
-    def render(self) -> np.ndarray:
-        """The current frame, uint8 ``(image_size, image_size, 3)``; never shows the goal."""
-        if self._frame is None:
-            self._frame = self._draw(self.data)
-        return self._frame.copy()
-
-    def render_state(self, state: np.ndarray) -> np.ndarray:
-        """Render any 48-D state without changing the env."""
-        self._load(self._scratch, self._validated(state, "state"))
-        return self._draw(self._scratch)
+        return self._step_result()
 
     def compute_reward(
         self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None
@@ -367,22 +335,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         r = -np.linalg.norm(a - b, axis=-1)
         return r if np.ndim(r) else float(r)
 
-    def close(self) -> None:
-        """Free the OpenGL context (one renderer per env)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
     # ------------------------------------------------------------ internals
-    @property
-    def state(self) -> np.ndarray:
-        """A copy of the current 48-D state."""
-        return self._state.copy()
-
-    @property
-    def goal_state(self) -> np.ndarray:
-        """A copy of the goal state."""
-        return self._goal.copy()
 
     def _load(self, d: mujoco.MjData, state: np.ndarray) -> None:
         """Write a canonical state into ``d`` and recompute everything derived from it.
@@ -408,17 +361,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._frame = None
 
     def _validated(self, value: Any, name: str) -> np.ndarray:
-        try:
-            s = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be a numeric array of shape ({STATE_DIM},): {e}") from e
-        if s.shape != (STATE_DIM,):
-            raise ValueError(
-                f"{name} must have shape ({STATE_DIM},) [qpos (21), qvel (20), ctrl (7)], "
-                f"got {s.shape}"
-            )
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"{name} must be finite, got {s}")
+        s = state_vector(value, name, STATE_DIM, "[qpos (21), qvel (20), ctrl (7)]")
         quat_norm = float(np.linalg.norm(s[_CUBE_QPOS][3:]))
         if not 0.9 < quat_norm < 1.1:
             raise ValueError(
@@ -457,14 +400,13 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _distance(state: np.ndarray, goal: np.ndarray) -> float:
         return float(np.linalg.norm(cube_position(state) - cube_position(goal)))
 
+    _achieved = staticmethod(cube_position)
+
     def _info(self) -> dict[str, Any]:
         dist = self._distance(self._state, self._goal)
-        return {
-            "state": self._state.copy(),
-            "goal_state": self._goal.copy(),
-            "is_success": bool(dist <= SUCCESS_RADIUS),
-            "cube_distance": dist,
-        }
+        info = self._state_info(bool(dist <= SUCCESS_RADIUS))
+        info["cube_distance"] = dist
+        return info
 
     def _state_vector(self) -> np.ndarray:
         """OGBench's 28-D ``cube-single`` observation of the current (loaded) state."""
@@ -489,10 +431,7 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def _obs(self) -> dict[str, np.ndarray]:
         if self.obs_mode == "pixels":
-            if self._goal_frame is None:
-                self._load(self._scratch, self._goal)
-                self._goal_frame = self._draw(self._scratch)
-            return {"pixels": self.render(), "goal": self._goal_frame.copy()}
+            return self._pixels_obs()
         bound = np.float32(_GOAL_HIGH)
         return {
             "observation": self._state_vector(),
@@ -500,9 +439,11 @@ class CubeEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "desired_goal": np.clip(cube_position(self._goal), -bound, bound),
         }
 
-    def _draw(self, d: mujoco.MjData) -> np.ndarray:
-        """Render loaded data from OGBench's ``front_pixels`` camera."""
-        if self._renderer is None:  # created lazily: state-only users never need OpenGL
-            self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
-        self._renderer.update_scene(d, camera=self._camera)
-        return self._renderer.render().copy()
+    def _draw(self, state: np.ndarray) -> np.ndarray:
+        """Render a canonical state from OGBench's ``front_pixels`` camera (scratch MjData)."""
+        self._load(self._scratch, state)
+        return self._render_data(self._scratch)
+
+    def _draw_current(self) -> np.ndarray:
+        """Render the simulator's own (loaded) data."""
+        return self._render_data(self.data)

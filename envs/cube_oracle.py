@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.common import BatchedPolicy
 from envs.cube import (
     ARM_SAMPLING_BOUNDS,
     CUBE_REST_Z,
@@ -93,7 +94,7 @@ def oracle_info(observation: np.ndarray, target_pos: np.ndarray, target_yaw: flo
     }
 
 
-class CubeOracle:
+class CubeOracle(BatchedPolicy):
     """OGBench's Markov cube oracle for a batch of ``lewm/Cube-v0`` state observations.
 
     Args:
@@ -150,14 +151,10 @@ class CubeOracle:
         self._xi[i] = self.rng.uniform(0.0, self.action_noise)
         self._new_target(i)
 
-    def predict(
-        self,
-        observation: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
-        """Actions ``(5,)`` or ``(B, 5)`` for state observations of ``lewm/Cube-v0``."""
+    def _actions(
+        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
+    ) -> tuple[np.ndarray, bool]:
+        """Actions ``(B, 5)`` for state observations of ``lewm/Cube-v0`` (see ``predict``)."""
         if not isinstance(observation, dict) or "observation" not in observation:
             raise TypeError(
                 "CubeOracle acts on the GoalEnv state observation of lewm/Cube-v0 "
@@ -204,5 +201,4 @@ class CubeOracle:
             actions[i] = action
             if self._oracles[i].done and self.targets == "own":
                 self._new_target(i)
-        actions = np.clip(actions, -1.0, 1.0).astype(np.float32)  # (B, 5)
-        return (actions if batched else actions[0]), state
+        return actions, batched  # (B, 5)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from envs.common import BatchedPolicy
 from envs.push_t import (
     BLOCK_BOXES_LOCAL,
     BLOCK_MASS,
@@ -218,7 +219,7 @@ class _Plan:
         return [_GRID_XY[rc] for rc in reversed(out)]
 
 
-class PushTPusher:
+class PushTPusher(BatchedPolicy):
     """Noisy scripted pusher for ``lewm/PushT-v0``: approach a contact, push, repeat.
 
     Per env, a small state machine: pick a contact point on the T's outline (with
@@ -288,13 +289,9 @@ class PushTPusher:
         """Forget the plan of the given envs (all if ``None``)."""
         self._phase[slice(None) if indices is None else indices] = _NEW
 
-    def predict(
-        self,
-        observation: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
+    def _actions(
+        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
+    ) -> tuple[np.ndarray, bool]:
         """Actions for a state-mode observation; ``deterministic`` drops the Gaussian noise."""
         n, batched = _batch_info(observation)
         obs = _rows(observation, "observation", 10, n)
@@ -308,8 +305,7 @@ class PushTPusher:
             actions[i] = self._act(i, obs[i], None if goal is None else goal[i])
         if not deterministic and self.noise > 0:
             actions += self.rng.normal(0.0, self.noise, size=actions.shape)
-        actions = np.clip(actions, -1.0, 1.0).astype(np.float32)
-        return (actions if batched else actions[0]), state
+        return actions, batched
 
     # ---------------------------------------------------------- one env
     def _act(self, i: int, s: np.ndarray, goal: np.ndarray | None) -> np.ndarray:
@@ -473,7 +469,7 @@ def _toward(pusher: np.ndarray, target: np.ndarray, speed: float) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ Reacher
-class ReacherOU:
+class ReacherOU(BatchedPolicy):
     """Smoothed random torques for ``lewm/Reacher-v0`` (Ornstein-Uhlenbeck process).
 
     ``x <- x - theta * x + sigma * N(0, 1)`` per env step, clipped to [-1, 1]. The
@@ -501,13 +497,9 @@ class ReacherOU:
         idx = np.arange(len(self._x)) if indices is None else np.asarray(indices)
         self._x[idx] = self.rng.normal(0.0, self._stationary_std, size=(np.size(idx), 2))
 
-    def predict(
-        self,
-        observation: Any,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
+    def _actions(
+        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
+    ) -> tuple[np.ndarray, bool]:
         """Next torques; the observation only sets the batch size (``deterministic`` ignored:
         the randomness is the point of a data policy)."""
         n, batched = _batch_info(observation)
@@ -518,5 +510,4 @@ class ReacherOU:
         if starts.size:
             self.reset(starts)
         self._x += -self.theta * self._x + self.sigma * self.rng.normal(size=self._x.shape)
-        actions = np.clip(self._x, -1.0, 1.0).astype(np.float32)
-        return (actions if batched else actions[0].copy()), state
+        return self._x, batched  # predict clips a copy

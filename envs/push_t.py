@@ -29,7 +29,7 @@ the angle is wrapped to [-pi, pi]. The goal is a full state too: success only lo
 at the block pose (position error < 20 px and angle error < pi/9), the pusher in the
 goal state only decides where the goal image shows it.
 
-Size (~520 lines, over the ~500 guide): one env (physics, rendering, spaces, reset
+Size (~470 lines): one env (physics, rendering, spaces, reset
 options); its experts are `envs/experts.py` and `envs/push_t_expert.py`.
 """
 
@@ -43,13 +43,12 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 import pymunk  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.common import check_env_args, pick_start_and_goal, split_reset_options  # noqa: E402
+from envs.common import StateVectorEnv, check_action, state_vector  # noqa: E402
 
 __all__ = [
     "PushTEnv",
@@ -304,7 +303,7 @@ def simulate_step(state: np.ndarray, action: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- environment
-class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class PushTEnv(StateVectorEnv):
     """Push a T-shaped block to a goal pose with a circular pusher.
 
     Args:
@@ -338,16 +337,11 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         image_size: int = 64,
         terminate_on_success: bool = True,
     ) -> None:
-        check_env_args(render_mode, obs_mode, image_size)
-        self.render_mode = render_mode
-        self.obs_mode = obs_mode
-        self.image_size = int(image_size)
-        self.terminate_on_success = bool(terminate_on_success)
+        self._init_args(render_mode, obs_mode, image_size, terminate_on_success)
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         if obs_mode == "pixels":
-            img = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
-            self.observation_space = spaces.Dict({"pixels": img, "goal": img})
+            self.observation_space = self._pixels_space()
         else:
             goal = spaces.Box(
                 low=np.array([0, 0, -1, -1], dtype=np.float32),
@@ -369,10 +363,7 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # visible. Drawing at 512 then scaling costs 0.42 ms at 64 px for no gain.
         self._ss = max(1, math.ceil(256 / self.image_size))
         self._canvas = pygame.Surface((self.image_size * self._ss,) * 2)
-        self._state = np.zeros(STATE_DIM, dtype=np.float32)
-        self._goal = np.zeros(STATE_DIM, dtype=np.float32)
-        self._frame: np.ndarray | None = None
-        self._goal_frame: np.ndarray | None = None
+        self._init_states()
 
     # ------------------------------------------------------------ gym API
     def reset(
@@ -380,11 +371,8 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode; ``options`` may hold ``"state"`` and/or ``"goal_state"``."""
         super().reset(seed=seed)
-        raw_state, raw_goal = split_reset_options(options)
-        state = self._validated(raw_state, "state") if raw_state is not None else None
-        goal = self._validated(raw_goal, "goal_state") if raw_goal is not None else None
-        self._state, self._goal = pick_start_and_goal(
-            state, goal, self._sample_state, lambda s, g: bool(self._success(s, g))
+        self._state, self._goal = self._start_and_goal(
+            options, lambda s, g: bool(self._success(s, g))
         )
         self._frame = None
         self._goal_frame = None
@@ -394,25 +382,10 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Move the pusher by ``action * MAX_STEP`` px (relative) and simulate 0.1 s."""
-        a = np.asarray(action, dtype=np.float64)
-        if a.size != 2 or not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be 2 finite numbers, got {action!r}")
+        a = check_action(action, 2)
         self._state = simulate_step(self._state, a)
         self._frame = None
-        info = self._info()
-        reward = float(
-            self.compute_reward(_goal_vector(self._state), _goal_vector(self._goal), info)
-        )
-        terminated = bool(info["is_success"]) and self.terminate_on_success
-        return self._obs(), reward, terminated, False, info
-
-    def render(self) -> np.ndarray:
-        """The current frame, uint8 ``(image_size, image_size, 3)``; never shows the goal."""
-        return self._current_frame().copy()
-
-    def render_state(self, state: np.ndarray) -> np.ndarray:
-        """Render any 10-dim state without changing the env (goal images, evaluation)."""
-        return self._draw(self._validated(state, "state"))
+        return self._step_result()
 
     def compute_reward(
         self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None
@@ -427,28 +400,14 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._goal_frame = None
 
     # ------------------------------------------------------------ internals
-    @property
-    def state(self) -> np.ndarray:
-        """A copy of the current 10-dim state."""
-        return self._state.copy()
-
-    @property
-    def goal_state(self) -> np.ndarray:
-        """A copy of the 10-dim goal state."""
-        return self._goal.copy()
-
     def _validated(self, value: Any, name: str) -> np.ndarray:
-        try:
-            s = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be a numeric array of shape ({STATE_DIM},): {e}") from e
-        if s.shape != (STATE_DIM,):
-            raise ValueError(
-                f"{name} must have shape ({STATE_DIM},) [pusher_x, pusher_y, block_x, block_y, "
-                f"block_angle, pusher_vx, pusher_vy, block_vx, block_vy, block_angvel], got {s.shape}"
-            )
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"{name} must be finite, got {s}")
+        s = state_vector(
+            value,
+            name,
+            STATE_DIM,
+            "[pusher_x, pusher_y, block_x, block_y, block_angle, pusher_vx, pusher_vy, "
+            "block_vx, block_vy, block_angvel]",
+        )
         if not np.all((s[0:2] >= WALL) & (s[0:2] <= WORLD_SIZE - WALL)):
             raise ValueError(
                 f"{name}: pusher position {s[:2]} outside the arena [{WALL}, {WORLD_SIZE - WALL}]"
@@ -476,31 +435,23 @@ class PushTEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         pos, ang = goal_errors(_goal_vector(state), _goal_vector(goal))
         return bool(pos < SUCCESS_POS_PX and ang < SUCCESS_ANGLE)
 
+    _achieved = staticmethod(_goal_vector)
+
     def _info(self) -> dict[str, Any]:
         pos, ang = goal_errors(_goal_vector(self._state), _goal_vector(self._goal))
-        return {
-            "state": self._state.copy(),
-            "goal_state": self._goal.copy(),
-            "is_success": bool(pos < SUCCESS_POS_PX and ang < SUCCESS_ANGLE),
-            "pos_error": float(pos),
-            "angle_error": float(ang),
-        }
+        info = self._state_info(bool(pos < SUCCESS_POS_PX and ang < SUCCESS_ANGLE))
+        info["pos_error"] = float(pos)
+        info["angle_error"] = float(ang)
+        return info
 
     def _obs(self) -> dict[str, np.ndarray]:
         if self.obs_mode == "pixels":
-            if self._goal_frame is None:
-                self._goal_frame = self._draw(self._goal)
-            return {"pixels": self._current_frame().copy(), "goal": self._goal_frame.copy()}
+            return self._pixels_obs()
         return {
             "observation": self._state.copy(),
             "achieved_goal": _goal_vector(self._state).astype(np.float32),
             "desired_goal": _goal_vector(self._goal).astype(np.float32),
         }
-
-    def _current_frame(self) -> np.ndarray:
-        if self._frame is None:
-            self._frame = self._draw(self._state)
-        return self._frame
 
     def _draw(self, state: np.ndarray) -> np.ndarray:
         """Rasterise a canonical state: walls, grey T, blue pusher (no goal marker)."""

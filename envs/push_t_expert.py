@@ -211,13 +211,9 @@ class PushTExpert(PushTPusher):
         self._segment_action = np.zeros((n, 2))
 
     # ---------------------------------------------------------- batched entry
-    def predict(
-        self,
-        observation: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
+    def _actions(
+        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
+    ) -> tuple[np.ndarray, bool]:
         """Actions for a state-mode observation; ``deterministic`` drops noise and
         random segments."""
         n, batched = _batch_info(observation)
@@ -242,8 +238,7 @@ class PushTExpert(PushTPusher):
             actions[i] = self._expert_act(i, obs[i], deterministic)
         if not deterministic and self.noise > 0:
             actions += self.rng.normal(0.0, self.noise, size=actions.shape)
-        actions = np.clip(actions, -1.0, 1.0).astype(np.float32)
-        return (actions if batched else actions[0]), state
+        return actions, batched
 
     def _reached(self, pose: np.ndarray, target: np.ndarray) -> bool:
         pos = float(np.linalg.norm(pose[:2] - target[:2]))

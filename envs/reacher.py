@@ -35,12 +35,11 @@ from typing import Any, ClassVar
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import gymnasium as gym  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from envs.common import check_env_args, pick_start_and_goal, split_reset_options  # noqa: E402
+from envs.common import MujocoFrames, StateVectorEnv, check_action, state_vector  # noqa: E402
 
 __all__ = [
     "ReacherEnv",
@@ -155,7 +154,7 @@ def _canonical(state: np.ndarray) -> np.ndarray:
     return s.astype(np.float32)
 
 
-class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+class ReacherEnv(MujocoFrames, StateVectorEnv):
     """Move a 2-link arm to a target joint configuration given as a goal image.
 
     Args:
@@ -188,11 +187,7 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         image_size: int = 64,
         terminate_on_success: bool = True,
     ) -> None:
-        check_env_args(render_mode, obs_mode, image_size, max_size=512)
-        self.render_mode = render_mode
-        self.obs_mode = obs_mode
-        self.image_size = int(image_size)
-        self.terminate_on_success = bool(terminate_on_success)
+        self._init_args(render_mode, obs_mode, image_size, terminate_on_success, max_size=512)
 
         self.model = mujoco.MjModel.from_xml_string(REACHER_XML)
         self.data = mujoco.MjData(self.model)
@@ -203,8 +198,7 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         if obs_mode == "pixels":
-            img = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
-            self.observation_space = spaces.Dict({"pixels": img, "goal": img})
+            self.observation_space = self._pixels_space()
         else:
             goal = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
             self.observation_space = spaces.Dict(
@@ -214,10 +208,7 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                     "desired_goal": goal,
                 }
             )
-        self._state = np.zeros(STATE_DIM, dtype=np.float32)
-        self._goal = np.zeros(STATE_DIM, dtype=np.float32)
-        self._frame: np.ndarray | None = None
-        self._goal_frame: np.ndarray | None = None
+        self._init_states()
 
     # ------------------------------------------------------------ gym API
     def reset(
@@ -225,12 +216,7 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode; ``options`` may hold ``"state"`` and/or ``"goal_state"``."""
         super().reset(seed=seed)
-        raw_state, raw_goal = split_reset_options(options)
-        state = self._validated(raw_state, "state") if raw_state is not None else None
-        goal = self._validated(raw_goal, "goal_state") if raw_goal is not None else None
-        s, g = pick_start_and_goal(
-            state, goal, self._sample_state, lambda s, g: self._errors(s, g).max() < SUCCESS_TOL
-        )
+        s, g = self._start_and_goal(options, lambda s, g: self._errors(s, g).max() < SUCCESS_TOL)
         self._goal = g
         self._set_sim(s)
         self._goal_frame = None
@@ -240,29 +226,12 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply torques ``action * gear`` for ``FRAME_SKIP`` MuJoCo steps."""
-        a = np.asarray(action, dtype=np.float64)
-        if a.size != 2 or not np.all(np.isfinite(a)):
-            raise ValueError(f"action must be 2 finite numbers, got {action!r}")
+        a = check_action(action, 2)
         self.data.ctrl[:] = np.clip(a.reshape(2), -1.0, 1.0)
         mujoco.mj_step(self.model, self.data, nstep=FRAME_SKIP)
         d = self.data
         self._set_sim(np.array([d.qpos[0], d.qpos[1], d.qvel[0], d.qvel[1]]))
-        info = self._info()
-        reward = float(
-            self.compute_reward(_goal_vector(self._state), _goal_vector(self._goal), info)
-        )
-        terminated = bool(info["is_success"]) and self.terminate_on_success
-        return self._obs(), reward, terminated, False, info
-
-    def render(self) -> np.ndarray:
-        """The current frame, uint8 ``(image_size, image_size, 3)``; never shows the goal."""
-        if self._frame is None:
-            self._frame = self._draw(self._state)
-        return self._frame.copy()
-
-    def render_state(self, state: np.ndarray) -> np.ndarray:
-        """Render any ``[q1, q2, dq1, dq2]`` without changing the env."""
-        return self._draw(self._validated(state, "state"))
+        return self._step_result()
 
     def compute_reward(
         self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any = None
@@ -271,22 +240,7 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         r = -joint_errors(achieved_goal, desired_goal).sum(axis=-1) / math.pi
         return r if np.ndim(r) else float(r)
 
-    def close(self) -> None:
-        """Free the OpenGL context (one renderer per env)."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
     # ------------------------------------------------------------ internals
-    @property
-    def state(self) -> np.ndarray:
-        """A copy of the current ``[q1, q2, dq1, dq2]``."""
-        return self._state.copy()
-
-    @property
-    def goal_state(self) -> np.ndarray:
-        """A copy of the goal ``[q1, q2, 0, 0]``."""
-        return self._goal.copy()
 
     def _set_sim(self, state: np.ndarray) -> None:
         """Make the canonical float32 state the simulator's exact state."""
@@ -299,16 +253,7 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._frame = None
 
     def _validated(self, value: Any, name: str) -> np.ndarray:
-        try:
-            s = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{name} must be a numeric array of shape ({STATE_DIM},): {e}") from e
-        if s.shape != (STATE_DIM,):
-            raise ValueError(
-                f"{name} must have shape ({STATE_DIM},) [q1, q2, dq1, dq2], got {s.shape}"
-            )
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"{name} must be finite, got {s}")
+        s = state_vector(value, name, STATE_DIM, "[q1, q2, dq1, dq2]")
         if abs(s[1]) > ELBOW_LIMIT + _ELBOW_SLACK:
             raise ValueError(
                 f"{name}: elbow angle {s[1]:.3f} outside [-{ELBOW_LIMIT}, {ELBOW_LIMIT}]"
@@ -328,20 +273,17 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _errors(state: np.ndarray, goal: np.ndarray) -> np.ndarray:
         return joint_errors(_goal_vector(state), _goal_vector(goal))
 
+    _achieved = staticmethod(_goal_vector)
+
     def _info(self) -> dict[str, Any]:
         err = self._errors(self._state, self._goal)
-        return {
-            "state": self._state.copy(),
-            "goal_state": self._goal.copy(),
-            "is_success": bool(err.max() < SUCCESS_TOL),
-            "joint_error": err.astype(np.float32),
-        }
+        info = self._state_info(bool(err.max() < SUCCESS_TOL))
+        info["joint_error"] = err.astype(np.float32)
+        return info
 
     def _obs(self) -> dict[str, np.ndarray]:
         if self.obs_mode == "pixels":
-            if self._goal_frame is None:
-                self._goal_frame = self._draw(self._goal)
-            return {"pixels": self.render(), "goal": self._goal_frame.copy()}
+            return self._pixels_obs()
         q, dq = self._state[:2].astype(np.float64), self._state[2:]
         return {
             "observation": np.concatenate([np.cos(q), np.sin(q), dq]).astype(np.float32),
@@ -351,11 +293,8 @@ class ReacherEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     def _draw(self, state: np.ndarray) -> np.ndarray:
         """Render a canonical state from the top camera using the scratch MjData."""
-        if self._renderer is None:  # created lazily: state-only users never need OpenGL
-            self._renderer = mujoco.Renderer(self.model, self.image_size, self.image_size)
         d = self._scratch
         d.qpos[:] = state[:2].astype(np.float64)
         d.qvel[:] = state[2:].astype(np.float64)
         mujoco.mj_forward(self.model, d)
-        self._renderer.update_scene(d, camera=self._camera)
-        return self._renderer.render().copy()
+        return self._render_data(d)

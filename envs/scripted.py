@@ -14,6 +14,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs import two_room
+from envs.common import BatchedPolicy
 from envs.spec import SPEC_POLICIES, env_specs
 
 _WALL_X = two_room.WALL_X
@@ -87,7 +88,7 @@ class RandomPolicy:
         return (actions if batched else actions[0]), state
 
 
-class TwoRoomHeuristic:
+class TwoRoomHeuristic(BatchedPolicy):
     """Noisy expert for Two-Room acting on the GoalEnv *state* observation.
 
     Heads for the door when the goal is in the other room, then for the goal, at
@@ -150,14 +151,10 @@ class TwoRoomHeuristic:
         target[cross, 1] = _DOOR_Y
         return target
 
-    def predict(
-        self,
-        observation: dict[str, np.ndarray],
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, Any]:
-        """Actions ``(2,)`` or ``(B, 2)``; ``deterministic=True`` disables all noise."""
+    def _actions(
+        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
+    ) -> tuple[np.ndarray, bool]:
+        """Actions ``(B, 2)`` (see ``predict``); ``deterministic=True`` disables all noise."""
         if not isinstance(observation, dict) or "desired_goal" not in observation:
             raise TypeError(
                 "TwoRoomHeuristic acts on the GoalEnv state observation "
@@ -202,8 +199,7 @@ class TwoRoomHeuristic:
             in_burst = self._burst_left > 0
             actions[in_burst] = self._burst_action[in_burst]
             self._burst_left[in_burst] -= 1
-        actions = np.clip(actions, -1.0, 1.0).astype(np.float32)  # (B, 2)
-        return (actions if batched else actions[0]), state
+        return actions, batched  # (B, 2)
 
 
 DATA_POLICIES: tuple[str, ...] = ("random", *SPEC_POLICIES)

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.common import check_env_args, split_reset_options
+from envs.common import GoalImageEnv, split_reset_options
 
 # ---- geometry (world units) ---------------------------------------------------------
 WALL_X = 0.5
@@ -185,7 +184,7 @@ class _Renderer:
         return frame
 
 
-class TwoRoomEnv(gym.Env):
+class TwoRoomEnv(GoalImageEnv):
     """Point agent, two rooms, one door; goal-conditioned, pixels or state observations.
 
     Args:
@@ -218,17 +217,12 @@ class TwoRoomEnv(gym.Env):
         image_size: int = 64,
         terminate_on_success: bool = True,
     ) -> None:
-        check_env_args(render_mode, obs_mode, image_size)
-        self.render_mode = render_mode
-        self.obs_mode = obs_mode
-        self.image_size = int(image_size)
-        self.terminate_on_success = bool(terminate_on_success)
+        self._init_args(render_mode, obs_mode, image_size, terminate_on_success)
         self._renderer = _Renderer.get(self.image_size)
 
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
         if obs_mode == "pixels":
-            img = spaces.Box(0, 255, shape=(self.image_size, self.image_size, 3), dtype=np.uint8)
-            self.observation_space = spaces.Dict({"pixels": img, "goal": img})
+            self.observation_space = self._pixels_space()
         else:
             pos = spaces.Box(0.0, 1.0, shape=(2,), dtype=np.float32)
             self.observation_space = spaces.Dict(
@@ -237,8 +231,6 @@ class TwoRoomEnv(gym.Env):
 
         self._pos = (0.5 * (_ARENA_LO + _BAND_LO), 0.5)  # placeholder until reset()
         self._goal = (0.5 * (_BAND_HI + _ARENA_HI), 0.5)
-        self._frame: np.ndarray | None = None  # cached render of _pos
-        self._goal_frame: np.ndarray | None = None  # cached render of _goal
 
     # ---- public helpers ------------------------------------------------------------------
     def render_state(self, state: np.ndarray) -> np.ndarray:
@@ -286,29 +278,24 @@ class TwoRoomEnv(gym.Env):
         a = np.clip(a, -1.0, 1.0)
         self._pos = move(self._pos[0], self._pos[1], STEP_SIZE * a[0], STEP_SIZE * a[1])
         self._frame = None
-        info = self._info()
-        reward = -self._distance()
-        terminated = bool(info["is_success"]) and self.terminate_on_success
-        return self._obs(), float(reward), terminated, False, info
-
-    def render(self) -> np.ndarray:
-        """Current frame, uint8 ``(image_size, image_size, 3)`` (a fresh copy)."""
-        return self._current_frame().copy()
+        return self._step_result()
 
     # ---- internals -----------------------------------------------------------------------
-    def _current_frame(self) -> np.ndarray:
-        if self._frame is None:
-            self._frame = self._renderer.draw(*self._pos)
-        return self._frame
+    def _step_reward(self, info: dict[str, Any]) -> float:
+        return float(-self._distance())
+
+    def _draw_current(self) -> np.ndarray:
+        return self._renderer.draw(*self._pos)
+
+    def _draw_goal(self) -> np.ndarray:
+        return self._renderer.draw(*self._goal)
 
     def _distance(self) -> float:
         return float(np.hypot(self._pos[0] - self._goal[0], self._pos[1] - self._goal[1]))
 
     def _obs(self) -> dict[str, np.ndarray]:
         if self.obs_mode == "pixels":
-            if self._goal_frame is None:
-                self._goal_frame = self._renderer.draw(*self._goal)
-            return {"pixels": self._current_frame().copy(), "goal": self._goal_frame.copy()}
+            return self._pixels_obs()
         pos = np.array(self._pos, dtype=np.float32)
         return {
             "observation": pos,

@@ -67,6 +67,27 @@ class MLP(nn.Module):
         return self.drop(self.fc2(self.drop(F.gelu(self.fc1(x)))))
 
 
+def mlp_stack(
+    in_dim: int, hidden: int, layers: int, out_dim: int, norm: bool = False
+) -> nn.Sequential:
+    """``layers`` x (Linear -> [LayerNorm ->] GELU) of width ``hidden``, then Linear -> ``out_dim``.
+
+    Torch's default init; the modules are numbered in that order (``0.weight``, ...), so
+    the state-dict keys of the heads built with it (the policy head's ``net``, GCBC's
+    ``head``) are what their saved weights hold.
+    """
+    modules: list[nn.Module] = []
+    width = in_dim
+    for _ in range(layers):
+        modules.append(nn.Linear(width, hidden))
+        if norm:
+            modules.append(nn.LayerNorm(hidden))
+        modules.append(nn.GELU())
+        width = hidden
+    modules.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*modules)
+
+
 class ViTBlock(nn.Module):
     """Pre-norm transformer block of the ViT encoder."""
 

@@ -38,6 +38,7 @@ from .config import from_dict, to_dict
 from .data import ActionNormalizer, Dataset, load_dataset
 from .device import autocast_context
 from .model import LeWM
+from .networks import mlp_stack
 from .train import normalize_blocks
 
 HEAD_WEIGHTS_FILE = "policy_head.safetensors"
@@ -87,13 +88,7 @@ class PolicyHead(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed_dim, self.block_dim = embed_dim, block_dim
-        layers: list[nn.Module] = []
-        width = 3 * embed_dim + 1
-        for _ in range(cfg.layers):
-            layers += [nn.Linear(width, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU()]
-            width = cfg.hidden
-        layers.append(nn.Linear(width, block_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp_stack(3 * embed_dim + 1, cfg.hidden, cfg.layers, block_dim, norm=True)
 
     def forward(self, z: Tensor, goal: Tensor, steps_left: Tensor | float) -> Tensor:
         """z (N, D), goal (N, D), steps_left (N,) or a number, env steps -> (N, block_dim)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -132,3 +133,28 @@ def test_real_tiny_run_writes_results_and_resumes(tmp_path):
     assert set(second["tworoom"].values()) == {"skipped"}
     plan = suite.PRESETS["test"]["tworoom"]
     assert stage_done("collect", plan, p)
+
+
+def test_a_policy_planner_plan_trains_the_head_and_compares_with_it(tmp_path):
+    """`lewm_planner="policy"`: the lewm stage fits the policy head, the comparison's
+    LeWM acts with it, and a checkpoint without the head is not a finished stage."""
+    kw = dict(
+        overrides={"agents": ("lewm",), "lewm_planner": "policy"},
+        progress=False,
+        log=lambda s: None,
+        stages=["collect", "lewm", "compare"],
+    )
+    first = run_suite(tmp_path, "test", ["tworoom"], **kw)
+    assert first["tworoom"] == {"collect": "done", "lewm": "done", "compare": "done"}
+    p = Paths.of(tmp_path, "tworoom")
+    assert (p.agent("lewm") / "policy_head.safetensors").is_file()
+    results = json.loads((p.out / "results.json").read_text())
+    assert results["lewm"]["episodes"] == 2
+    summary = (tmp_path / "outputs" / "suite" / "results.md").read_text()
+    assert "planner `policy`" in summary
+
+    plan = replace(suite.PRESETS["test"]["tworoom"], lewm_planner="policy")
+    assert stage_done("lewm", plan, p)
+    (p.agent("lewm") / "policy_head.safetensors").unlink()
+    assert not stage_done("lewm", plan, p)
+    assert stage_done("lewm", replace(plan, lewm_planner=None), p)

@@ -11,6 +11,14 @@ to the model, evaluates the run in float32 AND converted to float16 on those sam
 episodes, keeps float16 unless it solves more than `--max-drop` fewer episodes,
 and writes the card (commands, wall time, both results with 95% Wilson
 intervals, sizes, SHA-256 of every file). The folder format is in docs/CONTRACTS.md.
+
+`--planner NAME` measures (and ships) the model with another planner than its
+checkpoint's. "policy", "cem-prior" and "mppi-prior" act with the run's latent
+policy head (`lewm train-policy RUN --data DATA`): its two files are converted
+WITH the model (the float16 variant is float16 model + float16 head, the
+float32 one float32 + float32, so the max-drop rule measures the pair that
+ships), hashed in the card, and `WorldModelAgent.load("zoo:NAME")` acts with
+that planner.
 (`python -m eval.zoo ...` is the same command.)
 """
 
@@ -29,6 +37,13 @@ from typing import Any
 
 from lewm_agent import zoo
 from lewm_agent.checkpoint import load_checkpoint
+from lewm_agent.policy_head import (
+    HEAD_CONFIG_FILE,
+    HEAD_WEIGHTS_FILE,
+    has_policy_head,
+    load_policy_head,
+    model_digest,
+)
 from lewm_agent.stats import wilson_interval
 
 from .protocol import BUDGET, EPISODES, GOAL_OFFSET, SEED, ProtocolEpisode, run_protocol
@@ -85,11 +100,16 @@ def regression_threshold(successes: int, episodes: int, first: list[bool]) -> di
 
 
 def _evaluate(
-    env_id: str, path: Path, episodes: list[ProtocolEpisode], image_size: int, name: str
+    env_id: str,
+    path: Path,
+    episodes: list[ProtocolEpisode],
+    image_size: int,
+    name: str,
+    planner: str | None = None,
 ) -> dict[str, Any]:
     from lewm_agent import WorldModelAgent
 
-    agent = WorldModelAgent.load(path, device="cpu")
+    agent = WorldModelAgent.load(path, planner=planner, device="cpu")
     # The env as `lewm eval` makes it: the recorded env build, else the id.
     result, _ = run_protocol(
         agent.env_build or env_id, agent, episodes, name=name, env_kwargs={"image_size": image_size}
@@ -127,8 +147,13 @@ def add(
     note: str = "",
     force: bool = False,
     extra: dict[str, Any] | None = None,
+    planner: str | None = None,
 ) -> Path:
-    """Add the checkpoint folder `run` to the zoo as `name`; returns the zoo folder."""
+    """Add the checkpoint folder `run` to the zoo as `name`; returns the zoo folder.
+
+    `planner`: the planner to measure and ship the model with (default: the
+    checkpoint's own). One that needs the latent policy head requires it in `run`.
+    """
     import envs  # noqa: F401  (registers lewm/*)
     from lewm_agent.data import load_dataset
     from lewm_agent.heldout import load_heldout, trained_holdout
@@ -137,14 +162,18 @@ def add(
 
     add_cmd = (
         f"lewm zoo add {run} --name {name} --data {data} --dtype {dtype} --max-drop {max_drop} "
-        f"--episodes {episodes} --seed {seed}"
+        f"--episodes {episodes} --seed {seed}" + (f" --planner {planner}" if planner else "")
     )
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"bad zoo name {name!r}")
     dst = zoo.zoo_root() / name
     if dst.exists() and not force:
         raise FileExistsError(f"{dst} exists; pass --force to replace it")
-    _, config, stats = load_checkpoint(run)  # validates the run before any work
+    model, config, stats = load_checkpoint(run)  # validates the run before any work
+    planner = planner or (config.get("plan") or {}).get("planner") or "cem"
+    head_meta = _check_planner(run, planner, model)  # None: no head shipped
+    with_head = head_meta is not None
+    del model
     env_id = config["env"]["env_id"]
     image_size = int(config["model"]["image_size"])
     holdout = trained_holdout(config)
@@ -169,8 +198,11 @@ def add(
         tmp_path = Path(tmp)
         # Both dtypes go through the project's own save path (zoo.convert).
         folders = {d: zoo.convert(run, tmp_path / d, d) for d in ("float32", "float16")}
+        if with_head:  # the head in the same dtype, tied to the converted model
+            for d, f in folders.items():
+                zoo.convert_policy_head(run, f, d, model_digest(load_checkpoint(f)[0]))
         results = {
-            d: _evaluate(env_id, folders[d], eps, image_size, f"{name} {d}")
+            d: _evaluate(env_id, folders[d], eps, image_size, f"{name} {d}", planner)
             for d in ("float32", "float16")
         }
         if dtype == "auto":
@@ -205,6 +237,7 @@ def add(
             "name": name,
             "env_id": env_id,
             "dtype": dtype,
+            "planner": planner,
             "commands": {"collect": collect_cmd, "train": train_cmd, "zoo_add": add_cmd},
             "data": data_meta,
             "training": {
@@ -213,7 +246,9 @@ def add(
                 "final": training.get("final"),
                 "train_config": config.get("train"),
             },
-            "plan": config.get("plan"),
+            # The planner settings the results were measured with.
+            "plan": {**(config.get("plan") or {}), "planner": planner},
+            **({"policy_head": _head_summary(head_meta)} if with_head else {}),
             "protocol": {
                 "episodes": episodes,
                 "seed": seed,
@@ -229,7 +264,19 @@ def add(
             "size_bytes": {
                 d: (folders[d] / zoo.WEIGHTS_FILE).stat().st_size for d in ("float32", "float16")
             },
-            "files": zoo.file_records(shipped),
+            **(
+                {
+                    "policy_head_size_bytes": {
+                        d: (folders[d] / HEAD_WEIGHTS_FILE).stat().st_size
+                        for d in ("float32", "float16")
+                    }
+                }
+                if with_head
+                else {}
+            ),
+            "files": zoo.file_records(
+                shipped, zoo.HASHED_FILES + (zoo.HEAD_FILES if with_head else ())
+            ),
             "made_with": {
                 "torch": _torch_version(),
                 "python": platform.python_version(),
@@ -244,8 +291,42 @@ def add(
             shutil.rmtree(dst)
         shipped.rename(dst)
     zoo.verify(name)
-    print(f"added zoo:{name} ({dtype}) to {dst}")
+    print(f"added zoo:{name} ({dtype}, planner {planner}) to {dst}")
     return dst
+
+
+def _head_summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The card's record of the shipped policy head: its config and training."""
+    t = meta.get("training") or {}
+    return {
+        "config": meta.get("config"),
+        "training": {k: t.get(k) for k in ("seconds", "first_loss", "final_loss", "heldout_loss")},
+        "steps": (t.get("log") or [{}])[-1].get("step", -1) + 1,
+    }
+
+
+def _check_planner(run: str | os.PathLike[str], planner: str, model: Any) -> dict[str, Any] | None:
+    """The run's policy head meta if `planner` needs it (else None); raises if it lacks one.
+
+    Called before anything is written: a planner that needs the head needs one in
+    `run`, trained on `run`'s world model.
+    """
+    from lewm_agent.planning import PLANNER_NAMES
+
+    if planner not in PLANNER_NAMES:
+        raise ValueError(f"unknown planner {planner!r}; one of {', '.join(PLANNER_NAMES)}")
+    if not zoo.needs_head(planner):
+        return None
+    fix = f"train it first: `lewm train-policy {run} --data DATA`"
+    if not has_policy_head(run):
+        raise zoo.ZooError(
+            f"planner {planner!r} acts with the latent policy head and {run} has none "
+            f"({HEAD_WEIGHTS_FILE} + {HEAD_CONFIG_FILE}); {fix}"
+        )
+    _, meta = load_policy_head(run)  # a corrupt head is a CheckpointError naming the fix
+    if meta.get("model_digest") != model_digest(model):
+        raise zoo.ZooError(f"the policy head in {run} was trained on another world model; {fix}")
+    return meta
 
 
 def _torch_version() -> str:
@@ -273,11 +354,13 @@ def card_readme(card: dict[str, Any]) -> str:
         f"({card['size_bytes'][card['dtype']] / 1e6:.1f} MB; float32 "
         f"{card['size_bytes']['float32'] / 1e6:.1f} MB).",
         "",
+        *_planner_lines(card),
         f"Paper protocol, {card['protocol']['episodes']} episodes (seed "
         f"{card['protocol']['seed']}, shipped in episodes.json): "
         f"`{card['protocol']['command']}`",
         "",
-        "| weights | success | 95% Wilson CI | mean steps |",
+        f"| weights{' (model + head)' if zoo.needs_head(zoo.card_planner(card)) else ''} "
+        "| success | 95% Wilson CI | mean steps |",
         "|---|---|---|---|",
     ]
     for d in ("float32", "float16"):
@@ -290,6 +373,31 @@ def card_readme(card: dict[str, Any]) -> str:
     if card.get("note"):
         lines += ["", card["note"]]
     return "\n".join(lines) + "\n"
+
+
+def _planner_lines(card: dict[str, Any]) -> list[str]:
+    """The README's planner paragraph (none for a card without a planner)."""
+    planner = zoo.card_planner(card)
+    if planner is None:
+        return []
+    text = (
+        f"Measured and loaded with planner `{planner}` "
+        f'(`WorldModelAgent.load("zoo:{card["name"]}")` uses it; pass `planner=` for another).'
+    )
+    if zoo.needs_head(planner):
+        head = (card.get("policy_head_size_bytes") or {}).get(card["dtype"])
+        size = f", {head / 1e6:.1f} MB" if head else ""
+        text += (
+            f" It acts with the latent policy head shipped beside the model "
+            f"(policy_head.safetensors + policy_head.json, {card['dtype']}{size})."
+        )
+        trained = (card.get("policy_head") or {}).get("training") or {}
+        if trained.get("seconds") is not None:
+            text += (
+                f" Head training: {trained['seconds'] / 60:.1f} min "
+                f"({card['policy_head'].get('steps')} steps) on the frozen model."
+            )
+    return [text, ""]
 
 
 def run_zoo(args: Any) -> int:
@@ -315,6 +423,7 @@ def run_zoo(args: Any) -> int:
         seed=args.seed,
         note=args.note,
         force=args.force,
+        planner=args.planner,
     )
     return 0
 

@@ -349,8 +349,12 @@ class WorldModelAgent:
         (`lewm train-policy PATH --data DATA` or `fit_policy_head`).
 
         `path` may be `"zoo:NAME"`, a model of the zoo (`lewm zoo list`); its files
-        are checked against the SHA-256 its card records first.
+        are checked against the SHA-256 its card records first, and without
+        `planner` it acts with the planner its card was measured with (a card
+        without one, card_version 1: the checkpoint's planner, as a folder).
         """
+        if planner is None and zoo.is_zoo_ref(path):
+            planner = zoo.planner(str(path))
         path = zoo.resolve(path)
         dev = resolve_device(device)
         contents = read_checkpoint(path)

@@ -10,7 +10,13 @@ weights usually stored in float16 and upcast to float32 at load) plus:
   of every file of the folder (checked at every load, so a damaged download or
   a flipped byte is a clear error instead of a silently worse agent);
 - `episodes.json`: the start/goal states of its protocol episodes, so evaluating
-  it needs no dataset (`lewm eval --agent zoo:NAME`).
+  it needs no dataset (`lewm eval --agent zoo:NAME`);
+- for a model measured with a planner that needs the latent policy head
+  ("policy", "cem-prior", "mppi-prior"), the head's two files
+  (`policy_head.safetensors` + `policy_head.json`), hashed like the model's.
+  The card's `planner` (card_version 2) is what `WorldModelAgent.load("zoo:NAME")`
+  acts with unless given another; a version-1 card has none and the model acts
+  with its checkpoint's planner.
 
 This module is pure `lewm_agent` (files, hashes, dtype conversion); running the
 protocol to write a card lives in `eval/zoo.py` (`lewm zoo add`).
@@ -37,17 +43,24 @@ from .checkpoint import (
     save_checkpoint,
     write_json,
 )
+from .planning import uses_policy
 
 PREFIX = "zoo:"
 ROOT_ENV = "LEWM_ZOO"
 """Environment variable naming another zoo folder (default: `zoo/` of the source tree)."""
 CARD_FILE = "card.json"
 EPISODES_FILE = "episodes.json"
-CARD_VERSION = 1
+CARD_VERSION = 2
+"""Written by `lewm zoo add`. 2 added `planner` (and the policy head's files)."""
+READ_CARD_VERSIONS = (1, 2)
+"""Card versions this lewm-agent reads (1: no `planner`, the checkpoint's is used)."""
 EPISODES_VERSION = 1
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)
 HASHED_FILES = (*CHECKPOINT_FILES, EPISODES_FILE)
-"""Files whose SHA-256 the card records (the card itself is the index, not hashed)."""
+"""Files whose SHA-256 every card records (the card itself is the index, not hashed)."""
+HEAD_FILES = ("policy_head.safetensors", "policy_head.json")
+"""The latent policy head's files (`policy_head.HEAD_WEIGHTS_FILE`, `HEAD_CONFIG_FILE`):
+shipped and hashed when the card's planner needs the head."""
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -101,12 +114,39 @@ def read_card(ref: str) -> dict[str, Any]:
         card = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ZooError(f"{path} is not valid JSON ({e})") from e
-    if card.get("card_version") != CARD_VERSION:
+    if card.get("card_version") not in READ_CARD_VERSIONS:
         raise ZooError(
             f"{path}: card_version {card.get('card_version')!r}, this lewm-agent reads "
-            f"{CARD_VERSION}"
+            f"{' and '.join(map(str, READ_CARD_VERSIONS))}"
         )
     return card
+
+
+def card_planner(card: dict[str, Any]) -> str | None:
+    """The planner a card's results were measured with, if it records one.
+
+    None for a version-1 card (made before `lewm zoo add --planner`): those models
+    were measured with their checkpoint's own planner, which `load` then uses.
+    """
+    planner = card.get("planner") if card.get("card_version", 1) >= 2 else None
+    if planner is not None and not isinstance(planner, str):
+        raise ZooError(f"card of {card.get('name')!r}: planner {planner!r} is not a name")
+    return planner
+
+
+def effective_planner(card: dict[str, Any]) -> str:
+    """The planner a zoo model acts with by default: the card's, else the checkpoint's."""
+    return card_planner(card) or (card.get("plan") or {}).get("planner") or "cem"
+
+
+def planner(ref: str) -> str | None:
+    """`card_planner` of zoo model `ref` (None: act with the checkpoint's planner)."""
+    return card_planner(read_card(ref))
+
+
+def needs_head(planner_name: str | None) -> bool:
+    """Whether a planner acts with the latent policy head (`planning.uses_policy`)."""
+    return planner_name is not None and uses_policy(planner_name)
 
 
 def sha256(path: Path) -> str:
@@ -135,9 +175,19 @@ def verify(ref: str) -> Path:
     path = folder(ref)
     card = read_card(ref)
     records = card.get("files") or {}
-    missing = [f for f in CHECKPOINT_FILES if f not in records]
+    required = CHECKPOINT_FILES + (HEAD_FILES if needs_head(card_planner(card)) else ())
+    missing = [f for f in required if f not in records]
     if missing:
         raise ZooError(f"{path / CARD_FILE} lists no hash for {missing}")
+    # A head the card does not list would be loaded unchecked (`load` attaches any
+    # head a folder holds): refuse it rather than act with unverified weights.
+    unlisted = [f for f in HEAD_FILES if (path / f).exists() and f not in records]
+    if unlisted:
+        raise ZooError(
+            f"zoo model {ref!r}: {path} holds {unlisted}, which its card does not list "
+            "(not part of the model as added); remove them or re-add the model "
+            "(`lewm zoo add ... --planner policy`)"
+        )
     for name, rec in records.items():
         file = path / name
         hint = f"restore it (`git checkout -- {file}`) or re-add the model (`lewm zoo add`)"
@@ -181,6 +231,35 @@ def convert(
     # save_checkpoint writes its own version and file hashes for the new bytes.
     config = {k: v for k, v in config.items() if k not in ("format_version", HASHES_KEY)}
     return save_checkpoint(dst, model, config, stats)
+
+
+def convert_policy_head(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    dtype: str,
+    model_digest: str,
+) -> Path:
+    """Re-save the policy head of checkpoint folder `src` into `dst` in `dtype`.
+
+    `model_digest` is the digest (`policy_head.model_digest`) of the world model
+    the head ships with in `dst`: a float16 model has other weights than the
+    float32 one the head was trained on, so the head's record of "its" model is
+    rewritten to the converted one (the original is kept as `source_model_digest`).
+    Loading upcasts the head to float32, like the model.
+    """
+    from .policy_head import load_policy_head, save_policy_head
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    head, meta = load_policy_head(src, device="cpu")
+    head.to(_DTYPES[dtype])
+    # save_policy_head writes format_version, config and sizes itself.
+    keep = {k: v for k, v in meta.items() if k not in ("format_version", "config")}
+    keep = {k: v for k, v in keep.items() if k not in ("embed_dim", "block_dim")}
+    keep["source_model_digest"] = meta.get("source_model_digest", meta.get("model_digest"))
+    keep["model_digest"] = model_digest
+    keep["dtype"] = dtype
+    return save_policy_head(dst, head, keep)
 
 
 # --------------------------------------------------------------------- protocol episodes
@@ -253,6 +332,7 @@ def table_rows() -> list[dict[str, Any]]:
             {
                 "name": PREFIX + name,
                 "env_id": card["env_id"],
+                "planner": effective_planner(card),
                 "dtype": card["dtype"],
                 "bytes": sum(r["bytes"] for r in card["files"].values()),
                 "successes": res["successes"],
@@ -268,13 +348,13 @@ def table_rows() -> list[dict[str, Any]]:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A markdown table of `table_rows()`."""
     lines = [
-        "| env | name | weights | size | success | 95% CI | card |",
-        "|---|---|---|---|---|---|---|",
+        "| env | name | planner | weights | size | success | 95% CI | card |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lo, hi = r["ci95"]
         lines.append(
-            f"| {r['env_id']} | {r['name']} | {r['dtype']} | {r['bytes'] / 1e6:.1f} MB "
+            f"| {r['env_id']} | {r['name']} | {r['planner']} | {r['dtype']} | {r['bytes'] / 1e6:.1f} MB "
             f"| {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
             f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['card']} |"
         )

@@ -282,6 +282,13 @@ def _zoo_add_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--episodes", type=int, default=EPISODES)
     p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument(
+        "--planner",
+        default=None,
+        choices=PLANNERS,
+        help="measure and ship with this planner (default: the checkpoint's); policy / "
+        "cem-prior / mppi-prior ship RUN's policy head (`lewm train-policy RUN --data DATA`)",
+    )
     p.add_argument("--note", default="", help="free text for the card (e.g. machine load)")
     p.add_argument("--force", action="store_true", help="replace an existing zoo model")
 

@@ -1,7 +1,8 @@
 """The model zoo: fp16 conversion, loading by name, shipped episodes, damage, regression.
 
 The regression tests run every shipped zoo model on the first 10 of its shipped
-protocol episodes with its shipped planner and fail below the card's threshold
+protocol episodes with the planner its card was measured with (the card's
+`planner`, else the checkpoint's) and fail below the card's threshold
 (Two-Room: at least 9/10 whatever the card says), so a regression in the
 planner, the rollout, the encoder or the checkpoint format shows up in `make test`.
 """
@@ -228,7 +229,8 @@ def regression_successes(name: str, episodes: int = 10) -> tuple[int, int]:
     from eval.zoo import protocol_episodes
 
     card = zoo.read_card(name)
-    agent = WorldModelAgent.load("zoo:" + name, device="cpu")
+    agent = WorldModelAgent.load("zoo:" + name, device="cpu")  # acts with the card's planner
+    assert agent.plan_config.planner == zoo.effective_planner(card)
     result, _ = run_protocol(
         card["env_id"],
         agent,

@@ -85,6 +85,9 @@ def atomic_path(
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"the writer of {path} left no file at {tmp}")
+        # A writer may replace the file it was given (safetensors' save_file leaves
+        # 0600): give it back the permissions open() would have given.
+        os.chmod(tmp, 0o666 & ~UMASK)
         fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:

@@ -428,6 +428,16 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         args.lewm = f"runs/suite/{slug}/lewm"
         if not Path(args.lewm).is_dir():
             raise SystemExit(f"no LeWM checkpoint at {args.lewm}: pass --lewm CHECKPOINT_FOLDER")
+    lewm_folder = None  # the checkpoint's files (a zoo:NAME is verified and located)
+    if "lewm" in names:
+        from lewm_agent.zoo import resolve
+
+        lewm_folder = Path(resolve(args.lewm))
+        if not (lewm_folder / "config.json").is_file():
+            raise SystemExit(
+                f"no LeWM checkpoint at {args.lewm} (no config.json there): pass --lewm "
+                "CHECKPOINT_FOLDER (what `lewm train --out` wrote) or zoo:NAME (`lewm zoo list`)"
+            )
     data_meta: dict[str, Any] = {}
     if args.data and (Path(args.data) / "meta.json").is_file():
         data_meta = json.loads((Path(args.data) / "meta.json").read_text())
@@ -435,7 +445,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         raise SystemExit(
             f"--data {args.data} was recorded on {data_meta['env_id']}, not {args.env}"
         )
-    lewm_size = _lewm_image_size(args.lewm) if "lewm" in names else None
+    lewm_size = _lewm_image_size(lewm_folder)
     image_size = int(args.image_size or data_meta.get("image_size") or lewm_size or 64)
     progress = not args.no_progress
 
@@ -443,7 +453,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     baselines_dir = Path(args.baselines or f"runs/suite/{slug}")
     holdout = args.holdout
     if holdout is None:
-        holdout = _lewm_holdout(args.lewm) if "lewm" in names else 0.1
+        holdout = _lewm_holdout(lewm_folder) if lewm_folder is not None else 0.1
     if from_env:
         from .protocol import sample_env_episodes
 
@@ -461,7 +471,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         """What an agent's cached result depends on (its checkpoint's mtime included)."""
         marker = None
         if name == "lewm":
-            marker = Path(args.lewm) / "stats.json"
+            marker = Path(lewm_folder) / "stats.json"
         elif name in ("ppo", "sac", "ppo-pixels"):
             marker = baselines_dir / name / "baseline.json"
         elif name == "gcbc":

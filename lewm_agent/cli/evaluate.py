@@ -75,7 +75,9 @@ def compare_options(p: argparse.ArgumentParser) -> None:
         help="comma list of lewm, ppo, sac, ppo-pixels, random, scripted, gcbc",
     )
     p.add_argument(
-        "--lewm", default=None, help="LeWM checkpoint folder (default runs/suite/<env>/lewm)"
+        "--lewm",
+        default=None,
+        help="LeWM checkpoint folder or zoo:NAME (default runs/suite/<env>/lewm)",
     )
     p.add_argument(
         "--data",

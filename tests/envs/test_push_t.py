@@ -8,7 +8,6 @@ import os
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -42,8 +41,6 @@ def _rolled_out(env: PushTEnv, steps: int, seed: int = 0) -> None:
 
 
 ENV_ID = "lewm/PushT-v0"
-if ENV_ID not in gym.registry:  # until envs/__init__.py registers it; same entry point
-    gym.register(id=ENV_ID, entry_point="envs.push_t:PushTEnv", max_episode_steps=300)
 
 
 @pytest.mark.parametrize("obs_mode", ["pixels", "state"])

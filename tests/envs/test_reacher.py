@@ -7,7 +7,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -26,8 +25,6 @@ def state_env():
 
 
 ENV_ID = "lewm/Reacher-v0"
-if ENV_ID not in gym.registry:  # until envs/__init__.py registers it; same entry point
-    gym.register(id=ENV_ID, entry_point="envs.reacher:ReacherEnv", max_episode_steps=200)
 
 
 @pytest.mark.parametrize("obs_mode", ["pixels", "state"])

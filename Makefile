@@ -32,7 +32,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m eval.bench
 
-# LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher; resumable (rerun to continue).
+# LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher, Cube; resumable (rerun to continue).
 bench-suite: $(STAMP)
 	$(BIN)/python -m eval.suite
 

@@ -1,9 +1,9 @@
-"""`make bench-suite`: LeWM vs stable-baselines3 on Two-Room, Push-T and Reacher, resumable.
+"""`make bench-suite`: LeWM vs stable-baselines3 on Two-Room, Push-T, Reacher and Cube, resumable.
 
 Per env, in order (each stage is skipped when its output is complete and newer
 than what it was made from, like make):
 
-1. collect  reward-free data with the env's data policy (heuristic or expert) -> ROOT/data/suite/<env>
+1. collect  reward-free data with the env's data policy (heuristic, expert or oracle) -> ROOT/data/suite/<env>
 2. lewm     train LeWM on it (preset `cpu`)                        -> ROOT/runs/suite/<env>/lewm
    gcbc     goal-conditioned behaviour cloning on the SAME data     -> ROOT/runs/suite/<env>/gcbc
 3. ppo, sac, ppo-pixels: SB3 baselines on the dense reward           -> ROOT/runs/suite/<env>/<name>
@@ -18,8 +18,9 @@ short is redone (collection tops up the missing episodes), and a stage reruns
 when an upstream output changed (e.g. retrained LeWM -> new comparison).
 
 Budgets (preset `full`): the data is Two-Room 1000 x 100 steps, Push-T 600 x 300,
-Reacher 654 x 200 env steps; LeWM trains the `cpu` preset (Push-T 2500 steps of
-batch 128 with SIGReg weight 0.2, Reacher 1000); PPO on state gets the SAME number of env steps as LeWM's dataset;
+Reacher 654 x 200, Cube 550 x 200 env steps; LeWM trains the `cpu` preset (Push-T
+2500 steps of batch 128 with SIGReg weight 0.2, Reacher 1000, Cube 3000 and its
+policy head, which it acts with; Cube has no pixel PPO); PPO on state gets the SAME number of env steps as LeWM's dataset;
 SAC gets 10k and pixel PPO 20k (one ~20 ms update per env step for SAC, ~17 ms per
 step for pixel PPO: an equal budget would cost 35-100 min per env and baseline).
 The `test` preset runs the same stages with tiny budgets in seconds (for tests and

@@ -201,7 +201,7 @@ def _suite_options(p: argparse.ArgumentParser) -> None:
     from eval.suite import PRESETS, STAGES
 
     p.add_argument("--preset", default="full", choices=sorted(PRESETS))
-    p.add_argument("--envs", default=None, help="comma list of tworoom, pusht, reacher")
+    p.add_argument("--envs", default=None, help="comma list of tworoom, pusht, reacher, cube")
     p.add_argument("--stages", default=None, help=f"comma list of {', '.join(STAGES)}")
     p.add_argument("--root", default=".", help="folder for data/, runs/, outputs/")
     p.add_argument("--no-videos", action="store_true")
@@ -233,7 +233,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 
 SUITE = Command(
     "suite",
-    help="LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher (resumable; make bench-suite)",
+    help="LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher, Cube (resumable; make bench-suite)",
     description=_doc("eval.suite"),
     raw_description=True,
     options=_suite_options,

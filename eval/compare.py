@@ -471,7 +471,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         """What an agent's cached result depends on (its checkpoint's mtime included)."""
         marker = None
         if name == "lewm":
-            marker = Path(lewm_folder) / "stats.json"
+            marker = lewm_folder / "stats.json" if lewm_folder else None
         elif name in ("ppo", "sac", "ppo-pixels"):
             marker = baselines_dir / name / "baseline.json"
         elif name == "gcbc":

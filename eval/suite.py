@@ -94,9 +94,13 @@ class EnvPlan:
     """LeWM's planner in the comparison (None: the checkpoint's, CEM). "policy" or
     "cem-prior" train the latent policy head after the world model (lewm stage)."""
 
+    @property
+    def needs_policy_head(self) -> bool:
+        """Whether `lewm_planner` acts with the latent policy head (`planning.uses_policy`)."""
+        from lewm_agent.planning import uses_policy  # imports torch: only when asked
 
-HEAD_PLANNERS = ("policy", "cem-prior", "mppi-prior")
-"""Planners that need the latent policy head."""
+        return self.lewm_planner is not None and uses_policy(self.lewm_planner)
+
 
 _CPU_BASELINES: dict[str, Any] = {"sac_steps": 10_000, "ppo_pixels_steps": 20_000}
 """SAC costs ~20 ms per update (one per env step) and pixel PPO ~17 ms per env step on
@@ -225,7 +229,7 @@ def stage_done(stage: str, plan: EnvPlan, p: Paths) -> bool:
             return False
         from lewm_agent.policy_head import HEAD_WEIGHTS_FILE  # torch: only when needed
 
-        if plan.lewm_planner in HEAD_PLANNERS and not (folder / HEAD_WEIGHTS_FILE).is_file():
+        if plan.needs_policy_head and not (folder / HEAD_WEIGHTS_FILE).is_file():
             return False  # a checkpoint from before the plan asked for the head
     if stage in BASELINES and not (p.agent(stage) / "model.zip").is_file():
         return False
@@ -289,7 +293,7 @@ def run_lewm(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
         plan_overrides=plan.plan_overrides or None,
     )
     head_seconds = None
-    if plan.lewm_planner in HEAD_PLANNERS:
+    if plan.needs_policy_head:
         meta = agent.fit_policy_head(p.data, progress=progress)
         head_seconds = meta["training"]["seconds"]
     agent.save(tmp)  # the head, when there is one, is saved with the model

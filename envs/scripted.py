@@ -161,9 +161,16 @@ class TwoRoomHeuristic(BatchedPolicy):
                 "(make the env with obs_mode='state')"
             )
         pos = np.asarray(observation["observation"], dtype=np.float64)
+        goal = np.asarray(observation["desired_goal"], dtype=np.float64)
+        if pos.shape[-1:] != (2,) or pos.ndim > 2 or goal.shape != pos.shape:
+            raise ValueError(
+                "TwoRoomHeuristic needs observation and desired_goal of equal shape (2,) "
+                f"or (B, 2); got {pos.shape} and {goal.shape} (make the env with "
+                "obs_mode='state', and stack a batch along the first axis)"
+            )
         batched = pos.ndim == 2
         pos = pos.reshape(-1, 2)  # (B, 2)
-        goal = np.asarray(observation["desired_goal"], dtype=np.float64).reshape(-1, 2)  # (B, 2)
+        goal = goal.reshape(-1, 2)  # (B, 2)
         b = pos.shape[0]
         if self._burst_left.shape[0] != b:
             self._burst_left = np.zeros(b, dtype=np.int64)

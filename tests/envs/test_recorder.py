@@ -239,6 +239,19 @@ def test_data_policies_single_and_batched() -> None:
         make_data_policy("nope", ENV_ID, space, 0)
 
 
+def test_two_room_heuristic_names_a_malformed_observation() -> None:
+    from envs.scripted import TwoRoomHeuristic
+
+    good = {"observation": START, "achieved_goal": START, "desired_goal": GOAL}
+    for bad in (
+        {**good, "observation": np.zeros(3)},  # not a 2-D position
+        {**good, "desired_goal": np.stack([GOAL, GOAL])},  # goal batch, single position
+        {k: np.zeros((2, 2, 2)) for k in good},  # a batch of batches
+    ):
+        with pytest.raises(ValueError, match="equal shape"):
+            TwoRoomHeuristic(seed=0).predict(bad)
+
+
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_two_room_heuristic_reaches_goals(deterministic: bool) -> None:
     from envs.scripted import TwoRoomHeuristic

@@ -192,3 +192,12 @@ def test_an_alias_relaunch_re_passes_the_users_argv_as_a_lewm_command(monkeypatc
             "--ste", "3"]  # fmt: skip
     assert main(argv, command=["train"], prog="python -m lewm_agent.train") == 0
     assert calls == [(2, "lewm_agent.cli", ["--", "train", *argv])]
+
+
+def test_the_planner_choices_of_the_cli_are_the_planners_the_agent_accepts() -> None:
+    # options.py may not import torch, so it restates the list; this keeps the two equal
+    # (a planner added to planning.py must become a --planner choice, and vice versa).
+    from lewm_agent.cli.options import PLANNERS
+    from lewm_agent.planning import PLANNER_NAMES
+
+    assert list(PLANNERS) == list(PLANNER_NAMES)

@@ -200,3 +200,29 @@ def test_a_new_spec_registers_and_collects(probe_spec, tmp_path):
     assert [e["length"] for e in meta["episodes"]] == [7, 7]  # the spec's time limit
     with pytest.raises(ValueError, match="no expert data policy for 'lewm/SpecProbe-v0'"):
         make_data_policy("expert", spec.id, BOX)
+
+
+def test_the_readmes_environment_table_matches_the_specs() -> None:
+    """The README's table of envs restates the specs by hand; this keeps it true.
+
+    Every registered env has a row, and each row's episode length and data policies
+    are its spec's (the alias `heuristic` is the only name allowed beyond them).
+    """
+    import re
+    from pathlib import Path
+
+    import envs  # noqa: F401  (registers the specs)
+    from envs.spec import env_specs
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {
+        m.group(1): (int(m.group(2)), set(re.findall(r"`([a-z_]+)`", m.group(3))))
+        for m in re.finditer(
+            r"^\| `(lewm/[\w-]+)` \|[^|\n]+\| \d+ \| (\d+) \| ([^|\n]+) \|$", readme, re.M
+        )
+    }
+    specs = {s.id: s for s in env_specs() if s.id.startswith("lewm/")}
+    assert set(rows) == set(specs), "README env table rows vs registered specs"
+    for env_id, (steps, policies) in rows.items():
+        assert steps == specs[env_id].max_episode_steps, env_id
+        assert policies - {"heuristic"} == set(specs[env_id].data_policies), env_id

@@ -213,9 +213,16 @@ def quality_chart(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     fig = Figure(figsize=(8.5, 5.0), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for i, r in enumerate(sorted(rows, key=lambda r: r["success_rate"])):
+
+    def point(r: dict[str, Any]) -> tuple[float, float]:
+        """(seconds per decision, success %) where the row is drawn."""
+        seconds = r.get("timed_seconds_per_decision") or r["seconds_per_decision"]
+        return seconds, 100 * r["success_rate"]
+
+    rows = sorted(rows, key=point)  # by x: a label looks right, at the points after it
+    for k, r in enumerate(rows):
         timed = r.get("timed_seconds_per_decision")
-        x, y = timed or r["seconds_per_decision"], 100 * r["success_rate"]
+        x, y = point(r)
         lo, hi = (100 * v for v in r["success_ci95"])
         name = r["planner"]
         colour = (
@@ -237,11 +244,16 @@ def quality_chart(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
             capsize=4,
             lw=1.2,
         )
+        # Label beside its own point, at its height: on the right, or on the left when
+        # a point to the right (within ~a label's width, 3.5x on the log axis) sits at
+        # about the same height, where the label would cover it or read as its label.
+        left = any(ox / x < 3.5 and abs(oy - y) < 6 for ox, oy in map(point, rows[k + 1 :]))
         ax.annotate(
             f"{name} ({r['rollouts_per_decision']:.0f})",
             (x, y),
             textcoords="offset points",
-            xytext=(5, -12 + 9 * (i % 4)),
+            xytext=(-6, -3) if left else (6, -3),
+            ha="right" if left else "left",
             fontsize=6.5,
             color=colour,
         )

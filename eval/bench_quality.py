@@ -23,7 +23,7 @@ Writes JSON `{"env", "rows": [{"planner", "success_rate", "seconds_per_decision"
 log x, Wilson intervals).
 
     python -m eval.bench planning-quality --agent runs/tworoom --data data/tworoom \\
-        --episodes 50 --json outputs/bench/quality-tworoom.json
+        --episodes 50 --json outputs/bench/quality-tworoom.json [--workers 2 --threads 1]
 
 Size (~530 lines, over the ~500 guide): one benchmark, its settings table, timing
 and report.
@@ -330,6 +330,8 @@ def planning_quality(
     resume: bool = False,
     timing_repeats: int = 0,
     timing: Sequence[str] | None = None,
+    workers: int = 1,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Run the settings named in `planners` (default: all of SETTINGS) and return the report.
 
@@ -338,6 +340,10 @@ def planning_quality(
     finished rows); `resume` reuses the rows of that file made with the same agent,
     data, seed, budget, plan settings and number of episodes. `timing_repeats` > 0
     adds `time_decisions` figures (`timed_*`) to the rows named in `timing` (all).
+    `workers` > 1 plays the rows in that many processes of `threads` torch threads
+    each, the most expensive rows first (on a loaded 2-core CPU two 1-thread
+    processes finish sooner than one with 2 threads); their seconds are then measured
+    beside each other, so compare them through the interleaved timing.
     """
     from tqdm.auto import tqdm
 
@@ -394,14 +400,34 @@ def planning_quality(
                 done[name] = r
         if done:
             print(f"resume: reusing the rows of {json_path} for {sorted(done)}")
+    report["workers"] = workers
+    todo = [n for n in names if n not in done]
     bar = tqdm(total=total, desc="planning-quality", disable=not progress, unit="episode")
+    bar.update(sum(min(len(eps), caps.get(n, len(eps))) for n in done))
+
+    def finish(name: str, row: dict[str, Any]) -> None:
+        """Record a finished row (in `names` order in the report) and write the JSON."""
+        row["settings"] = SETTINGS[name]
+        done[name] = row
+        report["rows"] = [done[n] for n in names if n in done]
+        if json_path is not None:  # after every row: a killed run keeps what it finished
+            _write_json(json_path, {**report, "complete": False})
+        tqdm.write(
+            f"{name}: {row['successes']}/{row['episodes']} success, "
+            f"{row['seconds_per_decision'] or 0:.4f} s/decision, "
+            f"{row['rollouts_per_decision']:.0f} rollouts/decision, "
+            f"{row['ms_per_action']:.2f} ms/action"
+        )
+
     try:
-        for name in names:
-            n = min(len(eps), caps.get(name, len(eps)))
+        if workers > 1 and len(todo) > 1:
+            _run_rows_in_workers(
+                todo, run, env_id, eps, caps, budget, device, workers, threads, bar, finish
+            )
+        for name in todo:
             if name in done:
-                report["rows"].append(done[name])
-                bar.update(n)
                 continue
+            n = min(len(eps), caps.get(name, len(eps)))
             row = run_setting(
                 run,
                 env_id,
@@ -412,18 +438,10 @@ def planning_quality(
                 device=device,
                 bar=bar,
             )
-            row["settings"] = SETTINGS[name]
-            report["rows"].append(row)
-            if json_path is not None:  # after every row: a killed run keeps what it finished
-                _write_json(json_path, {**report, "complete": False})
-            tqdm.write(
-                f"{name}: {row['successes']}/{row['episodes']} success, "
-                f"{row['seconds_per_decision'] or 0:.4f} s/decision, "
-                f"{row['rollouts_per_decision']:.0f} rollouts/decision, "
-                f"{row['ms_per_action']:.2f} ms/action"
-            )
+            finish(name, row)
     finally:
         bar.close()
+    report["rows"] = [done[n] for n in names if n in done]  # resumed rows too
     report["load_average_1min_end"] = os.getloadavg()[0]
     if timing_repeats > 0 and report["rows"]:
         timed = [r["planner"] for r in report["rows"] if r["planner"] in (timing or names)]
@@ -451,6 +469,63 @@ def planning_quality(
     return report
 
 
+def _row_cost(name: str, episodes: int) -> float:
+    """Rollouts a row will push through the predictor, roughly (its scheduling key)."""
+    st = SETTINGS[name]
+    return episodes * st.get("samples", 0) * st.get("iterations", 0) / st.get("receding_horizon", 1)
+
+
+def _row_in_worker(
+    run: str, env_id: str, episodes: list[Any], name: str, budget: int, device: str, threads: int
+) -> dict[str, Any]:
+    """One row in a worker process (module-level: the spawn start method pickles it)."""
+    import torch
+
+    import envs  # noqa: F401  (registers lewm/* in the fresh process)
+
+    torch.set_num_threads(threads)
+    return run_setting(
+        run, env_id, episodes, SETTINGS[name], name=name, budget=budget, device=device
+    )
+
+
+def _run_rows_in_workers(
+    names: list[str],
+    run: str | os.PathLike[str],
+    env_id: str,
+    eps: list[Any],
+    caps: dict[str, int],
+    budget: int,
+    device: str,
+    workers: int,
+    threads: int,
+    bar: Any,
+    finish: Any,
+) -> None:
+    """Play `names` in `workers` spawned processes; `finish(name, row)` as each ends.
+
+    Spawned, not forked: the parent has torch loaded (and maybe its thread pool
+    started), which a forked child must not inherit.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    caps_of = {n: min(len(eps), caps.get(n, len(eps))) for n in names}
+    order = sorted(names, key=lambda n: -_row_cost(n, caps_of[n]))  # longest first
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(order)), mp_context=ctx) as pool:
+        futures = {
+            pool.submit(
+                _row_in_worker, str(run), env_id, eps[: caps_of[n]], n, budget, device, threads
+            ): n
+            for n in order
+        }
+        for fut in as_completed(futures):
+            name = futures[fut]
+            finish(name, fut.result())  # a worker's error is raised here, with its row
+            bar.update(caps_of[name])
+
+
 def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -462,6 +537,8 @@ def run_planning_quality(args: Any) -> int:
     is `lewm_agent.cli`'s); writes --json and its chart."""
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")
+    if args.workers < 1:
+        raise SystemExit("--workers must be >= 1")
     if args.threads:
         import torch
 
@@ -485,6 +562,8 @@ def run_planning_quality(args: Any) -> int:
         resume=args.resume,
         timing_repeats=args.timing_repeats,
         timing=[n.strip() for n in args.timing.split(",")] if args.timing else None,
+        workers=args.workers,
+        threads=args.threads or 1,
     )
     json_path = Path(args.json)
     _write_json(json_path, report)

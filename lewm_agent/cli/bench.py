@@ -98,7 +98,19 @@ def _quality_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", default="outputs/bench/planning-quality.json")
     p.add_argument("--png", default=None, help="default: the JSON path with .png")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's; per worker with --workers, default 1 there)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="play the rows in N processes, the most expensive first (the JSON keeps "
+        "the --planners order)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument(

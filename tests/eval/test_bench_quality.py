@@ -103,3 +103,27 @@ def test_planning_quality_skips_policy_rows_without_a_head(tiny_agent_dir, tworo
     )
     assert [r["planner"] for r in report["rows"]] == ["cem-150x5"]
     assert report["skipped"] == ["policy"]
+
+
+def test_rows_played_in_worker_processes_equal_the_serial_rows(quality_agent_dir, tworoom_data):
+    """`--workers 2`: the same rows (each agent is loaded fresh with its own seeded
+    planner either way), reported in the --planners order, not the finishing order."""
+    from eval.bench_quality import planning_quality
+
+    names = ["policy", "cem-30x2", "cem-prior-30x2"]  # cheapest first: workers reorder
+    kw = dict(episodes=2, budget=6, planners=names, progress=False)
+    serial = planning_quality(quality_agent_dir, tworoom_data, **kw)
+    pooled = planning_quality(quality_agent_dir, tworoom_data, workers=2, threads=1, **kw)
+    assert [r["planner"] for r in pooled["rows"]] == names and pooled["workers"] == 2
+    keys = ("successes", "episodes", "env_steps", "rollouts_per_decision", "decisions")
+    for a, b in zip(serial["rows"], pooled["rows"], strict=True):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}, a["planner"]
+
+
+def test_workers_must_be_positive(quality_agent_dir, tworoom_data, capsys):
+    from lewm_agent.cli import main
+
+    argv = ["bench", "planning-quality", "--agent", str(quality_agent_dir)]
+    argv += ["--data", str(tworoom_data), "--workers", "0"]
+    with pytest.raises(SystemExit, match="--workers must be >= 1"):
+        main(argv)

@@ -3,7 +3,7 @@
 Per env, in order (each stage is skipped when its output is complete and newer
 than what it was made from, like make):
 
-1. collect  reward-free data with the env's data policy (heuristic, expert or oracle) -> ROOT/data/suite/<env>
+1. collect  reward-free data with the env's data policy (scripted, expert or oracle) -> ROOT/data/suite/<env>
 2. lewm     train LeWM on it (preset `cpu`)                        -> ROOT/runs/suite/<env>/lewm
    gcbc     goal-conditioned behaviour cloning on the SAME data     -> ROOT/runs/suite/<env>/gcbc
 3. ppo, sac, ppo-pixels: SB3 baselines on the dense reward           -> ROOT/runs/suite/<env>/<name>
@@ -64,8 +64,8 @@ class EnvPlan:
     env_id: str
     episodes: int
     """Episodes of reward-free data to record."""
-    policy: str = "heuristic"
-    """Data policy (``envs.scripted.make_data_policy``): heuristic | expert | random."""
+    policy: str = "scripted"
+    """Data policy (``envs.scripted.make_data_policy``): scripted | expert | oracle | random."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra ``gym.make`` kwargs for collection (e.g. ``max_episode_steps``)."""
     lewm_preset: str = "cpu"

@@ -25,7 +25,7 @@ def run_eval(args: Any, plan_overrides: dict[str, Any] | None = None) -> int:
     from envs.scripted import RandomPolicy
     from lewm_agent.agent import WorldModelAgent
     from lewm_agent.heldout import load_heldout, trained_holdout
-    from lewm_agent.zoo import is_zoo_ref
+    from lewm_agent.zoo import ref_of
 
     from .compare import CHART_FILE, compare, markdown_table, results_dict, write_results
     from .protocol import (
@@ -49,11 +49,11 @@ def run_eval(args: Any, plan_overrides: dict[str, Any] | None = None) -> int:
         episodes = sample_env_episodes(
             env, n=args.episodes, seed=args.seed, image_size=agent.model_config.image_size
         )
-    elif args.data is None and is_zoo_ref(args.agent):
+    elif args.data is None and ref_of(args.agent) is not None:
         # A zoo model ships its protocol episodes (drawn from its data as below).
         from .zoo import protocol_episodes
 
-        episodes = protocol_episodes(args.agent, n=args.episodes, seed=args.seed)
+        episodes = protocol_episodes(ref_of(args.agent), n=args.episodes, seed=args.seed)
     else:
         if args.data is None:
             raise SystemExit(

@@ -351,11 +351,14 @@ class WorldModelAgent:
         `path` may be `"zoo:NAME"`, a model of the zoo (`lewm zoo list`); its files
         are checked against the SHA-256 its card records first, and without
         `planner` it acts with the planner its card was measured with (a card
-        without one, card_version 1: the checkpoint's planner, as a folder).
+        without one, card_version 1: the checkpoint's planner, as a folder). A zoo
+        model's folder given by its path (`"zoo/cube"`) loads the same way.
         """
-        if planner is None and zoo.is_zoo_ref(path):
-            planner = zoo.planner(str(path))
-        path = zoo.resolve(path)
+        ref = zoo.ref_of(path)  # also a zoo model's folder given by its path
+        if ref is not None:
+            if planner is None:
+                planner = zoo.planner(ref)
+            path = zoo.verify(ref)
         dev = resolve_device(device)
         contents = read_checkpoint(path)
         plan_cfg, train_cfg, env, low, high, normalizer = _checkpoint_sections(contents)

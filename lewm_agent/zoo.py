@@ -208,11 +208,28 @@ def verify(ref: str) -> Path:
     return path
 
 
-def resolve(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
-    """A `zoo:NAME` reference -> its verified folder; any other path unchanged."""
+def ref_of(path: str | os.PathLike[str]) -> str | None:
+    """`zoo:NAME` for `zoo:NAME` itself or for a path to a zoo model's folder, else None.
+
+    A zoo folder loaded by its path (`WorldModelAgent.load("zoo/cube")`) is then the
+    same model as `zoo:cube`: its files are verified and it acts with its card's
+    planner, not with the planner its config.json kept from training.
+    """
     if is_zoo_ref(path):
-        return verify(str(path))
-    return path
+        return str(path)
+    try:
+        folder_path = Path(path).resolve()
+    except (TypeError, OSError):
+        return None
+    if folder_path.parent == zoo_root() and (folder_path / CARD_FILE).is_file():
+        return PREFIX + folder_path.name
+    return None
+
+
+def resolve(path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """A zoo model (`zoo:NAME` or its folder's path) -> its verified folder; others unchanged."""
+    ref = ref_of(path)
+    return verify(ref) if ref is not None else path
 
 
 def convert(

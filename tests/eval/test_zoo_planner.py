@@ -106,6 +106,30 @@ def test_load_by_name_acts_with_the_cards_planner(in_head_zoo):
     assert (over.planner, over.samples) == ("policy", 17)
 
 
+def test_a_zoo_folder_loaded_by_its_path_is_the_zoo_model(in_head_zoo):
+    """`load("zoo/NAME")` = `load("zoo:NAME")`: the card's planner, not the planner the
+    checkpoint's config.json kept ("cem"), and the same hash check."""
+    folder = in_head_zoo / "tinyhead"
+    assert json.loads((folder / "config.json").read_text())["plan"]["planner"] == "cem"
+    assert zoo.ref_of(folder) == zoo.ref_of(str(folder)) == "zoo:tinyhead"
+    assert WorldModelAgent.load(folder, device="cpu").plan_config.planner == "policy"
+    assert WorldModelAgent.load(folder, planner="cem").plan_config.planner == "cem"
+
+
+def test_a_damaged_zoo_folder_loaded_by_its_path_is_refused(damaged):
+    weights = damaged / HEAD_WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(zoo.ZooError, match="damaged"):
+        WorldModelAgent.load(damaged)
+
+
+def test_a_folder_outside_the_zoo_is_a_plain_checkpoint(head_run, in_head_zoo):
+    assert zoo.ref_of(head_run) is None
+    assert WorldModelAgent.load(head_run, device="cpu").plan_config.planner == "cem"
+
+
 def test_replay_with_the_cards_planner_reproduces_the_card(in_head_zoo):
     """What the regression test does: the card's result comes back episode by episode."""
     import envs  # noqa: F401

@@ -374,7 +374,7 @@ def planning_quality(
             )
         names = [n for n in names if n not in skipped]
     caps = episodes_per_planner or {}
-    total = sum(min(len(eps), caps.get(n, len(eps))) for n in names)
+    n_eps = {n: min(len(eps), caps.get(n, len(eps))) for n in names}  # episodes per row
     report: dict[str, Any] = {
         "env": env_id,
         "agent": str(run),
@@ -395,15 +395,20 @@ def planning_quality(
         same = all(old.get(k) == report[k] for k in ("env", "agent", "data", "seed", "budget"))
         for r in old.get("rows", []) if same else []:
             name = r.get("planner")
-            n = min(len(eps), caps.get(name, len(eps)))
-            if name in names and r.get("episodes") == n and r.get("settings") == SETTINGS[name]:
+            if (
+                name in n_eps
+                and r.get("episodes") == n_eps[name]
+                and r.get("settings") == SETTINGS.get(name)
+            ):
                 done[name] = r
         if done:
             print(f"resume: reusing the rows of {json_path} for {sorted(done)}")
     report["workers"] = workers
     todo = [n for n in names if n not in done]
-    bar = tqdm(total=total, desc="planning-quality", disable=not progress, unit="episode")
-    bar.update(sum(min(len(eps), caps.get(n, len(eps))) for n in done))
+    bar = tqdm(
+        total=sum(n_eps.values()), desc="planning-quality", disable=not progress, unit="episode"
+    )
+    bar.update(sum(n_eps[n] for n in done))
 
     def finish(name: str, row: dict[str, Any]) -> None:
         """Record a finished row (in `names` order in the report) and write the JSON."""
@@ -421,24 +426,23 @@ def planning_quality(
 
     try:
         if workers > 1 and len(todo) > 1:
+            rows_of = {n: eps[: n_eps[n]] for n in todo}
             _run_rows_in_workers(
-                todo, run, env_id, eps, caps, budget, device, workers, threads, bar, finish
+                rows_of, run, env_id, budget, device, workers, threads, bar, finish
             )
-        for name in todo:
-            if name in done:
-                continue
-            n = min(len(eps), caps.get(name, len(eps)))
-            row = run_setting(
-                run,
-                env_id,
-                eps[:n],
-                SETTINGS[name],
-                name=name,
-                budget=budget,
-                device=device,
-                bar=bar,
-            )
-            finish(name, row)
+        else:
+            for name in todo:
+                row = run_setting(
+                    run,
+                    env_id,
+                    eps[: n_eps[name]],
+                    SETTINGS[name],
+                    name=name,
+                    budget=budget,
+                    device=device,
+                    bar=bar,
+                )
+                finish(name, row)
     finally:
         bar.close()
     report["rows"] = [done[n] for n in names if n in done]  # resumed rows too
@@ -490,11 +494,9 @@ def _row_in_worker(
 
 
 def _run_rows_in_workers(
-    names: list[str],
+    rows_of: dict[str, list[Any]],
     run: str | os.PathLike[str],
     env_id: str,
-    eps: list[Any],
-    caps: dict[str, int],
     budget: int,
     device: str,
     workers: int,
@@ -502,7 +504,8 @@ def _run_rows_in_workers(
     bar: Any,
     finish: Any,
 ) -> None:
-    """Play `names` in `workers` spawned processes; `finish(name, row)` as each ends.
+    """Play each row (name -> its episodes) in `workers` spawned processes;
+    `finish(name, row)` as each ends.
 
     Spawned, not forked: the parent has torch loaded (and maybe its thread pool
     started), which a forked child must not inherit.
@@ -510,20 +513,17 @@ def _run_rows_in_workers(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    caps_of = {n: min(len(eps), caps.get(n, len(eps))) for n in names}
-    order = sorted(names, key=lambda n: -_row_cost(n, caps_of[n]))  # longest first
+    order = sorted(rows_of, key=lambda n: -_row_cost(n, len(rows_of[n])))  # longest first
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(order)), mp_context=ctx) as pool:
         futures = {
-            pool.submit(
-                _row_in_worker, str(run), env_id, eps[: caps_of[n]], n, budget, device, threads
-            ): n
+            pool.submit(_row_in_worker, str(run), env_id, rows_of[n], n, budget, device, threads): n
             for n in order
         }
         for fut in as_completed(futures):
             name = futures[fut]
             finish(name, fut.result())  # a worker's error is raised here, with its row
-            bar.update(caps_of[name])
+            bar.update(len(rows_of[name]))
 
 
 def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:

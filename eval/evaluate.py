@@ -49,11 +49,11 @@ def run_eval(args: Any, plan_overrides: dict[str, Any] | None = None) -> int:
         episodes = sample_env_episodes(
             env, n=args.episodes, seed=args.seed, image_size=agent.model_config.image_size
         )
-    elif args.data is None and ref_of(args.agent) is not None:
+    elif args.data is None and (zoo_ref := ref_of(args.agent)) is not None:
         # A zoo model ships its protocol episodes (drawn from its data as below).
         from .zoo import protocol_episodes
 
-        episodes = protocol_episodes(ref_of(args.agent), n=args.episodes, seed=args.seed)
+        episodes = protocol_episodes(zoo_ref, n=args.episodes, seed=args.seed)
     else:
         if args.data is None:
             raise SystemExit(

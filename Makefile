@@ -9,7 +9,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export MUJOCO_GL ?= egl
 
-.PHONY: venv demo test test-slow bench bench-suite lint format clean
+.PHONY: venv demo test test-slow bench bench-suite docs lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 # LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher, Cube; resumable (rerun to continue).
 bench-suite: $(STAMP)
 	$(BIN)/python -m eval.suite
+
+# docs/results/*.md and README.md's results table, from the JSON files in docs/results/.
+docs: $(STAMP)
+	$(BIN)/python -c "from eval.report import main; main()"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,7 +1,7 @@
 """The worlds: Gymnasium environments for lewm-agent. ``import envs`` registers them.
 
 Every env takes ``render_mode="rgb_array"``, ``obs_mode="pixels" | "state"`` and
-``image_size`` (see docs/CONTRACTS.md). Each env's facts (id, time limit, collection
+``image_size`` (see docs/formats.md). Each env's facts (id, time limit, collection
 kwargs, data policies, expert, probe quantities) are one :class:`envs.spec.EnvSpec`
 in a light module beside the env; ``envs.spec.env_spec(id)`` looks one up.
 """

@@ -15,7 +15,7 @@ from gymnasium import spaces
 def check_env_args(
     render_mode: str | None, obs_mode: str, image_size: int, max_size: int | None = None
 ) -> None:
-    """Validate the constructor arguments of the env contract (docs/CONTRACTS.md)."""
+    """Validate the constructor arguments of the env contract (docs/formats.md)."""
     if render_mode not in (None, "rgb_array"):
         raise ValueError(f"render_mode must be 'rgb_array' or None, got {render_mode!r}")
     if obs_mode not in ("pixels", "state"):
@@ -79,7 +79,7 @@ def state_vector(value: Any, name: str, dim: int, layout: str) -> np.ndarray:
 
 
 class GoalImageEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
-    """The skeleton every lewm/* env shares (docs/CONTRACTS.md, "Environments").
+    """The skeleton every lewm/* env shares (docs/formats.md, "Environments").
 
     It holds the constructor's arguments, the cached current and goal frames,
     ``render()``, the pixels+goal observation and the end of ``step()``. A subclass

@@ -8,7 +8,7 @@ and its ``front_pixels`` camera. Its controller is used as is: a 5-D action in
 turn of up to 0.3 rad, a gripper opening change) that OGBench's inverse kinematics
 turns into PD joint targets; one env step is 25 MuJoCo steps of 2 ms (0.05 s).
 This class only replaces OGBench's episode logic (task sampling, goal rendering,
-success colouring) by the lewm env contract (docs/CONTRACTS.md).
+success colouring) by the lewm env contract (docs/formats.md).
 
 State (float32, 48): ``[qpos (21), qvel (20), ctrl (7)]``: the arm's 6 joints, the
 gripper's 8 joints and the cube's free joint (position, then quaternion w x y z);

@@ -10,7 +10,7 @@
 to the model, evaluates the run in float32 AND converted to float16 on those same
 episodes, keeps float16 unless it solves more than `--max-drop` fewer episodes,
 and writes the card (commands, wall time, both results with 95% Wilson
-intervals, sizes, SHA-256 of every file). The folder format is in docs/CONTRACTS.md.
+intervals, sizes, SHA-256 of every file). The folder format is in docs/formats.md.
 
 `--planner NAME` measures (and ships) the model with another planner than its
 checkpoint's. "policy", "cem-prior" and "mppi-prior" act with the run's latent

@@ -1,7 +1,7 @@
 """The dataset format, the storage layer of the method: writer, reader, tools.
 
 Pure numpy + json (no env, no torch at import time), so any process can write or
-read a dataset. On disk (see docs/CONTRACTS.md)::
+read a dataset. On disk (see docs/formats.md)::
 
     DIR/meta.json            {"format_version": 1, "env_id", "image_size", "action_dim",
                               "action_low", "action_high", "state_dim", "collector",

@@ -206,7 +206,7 @@ def test_the_readmes_environment_table_matches_the_specs() -> None:
     """The README's table of envs restates the specs by hand; this keeps it true.
 
     Every registered env has a row, and each row's episode length and data policies
-    are its spec's (the alias `heuristic` is the only name allowed beyond them).
+    are its spec's.
     """
     import re
     from pathlib import Path
@@ -225,4 +225,4 @@ def test_the_readmes_environment_table_matches_the_specs() -> None:
     assert set(rows) == set(specs), "README env table rows vs registered specs"
     for env_id, (steps, policies) in rows.items():
         assert steps == specs[env_id].max_episode_steps, env_id
-        assert policies - {"heuristic"} == set(specs[env_id].data_policies), env_id
+        assert policies == set(specs[env_id].data_policies), env_id

@@ -23,7 +23,7 @@ def test_cpu_preset_planning_benchmark_writes_sane_json(tmp_path):
 
     About 70 s at load 8 (2.9 s per CEM 300 x 10 plan; 0.86 s on a quiet machine).
     The FLOP count is exact (counted over the real rollout), so it pins the model
-    and planner the README's table reports (0.10 TFLOP per plan); the peak ratio is
+    and planner docs/results/planning.md reports (0.10 TFLOP per plan); the peak ratio is
     relative to the same run's matmul peak, so load barely moves it (0.74 at load 8,
     0.79 quiet): below 0.3 the rollout has lost its batching.
     """

@@ -99,7 +99,7 @@ def test_python_m_alias_help_runs_the_same_parser(module) -> None:
 
 def test_the_python_m_commands_of_the_docs_are_aliases() -> None:
     """Every `python -m eval.*` / `envs.*` the README, Makefile and docs run is in ALIASES."""
-    text = "".join((ROOT / f).read_text() for f in ("README.md", "Makefile", "docs/CONTRACTS.md"))
+    text = "".join((ROOT / f).read_text() for f in ("README.md", "Makefile", "docs/formats.md"))
     used = set(re.findall(r"python -m ((?:eval|envs)(?:\.[a-z_]+)+)", text))
     assert used and used <= set(ALIASES), used - set(ALIASES)
 

@@ -99,7 +99,7 @@ def test_unknown_ids_and_policies_get_the_clear_errors():
     with pytest.raises(ValueError, match="unknown data policy 'nope'; choose one of"):
         make_data_policy("nope", "lewm/TwoRoom-v0", BOX)
 
-    from eval.physics import physics_spec
+    from eval.probe import physics_spec
 
     assert physics_spec("lewm/PushT-v0").teleport_columns == (2, 3)
     with pytest.raises(ValueError, match=r"no physics spec for env 'lewm/Reacher-v0'; known: \["):

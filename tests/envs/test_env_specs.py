@@ -50,7 +50,8 @@ def test_the_data_policies_are_the_ones_the_specs_name():
     assert isinstance(
         make_data_policy("scripted", "lewm/TwoRoom-v0", BOX, seed=0), TwoRoomHeuristic
     )
-    assert isinstance(make_data_policy("heuristic", "lewm/TwoRoom-v0", BOX), TwoRoomHeuristic)
+    with pytest.raises(ValueError, match="unknown data policy 'heuristic'"):
+        make_data_policy("heuristic", "lewm/TwoRoom-v0", BOX)  # the old name is gone
     pusher = make_data_policy("scripted", "lewm/PushT-v0", BOX, seed=0)
     assert (type(pusher).__name__, pusher.speed, pusher.noise) == ("PushTPusher", 0.5, 0.1)
     expert = make_data_policy("expert", "lewm/PushT-v0", BOX, seed=0)
@@ -117,7 +118,7 @@ def test_unknown_ids_and_policies_get_the_clear_errors():
         ({"id": "pkg:lewm/X-v0"}, "Gymnasium id"),
         ({"entry_point": "envs.two_room.TwoRoomEnv"}, "entry_point must be 'module:Class'"),
         ({"max_episode_steps": 0}, "max_episode_steps must be an int >= 1"),
-        ({"data_policies": {"heuristic": lambda a, s: None}}, "unknown data policy names"),
+        ({"data_policies": {"greedy": lambda a, s: None}}, "unknown data policy names"),
         ({"goal_expert": "envs.push_t_expert:PushTExpert"}, "goal_expert must be a factory"),
     ],
 )
@@ -206,7 +207,7 @@ def test_the_readmes_environment_table_matches_the_specs() -> None:
     """The README's table of envs restates the specs by hand; this keeps it true.
 
     Every registered env has a row, and each row's episode length and data policies
-    are its spec's (the alias `heuristic` is the only name allowed beyond them).
+    are its spec's.
     """
     import re
     from pathlib import Path
@@ -225,4 +226,4 @@ def test_the_readmes_environment_table_matches_the_specs() -> None:
     assert set(rows) == set(specs), "README env table rows vs registered specs"
     for env_id, (steps, policies) in rows.items():
         assert steps == specs[env_id].max_episode_steps, env_id
-        assert policies - {"heuristic"} == set(specs[env_id].data_policies), env_id
+        assert policies == set(specs[env_id].data_policies), env_id

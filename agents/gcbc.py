@@ -21,7 +21,7 @@ data.
 Why blocks: the data policy is a noisy heuristic and its per-step noise is not
 predictable from the frame; a block of 5 steps regresses onto the mean motion
 over the block (action chunking) and makes one decision per 5 steps, the same
-rate as LeWM's plans. Both were run on Two-Room: see the README's numbers.
+rate as LeWM's plans.
 """
 
 from __future__ import annotations

@@ -356,7 +356,7 @@ def _verdict(env_id: str, table: dict[str, dict[str, Any]]) -> str:
 
 
 def write_summary(root: Path, presets: dict[str, EnvPlan], preset_name: str) -> Path:
-    """ROOT/outputs/suite/results.md from each env's results.json (for the README)."""
+    """ROOT/outputs/suite/results.md: one section per env, from its results.json."""
     from eval.compare import CHART_FILE, markdown_table
 
     lines = [

@@ -63,7 +63,7 @@ class EnvPlan:
 
 _CPU_BASELINES: dict[str, Any] = {"sac_steps": 10_000, "ppo_pixels_steps": 20_000}
 """SAC costs ~20 ms per update (one per env step) and pixel PPO ~17 ms per env step on
-this CPU, so on a 2-core machine they get fixed budgets (~4 and ~6 min) instead of the
+a 2-core CPU, so they get fixed budgets (~4 and ~6 min) instead of the
 dataset's env steps (35-100 min each); the tables print every agent's budget."""
 
 SUITE_PLANS: dict[str, dict[str, EnvPlan]] = {

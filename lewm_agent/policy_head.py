@@ -107,10 +107,13 @@ def model_digest(model: LeWM) -> str:
 
 
 @torch.inference_mode()
-def encode_frames(
+def _embed_frames(
     model: LeWM, frames: np.ndarray, device: torch.device, batch: int = 256, progress: bool = False
 ) -> Tensor:
-    """uint8 frames (N, H, W, 3) -> embeddings (N, D) float32 on `device`, in eval mode."""
+    """uint8 frames (N, H, W, 3) -> embeddings (N, D) float32 on `device`, in eval mode.
+
+    The training inputs stay on the device, under the device's autocast (the
+    probes' `eval.probe.encode_frames` is the numpy, any-encoder counterpart)."""
     model.eval()
     out = []
     for i in tqdm(
@@ -160,7 +163,7 @@ def _triples(
         if split.frames is not None and split.frame_offsets is not None
         else np.concatenate([e.pixels for e in split.episodes])
     )  # (N_frames, H, W, 3): the split's episodes are contiguous in the shared buffer
-    emb = encode_frames(model, frames, device, progress=progress)  # (N_frames, D)
+    emb = _embed_frames(model, frames, device, progress=progress)  # (N_frames, D)
     actions = np.concatenate([e.actions for e in split.episodes])  # (N_actions, A)
     actions = np.asarray(normalizer.normalize(actions), dtype=np.float32)  # (N_actions, A)
     blocks = actions[sampler.action_rows].reshape(len(sampler), frameskip * a)  # (N_starts, fs*A)
@@ -304,5 +307,4 @@ __all__ = [
     "load_policy_head",
     "has_policy_head",
     "model_digest",
-    "encode_frames",
 ]

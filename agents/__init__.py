@@ -144,7 +144,7 @@ def make(name: str, **kw: Any) -> Any:
         agent = RandomPolicy(space, seed=kw.pop("seed", None), **kw)
         agent.training_stats = {"seconds": 0.0, "env_steps": 0, "reward_used": False}  # type: ignore[attr-defined]
         return agent
-    if key in ("scripted", "heuristic"):
+    if key == "scripted":
         from envs.scripted import make_data_policy
 
         env_id = kw.pop("env_id", None)

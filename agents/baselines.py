@@ -35,6 +35,7 @@ costs: PPO ~1.4 ms per env step, SAC ~20 ms per gradient update, uncontended):
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -362,7 +363,7 @@ def train_baseline(
         n_envs: in-process parallel envs (default 8 for PPO, 1 for SAC).
         seed: seeds the envs' start/goal sampling and the networks.
         save_to: folder to save into (``model.zip`` + ``baseline.json``).
-        progress: SB3's progress bar (tqdm/rich).
+        progress: SB3's progress bar (needs tqdm and rich; without rich: no bar).
         device: torch device; "cpu" (SB3 MLP policies are faster on CPU anyway).
         threads: torch intra-op threads while learning (restored after); None = leave.
     Returns:
@@ -381,7 +382,8 @@ def train_baseline(
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:
-        model.learn(total_timesteps=int(config.total_timesteps or 0), progress_bar=progress)
+        bar = progress and importlib.util.find_spec("rich") is not None  # SB3 raises without
+        model.learn(total_timesteps=int(config.total_timesteps or 0), progress_bar=bar)
     finally:
         torch.set_num_threads(previous)
     seconds = time.perf_counter() - t0

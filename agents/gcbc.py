@@ -21,7 +21,7 @@ data.
 Why blocks: the data policy is a noisy heuristic and its per-step noise is not
 predictable from the frame; a block of 5 steps regresses onto the mean motion
 over the block (action chunking) and makes one decision per 5 steps, the same
-rate as LeWM's plans. Both were run on Two-Room: see the README's numbers.
+rate as LeWM's plans.
 """
 
 from __future__ import annotations
@@ -287,42 +287,29 @@ class GCBCAgent:
 
 
 # ---------------------------------------------------------------------- training
-def _valid_starts(lengths: np.ndarray, fs: int) -> tuple[np.ndarray, np.ndarray]:
-    """(episode, t) of every start whose whole block of `fs` actions is in its episode."""
-    eps, ts = [], []
-    for e, t_len in enumerate(lengths):
-        n = int(t_len) - fs + 1
-        if n > 0:
-            eps.append(np.full(n, e))
-            ts.append(np.arange(n))
-    if not eps:
-        raise ValueError(f"no episode has {fs} actions: lower frameskip or record longer episodes")
-    return np.concatenate(eps), np.concatenate(ts)
-
-
 class _Triples:
-    """Hindsight (frame t, goal frame t+k, normalised action block at t) over a split."""
+    """Hindsight (frame t, goal frame t+k, normalised action block at t) over a split.
+
+    The pairs come from `lewm_agent.data.HindsightSampler`, as the policy head's.
+    """
 
     def __init__(self, split: Any, normalizer: Any, cfg: GCBCConfig) -> None:
-        self.cfg = cfg
-        self.lengths = np.array([len(e) for e in split.episodes])  # (E,)
-        self.ep_idx, self.t_idx = _valid_starts(self.lengths, cfg.frameskip)
-        self.act_off = np.concatenate([[0], np.cumsum(self.lengths)[:-1]])  # (E,)
+        from lewm_agent.data import HindsightSampler
+
+        self.sampler = HindsightSampler(
+            [len(e) for e in split.episodes], cfg.frameskip, cfg.max_offset
+        )
         actions = np.concatenate([e.actions for e in split.episodes])  # (N, A)
         self.actions = np.asarray(normalizer.normalize(actions), dtype=np.float32)  # (N, A)
         self.frames = [e.pixels for e in split.episodes]
 
     def sample(self, rng: np.random.Generator, size: int) -> tuple[np.ndarray, ...]:
         """uint8 frames (B, H, W, 3), goals (B, H, W, 3), float32 blocks (B, fs*A)."""
-        fs = self.cfg.frameskip
-        i = rng.integers(0, len(self.ep_idx), size=size)  # (B,)
-        e, t = self.ep_idx[i], self.t_idx[i]
-        room = np.minimum(self.cfg.max_offset, self.lengths[e] - t)  # the goal frame t+k exists
-        k = 1 + (rng.random(size) * room).astype(np.int64)  # (B,) in 1..room
-        px = np.stack([self.frames[ee][tt] for ee, tt in zip(e, t, strict=True)])
-        gl = np.stack([self.frames[ee][tt + kk] for ee, tt, kk in zip(e, t, k, strict=True)])
-        rows = self.act_off[e][:, None] + t[:, None] + np.arange(fs)[None, :]  # (B, fs)
-        return px, gl, self.actions[rows].reshape(size, -1)
+        b = self.sampler.sample(rng, size)
+        pairs = list(zip(b.episode, b.t, b.k, strict=True))
+        px = np.stack([self.frames[e][t] for e, t, _ in pairs])  # (B, H, W, 3)
+        gl = np.stack([self.frames[e][t + k] for e, t, k in pairs])  # (B, H, W, 3)
+        return px, gl, self.actions[b.action_rows].reshape(size, -1)  # blocks (B, fs*A)
 
 
 @torch.inference_mode()

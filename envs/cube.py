@@ -28,8 +28,7 @@ The arm in the goal state only decides where the goal image shows it. OGBench's
 target marker (a translucent cube) is hidden: made invisible and parked under the
 floor, so no frame ever shows the goal.
 
-Size (~450 lines): one env wrapping OGBench's model; its oracle is
-`envs/cube_oracle.py`.
+The env wraps OGBench's model; its oracle is `envs/cube_oracle.py`.
 """
 
 from __future__ import annotations
@@ -211,7 +210,7 @@ def _template(image_size: int) -> Any:
     # shadow map. These two changes cut it to 90 ms; frames differ from OGBench's by
     # 0.2/255 on average (5% of the pixels differ at all, 0.2% by more than 16/255).
     # Without multisampling (OGBench asks for 4x) a 64 px frame costs 56 ms instead of
-    # 92 ms of CPU (session 4, same process) and differs by 0.8/255 on average more;
+    # 92 ms of CPU and differs by 0.8/255 on average more;
     # shadows stay: they are the image's only cue of the cube's height.
     m.vis.quality.shadowsize = _SHADOW_SIZE
     m.vis.quality.offsamples = 0

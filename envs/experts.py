@@ -7,8 +7,8 @@ space with smooth random torques. Both act on the env's *state*-mode observation
 GoalEnv dict), single or batched with a leading batch dim, and keep per-env internal
 state arrays sized to the batch; ``episode_start`` resets the matching entries.
 
-Size (~520 lines, over the ~500 guide): the Push-T pusher's state machine and path
-planner are one policy; the Reacher policy is short.
+Most of the module is the Push-T pusher: its state machine and path planner are
+one policy; the Reacher policy is short.
 """
 
 from __future__ import annotations

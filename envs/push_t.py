@@ -29,8 +29,8 @@ the angle is wrapped to [-pi, pi]. The goal is a full state too: success only lo
 at the block pose (position error < 20 px and angle error < pi/9), the pusher in the
 goal state only decides where the goal image shows it.
 
-Size (~470 lines): one env (physics, rendering, spaces, reset
-options); its experts are `envs/experts.py` and `envs/push_t_expert.py`.
+One env (physics, rendering, spaces, reset options); its data policies are
+`envs/experts.py` and `envs/push_t_expert.py`.
 """
 
 from __future__ import annotations

@@ -75,19 +75,19 @@ class RecordEpisodes(gym.Wrapper):
     them); the writer gets views of the recorded rows, and the next episode records
     into a second set of arrays, so a write in flight never sees its frames
     overwritten. That bookkeeping costs ~5 us per step (~0.5-0.7 ms of CPU per
-    100-step 64 px Two-Room episode, was ~1.8 ms with a copy per frame plus
+    100-step 64 px Two-Room episode, against ~1.8 ms with a copy per frame plus
     ``np.stack``). Writing the episode costs more: ~3.5-4 ms of CPU on the writer's
     thread (zlib level 1 ~1.5-2 ms, one CRC pass, two ``fsync`` calls) and, on a
     busy machine, as much again indirectly, against only ~10 ms for the Two-Room env
-    and its scripted policy (Push-T and Reacher: < 15% in total); see
-    ``python -m eval.bench recorder`` and ``outputs/collection/README.md``.
+    and its scripted policy (Push-T and Reacher: < 15% in total); measure it with
+    ``lewm bench recorder``.
 
     Writing happens on one background thread (``background=True``) while the env
     keeps stepping: a write is mostly waiting on two ``fsync`` calls (episode file,
     folder) plus zlib level 1, both of which release the GIL; ``meta.json``'s index
     is merged at most once a second (see :class:`~lewm_agent.data.EpisodeWriter`).
     That hides the write's wall time from the stepping loop, not its CPU: with no
-    idle core (2 shared cores here) ``background=False`` measured 1-4 ms less
+    idle core (2 shared cores) ``background=False`` measured 1-4 ms less
     process CPU per Two-Room episode. At most one write is in flight (the next
     finished episode waits for it), so memory stays bounded, a write error is
     re-raised at the next ``step`` / ``reset`` / ``close``, and a crash loses at

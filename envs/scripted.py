@@ -210,8 +210,6 @@ class TwoRoomHeuristic(BatchedPolicy):
 
 
 DATA_POLICIES: tuple[str, ...] = ("random", *SPEC_POLICIES)
-# Old names still accepted: "heuristic" was `lewm collect`'s name for "scripted".
-DATA_POLICY_ALIASES: dict[str, str] = {"heuristic": "scripted"}
 
 
 def make_data_policy(
@@ -220,12 +218,11 @@ def make_data_policy(
     """Build a data-collection policy by name: ``"random"``, ``"scripted"``, ``"expert"``
     or ``"oracle"`` (the last three from the env's :class:`envs.spec.EnvSpec`).
 
-    ``"scripted"`` is the env's noisy heuristic (also accepted: its old name
-    ``"heuristic"``), the same policy ``lewm eval --compare`` calls ``scripted``. The
+    ``"scripted"`` is the env's noisy heuristic, the same policy the comparison's agent
+    ``scripted`` runs deterministically. The
     returned object has the SB3 ``predict`` signature and accepts batched observations
     (as collected from a vector env).
     """
-    name = DATA_POLICY_ALIASES.get(name, name)
     if name == "random":
         return RandomPolicy(action_space, seed=seed)
     if name in SPEC_POLICIES:  # the env's own, from its spec (envs/<env>_spec.py)

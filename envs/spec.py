@@ -6,7 +6,7 @@ registration needs), the kwargs data collection makes it with, its data policies
 (``agents.make("expert")``) and its physics-probe facts (:class:`PhysicsSpec`).
 Registration (``envs/__init__.py``), collection (``envs.collect``), the data policies
 (``envs.scripted.make_data_policy``), the expert agent, the probes
-(``eval.physics.physics_spec``) and the benchmarks read these specs; there is no
+(``eval.probe.physics_spec``) and the benchmarks read these specs; there is no
 other per-env table.
 
 Where a spec lives: in a small module beside its env, ``envs/<env>_spec.py``
@@ -57,7 +57,7 @@ SPEC_POLICIES: tuple[str, ...] = ("scripted", "expert", "oracle")
 
 @dataclass(frozen=True)
 class PhysicsSpec:
-    """What the physics tools (``eval.physics``) need to know about one env's states.
+    """What the physics tools (``eval.probe``) need to know about one env's states.
 
     ``quantities`` is all the state probe (``lewm probe state``) needs. The other
     fields describe the two perturbations of the surprise test (``lewm probe

@@ -95,9 +95,9 @@ def run(
     )
     if variant in ("record", "inline", "buffer"):
         env = RecordEpisodes(
-            env, out, collector="heuristic", background=variant == "record", compress=compress
+            env, out, collector="scripted", background=variant == "record", compress=compress
         )
-    policy = make_data_policy("heuristic", env_id, env.action_space, seed=0)
+    policy = make_data_policy("scripted", env_id, env.action_space, seed=0)
     frames = 0
     with _WriteTimer(stub=variant == "buffer") as timer:
         t0, c0 = time.perf_counter(), time.process_time()

@@ -317,7 +317,7 @@ def load_agents(
             )
         elif name == "random":
             out[name] = registry.make("random", env_id=env_id, seed=seed)
-        elif name in ("scripted", "heuristic"):
+        elif name == "scripted":
             out[name] = registry.make("scripted", env_id=env_id, seed=seed)
         elif name == "expert":
             out[name] = registry.make("expert", env_id=env_id, seed=seed)

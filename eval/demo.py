@@ -47,7 +47,7 @@ def run_demo(args: Any) -> int:
         if data_dir.exists():
             shutil.rmtree(data_dir)
         print(f"[1/4] recording {args.episodes} Two-Room episodes of the noisy heuristic")
-        collect(ENV_ID, "heuristic", args.episodes, data_dir, workers=args.workers, seed=0)
+        collect(ENV_ID, "scripted", args.episodes, data_dir, workers=args.workers, seed=0)
     else:
         print(f"[1/4] reusing {have} recorded episodes in {data_dir}")
     timings["collect_s"] = time.perf_counter() - t0

@@ -17,17 +17,12 @@ Kill it at any point and run it again: finished stages are skipped, a stage cut
 short is redone (collection tops up the missing episodes), and a stage reruns
 when an upstream output changed (e.g. retrained LeWM -> new comparison).
 
-Budgets (preset `full`): the data is Two-Room 1000 x 100 steps, Push-T 600 x 300,
-Reacher 654 x 200, Cube 550 x 200 env steps; LeWM trains the `cpu` preset (Push-T
-2500 steps of batch 128 with SIGReg weight 0.2, Reacher 1000, Cube 3000 and its
-policy head, which it acts with; Cube has no pixel PPO); PPO on state gets the SAME number of env steps as LeWM's dataset;
-SAC gets 10k and pixel PPO 20k (one ~20 ms update per env step for SAC, ~17 ms per
-step for pixel PPO: an equal budget would cost 35-100 min per env and baseline).
-The `test` preset runs the same stages with tiny budgets in seconds (for tests and
-a smoke run).
+The per-env budgets are the plans of `eval.suite_plans` (`lewm suite --show`).
 
-Size (~600 lines, over the ~500 guide): the per-env presets (values the lead tunes)
-and the make-like stages that read them.
+Each stage is a call to the library function that owns the job (`envs.collect.collect`,
+`WorldModelAgent.fit`, `agents.gcbc.train_gcbc`, `agents.baselines.train_baseline`,
+`eval.compare.compare`, `eval.video.agent_videos`); this module holds the make-like
+bookkeeping around them and the summary.
 """
 
 from __future__ import annotations
@@ -37,10 +32,11 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from eval.suite_plans import SUITE_PLANS, EnvPlan
 from lewm_agent.atomic import atomic_write_json, atomic_write_text
 from lewm_agent.heldout import trained_holdout
 
@@ -55,115 +51,6 @@ STAGES: tuple[str, ...] = (
     "videos",
 )
 BASELINES: tuple[str, ...] = ("ppo", "sac", "ppo-pixels")
-
-
-@dataclass(frozen=True)
-class EnvPlan:
-    """Budgets of one env in the suite."""
-
-    env_id: str
-    episodes: int
-    """Episodes of reward-free data to record."""
-    policy: str = "scripted"
-    """Data policy (``envs.scripted.make_data_policy``): scripted | expert | oracle | random."""
-    env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra ``gym.make`` kwargs for collection (e.g. ``max_episode_steps``)."""
-    lewm_preset: str = "cpu"
-    lewm_steps: int | None = None
-    """LeWM gradient steps (None: the preset's)."""
-    ppo_steps: int | None = None
-    """PPO env steps (None: the same as the dataset's env steps)."""
-    sac_steps: int = 30_000
-    ppo_pixels_steps: int | None = None
-    """Pixel PPO env steps (None: the same as the dataset's env steps)."""
-    eval_episodes: int = 50
-    budget: int = 50
-    image_size: int = 64
-    workers: int = 2
-    agents: tuple[str, ...] = ("lewm", "ppo", "sac", "ppo-pixels", "gcbc", "random")
-    video_episodes: int = 4
-    plan_overrides: dict[str, Any] = field(default_factory=dict)
-    """PlanConfig overrides for LeWM at evaluation (e.g. fewer CEM samples in tests)."""
-    train_overrides: dict[str, Any] = field(default_factory=dict)
-    """TrainConfig overrides for LeWM (e.g. batch size, SIGReg weight)."""
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    """ModelConfig overrides for LeWM (e.g. history)."""
-    gcbc_steps: int | None = None
-    """GCBC gradient steps (None: its default, the `cpu` preset's 1200 of batch 64)."""
-    lewm_planner: str | None = None
-    """LeWM's planner in the comparison (None: the checkpoint's, CEM). "policy" or
-    "cem-prior" train the latent policy head after the world model (lewm stage)."""
-
-    @property
-    def needs_policy_head(self) -> bool:
-        """Whether `lewm_planner` acts with the latent policy head (`planning.uses_policy`)."""
-        from lewm_agent.planning import uses_policy  # imports torch: only when asked
-
-        return self.lewm_planner is not None and uses_policy(self.lewm_planner)
-
-
-_CPU_BASELINES: dict[str, Any] = {"sac_steps": 10_000, "ppo_pixels_steps": 20_000}
-"""SAC costs ~20 ms per update (one per env step) and pixel PPO ~17 ms per env step on
-this CPU, so on a 2-core machine they get fixed budgets (~4 and ~6 min) instead of the
-dataset's env steps (35-100 min each); the tables print every agent's budget."""
-
-PRESETS: dict[str, dict[str, EnvPlan]] = {
-    # The budgets behind the README's suite table (2-core CPU, one session each).
-    "full": {
-        "tworoom": EnvPlan("lewm/TwoRoom-v0", episodes=1000, **_CPU_BASELINES),
-        "pusht": EnvPlan(
-            "lewm/PushT-v0",
-            episodes=600,
-            lewm_steps=2500,
-            # A stronger SIGReg on a bigger batch keeps the block in the embedding
-            # (linear-probe r 0.98 vs 0.91 with the preset's 64 x 0.09 at 5000 steps).
-            train_overrides={"batch_size": 128, "sigreg_weight": 0.2},
-            **_CPU_BASELINES,
-        ),
-        "reacher": EnvPlan("lewm/Reacher-v0", episodes=654, lewm_steps=1000, **_CPU_BASELINES),
-        # OGBench's Markov oracle. Rendering costs ~50-110 ms of CPU per frame, so the
-        # data (550 x 200 steps, 45 min on two loaded cores) is a twentieth of the
-        # paper's 10k x 200, and pixel PPO (~70 ms per env step with the render) is
-        # left out: PPO and SAC on state.
-        "cube": EnvPlan(
-            "lewm/Cube-v0",
-            episodes=550,
-            policy="oracle",
-            lewm_steps=3000,
-            # The latent policy head alone: 86% vs CEM 300 x 10's 40% on this data
-            # (session 5, README's Cube section).
-            lewm_planner="policy",
-            agents=("lewm", "ppo", "sac", "gcbc", "random"),
-            **_CPU_BASELINES,
-        ),
-    },
-    "test": {
-        name: EnvPlan(
-            env_id,
-            episodes=4,
-            lewm_preset="test",
-            lewm_steps=3,
-            ppo_steps=256,
-            sac_steps=0,
-            ppo_pixels_steps=0,
-            eval_episodes=2,
-            budget=4,
-            image_size=32,
-            workers=1,
-            agents=("lewm", "ppo", "gcbc", "random"),
-            video_episodes=2,
-            gcbc_steps=2,
-            plan_overrides={"samples": 16, "iterations": 1, "elites": 4},
-        )
-        for name, env_id in (
-            ("tworoom", "lewm/TwoRoom-v0"),
-            ("pusht", "lewm/PushT-v0"),
-            ("reacher", "lewm/Reacher-v0"),
-        )
-    },
-}
-"""Named budgets. `test` evaluates lewm, ppo and random only (SAC+HER needs a whole
-episode before its first update, pixel PPO needs >= 36 px images)."""
 
 
 @dataclass(frozen=True)
@@ -253,21 +140,30 @@ def _data_steps(p: Paths) -> int:
     return int(json.loads((p.data / "meta.json").read_text())["num_steps"])
 
 
-def run_collect(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
-    """Record the missing episodes (a crash loses at most the ones in flight)."""
+def _replace_when_done(folder: Path, train: Callable[[Path], Any]) -> Any:
+    """`train(tmp)` writes into a fresh `<folder>.partial`, which then replaces `folder`:
+    a stage cut short never leaves a half-written folder under the final name."""
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    result = train(tmp)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return result
+
+
+def stage_collect(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """`envs.collect.collect` of the missing episodes (a crash loses the ones in flight)."""
     from envs.collect import collect
 
-    have = _episode_count(p.data)
-    missing = plan.episodes - have
+    missing = plan.episodes - _episode_count(p.data)
     if missing > 0:
-        collect(
+        collect(  # seed None: continues the folder's seeds, so a top-up adds fresh episodes
             plan.env_id,
             plan.policy,
             missing,
             p.data,
             workers=plan.workers,
             image_size=plan.image_size,
-            seed=have,  # a top-up after a crash continues with fresh episodes
             env_kwargs=plan.env_kwargs or None,
             progress=progress,
         )
@@ -275,60 +171,54 @@ def run_collect(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
     return {"episodes": _episode_count(p.data), "env_steps": _data_steps(p)}
 
 
-def run_lewm(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
-    """Train LeWM on the suite's data; the folder is replaced only when training ends."""
+def stage_lewm(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """`WorldModelAgent.fit` (and `fit_policy_head` when the plan acts with the head)."""
     from lewm_agent import WorldModelAgent
 
-    folder = p.agent("lewm")
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    agent = WorldModelAgent.fit(
-        p.data,
-        preset=plan.lewm_preset,
-        steps=plan.lewm_steps,
-        train_overrides=plan.train_overrides or None,
-        model_overrides=plan.model_overrides or None,
-        log_dir=tmp,
-        progress=progress,
-        plan_overrides=plan.plan_overrides or None,
-    )
-    head_seconds = None
-    if plan.needs_policy_head:
-        meta = agent.fit_policy_head(p.data, progress=progress)
-        head_seconds = meta["training"]["seconds"]
-    agent.save(tmp)  # the head, when there is one, is saved with the model
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+    def train(tmp: Path) -> Any:
+        agent = WorldModelAgent.fit(
+            p.data,
+            preset=plan.lewm_preset,
+            steps=plan.lewm_steps,
+            train_overrides=plan.train_overrides or None,
+            model_overrides=plan.model_overrides or None,
+            log_dir=tmp,
+            progress=progress,
+            plan_overrides=plan.plan_overrides or None,
+        )
+        head = agent.fit_policy_head(p.data, progress=progress) if plan.needs_policy_head else None
+        agent.save(tmp)  # the head, when there is one, is saved with the model
+        return agent, head
+
+    agent, head = _replace_when_done(p.agent("lewm"), train)
     return {
         "seconds": agent.training_stats.get("seconds"),
         "steps": agent.training_stats.get("steps"),
-        "policy_head_seconds": head_seconds,
+        "policy_head_seconds": head["training"]["seconds"] if head else None,
     }
 
 
-def run_gcbc(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
-    """GCBC on the suite's reward-free data (LeWM's training split); replaced when done."""
+def stage_gcbc(plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """`agents.gcbc.train_gcbc` on the same data and training split as LeWM."""
     from agents.gcbc import train_gcbc
 
-    folder = p.agent("gcbc")
-    tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
     kw: dict[str, Any] = {"steps": plan.gcbc_steps} if plan.gcbc_steps else {}
-    agent = train_gcbc(
-        p.data,
-        save_to=tmp,
-        progress=progress,
-        holdout_fraction=plan.train_overrides.get("holdout_fraction", 0.1),
-        train_episodes=plan.train_overrides.get("train_episodes", 0),
-        **kw,
+    agent = _replace_when_done(
+        p.agent("gcbc"),
+        lambda tmp: train_gcbc(
+            p.data,
+            save_to=tmp,
+            progress=progress,
+            holdout_fraction=plan.train_overrides.get("holdout_fraction", 0.1),
+            train_episodes=plan.train_overrides.get("train_episodes", 0),
+            **kw,
+        ),
     )
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
     return {k: agent.training_stats.get(k) for k in ("seconds", "steps", "env_steps")}
 
 
-def run_baseline(name: str, plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
-    """Train one SB3 baseline at the plan's budget (default: the dataset's env steps)."""
+def stage_baseline(name: str, plan: EnvPlan, p: Paths, progress: bool) -> dict[str, Any]:
+    """`agents.baselines.train_baseline` at the plan's budget (default: the data's env steps)."""
     from agents.baselines import parse_baseline_name, train_baseline
 
     algo, obs_mode = parse_baseline_name(name)
@@ -346,24 +236,16 @@ def run_baseline(name: str, plan: EnvPlan, p: Paths, progress: bool) -> dict[str
         total_timesteps=steps,
         image_size=plan.image_size,
         save_to=folder,
-        progress=progress and _has_rich(),
+        progress=progress,
     )
     return dict(agent.training_stats)
-
-
-def _has_rich() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _trained_agents_and_episodes(
     plan: EnvPlan, p: Paths, seed: int, n: int
 ) -> tuple[dict[str, Any], list[Any], dict[str, int]]:
-    """The suite's trained agents (nothing is trained here) and the first `n` protocol
-    episodes from the held-out split LeWM was trained without."""
+    """The suite's trained agents (`eval.compare.load_agents`, nothing trained here) and
+    the first `n` protocol episodes from the held-out split LeWM was trained without."""
     from eval.compare import load_agents, protocol_episodes
 
     agents = load_agents(
@@ -384,8 +266,8 @@ def _trained_agents_and_episodes(
     return agents, episodes, counts
 
 
-def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str, Any]:
-    """`eval.compare` on the suite's folders (no training there: the stages did it)."""
+def stage_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str, Any]:
+    """`eval.compare.compare` of the trained agents, written by `eval.compare.write_results`."""
     from agents import training_info
     from eval.compare import compare, results_dict, write_results
 
@@ -401,7 +283,7 @@ def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str,
     extra = {}
     for name, agent in agents.items():
         info = training_info(agent)
-        if name == "lewm":
+        if name == "lewm":  # exact: the steps of the training split it learned from
             info["train_env_steps"] = counts["train_env_steps"]
             info["data_env_steps"] = counts["data_env_steps"]
         extra[name] = info
@@ -414,8 +296,8 @@ def run_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str,
     return {name: r["success_rate"] for name, r in table.items()}
 
 
-def run_videos(plan: EnvPlan, p: Paths, seed: int) -> dict[str, Any]:
-    """Two mp4s per agent (first episode; grid of `video_episodes`)."""
+def stage_videos(plan: EnvPlan, p: Paths, seed: int) -> dict[str, Any]:
+    """`eval.video.agent_videos` per agent: the first episode and a grid of `video_episodes`."""
     from eval.video import agent_videos
 
     agents, episodes, _ = _trained_agents_and_episodes(plan, p, seed, plan.video_episodes)
@@ -474,7 +356,7 @@ def _verdict(env_id: str, table: dict[str, dict[str, Any]]) -> str:
 
 
 def write_summary(root: Path, presets: dict[str, EnvPlan], preset_name: str) -> Path:
-    """ROOT/outputs/suite/results.md from each env's results.json (for the README)."""
+    """ROOT/outputs/suite/results.md: one section per env, from its results.json."""
     from eval.compare import CHART_FILE, markdown_table
 
     lines = [
@@ -538,17 +420,17 @@ def run_suite(
 
     Args:
         root: folder holding data/, runs/ and outputs/ (the repo root by default).
-        preset: "full" or "test" (see PRESETS).
-        envs_: env slugs to run (default: all three).
+        preset: a name of SUITE_PLANS ("full" or "test").
+        envs_: env slugs to run (default: every env of the plan).
         stages: run only these stages (their upstream outputs must exist).
         videos: write the videos stage.
         overrides: EnvPlan field overrides applied to every env (e.g. smaller budgets).
     """
     import envs  # noqa: F401
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    plans = dict(PRESETS[preset])
+    if preset not in SUITE_PLANS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(SUITE_PLANS)}")
+    plans = dict(SUITE_PLANS[preset])
     if overrides:
         plans = {k: replace(v, **overrides) for k, v in plans.items()}
     chosen = list(envs_ or plans)
@@ -582,17 +464,17 @@ def run_suite(
             log(f"[suite] {slug}: {stage} ...")
             t0 = time.perf_counter()
             if stage == "collect":
-                info = run_collect(plan, p, progress)
+                info = stage_collect(plan, p, progress)
             elif stage == "lewm":
-                info = run_lewm(plan, p, progress)
+                info = stage_lewm(plan, p, progress)
             elif stage == "gcbc":
-                info = run_gcbc(plan, p, progress)
+                info = stage_gcbc(plan, p, progress)
             elif stage in BASELINES:
-                info = run_baseline(stage, plan, p, progress)
+                info = stage_baseline(stage, plan, p, progress)
             elif stage == "compare":
-                info = run_compare(plan, p, progress, seed)
+                info = stage_compare(plan, p, progress, seed)
             else:
-                info = run_videos(plan, p, seed)
+                info = stage_videos(plan, p, seed)
             seconds = time.perf_counter() - t0
             status[stage] = "done"
             _log_stage(p, stage, seconds, info)

@@ -35,11 +35,10 @@ from tqdm.auto import tqdm
 from .atomic import atomic_path
 from .checkpoint import CheckpointError, write_json
 from .config import from_dict, to_dict
-from .data import ActionNormalizer, Dataset, load_dataset
+from .data import ActionNormalizer, Dataset, HindsightSampler, load_dataset
 from .device import autocast_context
 from .model import LeWM
 from .networks import mlp_stack
-from .train import normalize_blocks
 
 HEAD_WEIGHTS_FILE = "policy_head.safetensors"
 HEAD_CONFIG_FILE = "policy_head.json"
@@ -108,10 +107,13 @@ def model_digest(model: LeWM) -> str:
 
 
 @torch.inference_mode()
-def encode_frames(
+def _embed_frames(
     model: LeWM, frames: np.ndarray, device: torch.device, batch: int = 256, progress: bool = False
 ) -> Tensor:
-    """uint8 frames (N, H, W, 3) -> embeddings (N, D) float32 on `device`, in eval mode."""
+    """uint8 frames (N, H, W, 3) -> embeddings (N, D) float32 on `device`, in eval mode.
+
+    The training inputs stay on the device, under the device's autocast (the
+    probes' `eval.probe.encode_frames` is the numpy, any-encoder counterpart)."""
     model.eval()
     out = []
     for i in tqdm(
@@ -124,32 +126,24 @@ def encode_frames(
 
 
 class _Triples:
-    """Hindsight (z_t, z_{t+k}, k, action block at t) triples over embedded episodes."""
+    """Hindsight (z_t, z_{t+k}, k, action block at t) triples over embedded episodes.
 
-    def __init__(
-        self,
-        emb: Tensor,
-        blocks: Tensor,
-        frame_off: np.ndarray,
-        starts: np.ndarray,
-        lengths: np.ndarray,
-        max_offset: int,
-    ) -> None:
+    The pairs come from `HindsightSampler`, as GCBC's: the same seed draws the same pairs.
+    """
+
+    def __init__(self, emb: Tensor, blocks: Tensor, sampler: HindsightSampler) -> None:
         self.emb = emb  # (N_frames, D)
         self.blocks = blocks  # (N_starts, fs*A) normalised action block at each valid start
-        self.frame_off = frame_off  # (N_starts,) frame index of each valid start
-        self.room = np.minimum(max_offset, lengths)  # (N_starts,) steps until the episode ends
-        self.n = len(starts)
+        self.sampler = sampler
 
     def sample(self, rng: np.random.Generator, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        i = rng.integers(0, self.n, size=size)  # (B,)
-        k = 1 + (rng.random(size) * self.room[i]).astype(np.int64)  # (B,) in 1..room
-        f = self.frame_off[i]
+        """z (B, D), goal (B, D), steps to the goal k (B,), action blocks (B, fs*A)."""
+        b = self.sampler.sample(rng, size)
         dev = self.emb.device
-        z = self.emb[torch.from_numpy(f).to(dev)]  # (B, D)
-        g = self.emb[torch.from_numpy(f + k).to(dev)]  # (B, D)
-        kt = torch.from_numpy(k).to(dev, torch.float32)  # (B,)
-        return z, g, kt, self.blocks[torch.from_numpy(i).to(dev)]
+        z = self.emb[torch.from_numpy(b.frame).to(dev)]  # (B, D)
+        g = self.emb[torch.from_numpy(b.goal_frame).to(dev)]  # (B, D)
+        kt = torch.from_numpy(b.k).to(dev, torch.float32)  # (B,)
+        return z, g, kt, self.blocks[torch.from_numpy(b.start).to(dev)]
 
 
 def _triples(
@@ -163,35 +157,17 @@ def _triples(
 ) -> _Triples:
     """Embed every frame of `split` once and index its (start, action block) pairs."""
     a = split.action_dim
+    sampler = HindsightSampler([len(e) for e in split.episodes], frameskip, max_offset)
     frames = (
         split.frames[split.frame_offsets[0] : split.frame_offsets[-1] + len(split[-1]) + 1]
         if split.frames is not None and split.frame_offsets is not None
         else np.concatenate([e.pixels for e in split.episodes])
     )  # (N_frames, H, W, 3): the split's episodes are contiguous in the shared buffer
-    emb = encode_frames(model, frames, device, progress=progress)  # (N_frames, D)
-    blocks, offs, starts, room = [], [], [], []
-    pos = 0
-    for ep in split.episodes:
-        t_len = len(ep)
-        n = t_len - frameskip + 1  # starts whose whole block is in the episode
-        if n > 0:
-            idx = np.arange(n)[:, None] + np.arange(frameskip)[None, :]  # (n, fs)
-            block = ep.actions[idx].reshape(n, frameskip * a)  # (n, fs*A)
-            blocks.append(normalize_blocks(block, normalizer, a))
-            offs.append(pos + np.arange(n))
-            starts.append(np.arange(n))
-            room.append(t_len - np.arange(n))  # the goal frame t+k must exist: k <= T - t
-        pos += t_len + 1
-    if not blocks:
-        raise ValueError(f"no episode has a whole action block of {frameskip} steps")
-    return _Triples(
-        emb,
-        torch.from_numpy(np.concatenate(blocks)).to(device),
-        np.concatenate(offs),
-        np.concatenate(starts),
-        np.concatenate(room),
-        max_offset,
-    )
+    emb = _embed_frames(model, frames, device, progress=progress)  # (N_frames, D)
+    actions = np.concatenate([e.actions for e in split.episodes])  # (N_actions, A)
+    actions = np.asarray(normalizer.normalize(actions), dtype=np.float32)  # (N_actions, A)
+    blocks = actions[sampler.action_rows].reshape(len(sampler), frameskip * a)  # (N_starts, fs*A)
+    return _Triples(emb, torch.from_numpy(blocks).to(device), sampler)
 
 
 @dataclass
@@ -331,5 +307,4 @@ __all__ = [
     "load_policy_head",
     "has_policy_head",
     "model_digest",
-    "encode_frames",
 ]

@@ -35,7 +35,7 @@ def tworoom_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("tworoom") / "data"
     collect(
         "lewm/TwoRoom-v0",
-        "heuristic",
+        "scripted",
         20,
         out,
         workers=1,

@@ -210,9 +210,9 @@ BENCH = Command(
 
 # ---------------------------------------------------------------------------- lewm suite
 def _suite_options(p: argparse.ArgumentParser) -> None:
-    from eval.suite import PRESETS, STAGES
+    from eval.suite import STAGES, SUITE_PLANS
 
-    p.add_argument("--preset", default="full", choices=sorted(PRESETS))
+    p.add_argument("--preset", default="full", choices=sorted(SUITE_PLANS))
     p.add_argument("--envs", default=None, help="comma list of tworoom, pusht, reacher, cube")
     p.add_argument("--stages", default=None, help=f"comma list of {', '.join(STAGES)}")
     p.add_argument("--root", default=".", help="folder for data/, runs/, outputs/")
@@ -225,10 +225,10 @@ def _suite_options(p: argparse.ArgumentParser) -> None:
 def cmd_suite(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from eval.suite import PRESETS, run_suite
+    from eval.suite import SUITE_PLANS, run_suite
 
     if args.show:
-        print(json.dumps({k: asdict(v) for k, v in PRESETS[args.preset].items()}, indent=2))
+        print(json.dumps({k: asdict(v) for k, v in SUITE_PLANS[args.preset].items()}, indent=2))
         return 0
     report = run_suite(
         args.root,

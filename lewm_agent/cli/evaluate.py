@@ -231,7 +231,7 @@ def _straightness_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from eval.physics.command import run_probe
+    from eval.probe.command import run_probe
 
     return run_probe(args)
 

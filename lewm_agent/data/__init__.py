@@ -32,6 +32,7 @@ Modules (each imports only those above it):
 - ``reader``   ``Episode``, ``Dataset``, ``load_dataset``
 - ``writer``   ``EpisodeWriter``
 - ``windows``  ``ActionNormalizer`` and ``WindowSampler`` (what the trainer reads)
+- ``hindsight`` ``HindsightSampler``: (start, goal) pairs for goal-conditioned imitation
 - ``tools``    ``dataset_info``, ``verify_dataset``, ``iter_episodes``, ``repack_dataset``
 - ``export``   ``export_minari``
 
@@ -40,6 +41,7 @@ Every name of ``__all__`` is importable from ``lewm_agent.data`` itself.
 
 from .export import export_minari
 from .format import FORMAT_VERSION, DatasetError, DiskFullError, read_meta
+from .hindsight import HindsightBatch, HindsightSampler
 from .reader import Dataset, Episode, load_dataset
 from .tools import (
     VerifyReport,
@@ -60,6 +62,8 @@ __all__ = [
     "DiskFullError",
     "Episode",
     "EpisodeWriter",
+    "HindsightBatch",
+    "HindsightSampler",
     "VerifyReport",
     "WindowSampler",
     "dataset_info",

@@ -50,7 +50,8 @@ def test_the_data_policies_are_the_ones_the_specs_name():
     assert isinstance(
         make_data_policy("scripted", "lewm/TwoRoom-v0", BOX, seed=0), TwoRoomHeuristic
     )
-    assert isinstance(make_data_policy("heuristic", "lewm/TwoRoom-v0", BOX), TwoRoomHeuristic)
+    with pytest.raises(ValueError, match="unknown data policy 'heuristic'"):
+        make_data_policy("heuristic", "lewm/TwoRoom-v0", BOX)  # the old name is gone
     pusher = make_data_policy("scripted", "lewm/PushT-v0", BOX, seed=0)
     assert (type(pusher).__name__, pusher.speed, pusher.noise) == ("PushTPusher", 0.5, 0.1)
     expert = make_data_policy("expert", "lewm/PushT-v0", BOX, seed=0)
@@ -99,7 +100,7 @@ def test_unknown_ids_and_policies_get_the_clear_errors():
     with pytest.raises(ValueError, match="unknown data policy 'nope'; choose one of"):
         make_data_policy("nope", "lewm/TwoRoom-v0", BOX)
 
-    from eval.physics import physics_spec
+    from eval.probe import physics_spec
 
     assert physics_spec("lewm/PushT-v0").teleport_columns == (2, 3)
     with pytest.raises(ValueError, match=r"no physics spec for env 'lewm/Reacher-v0'; known: \["):
@@ -117,7 +118,7 @@ def test_unknown_ids_and_policies_get_the_clear_errors():
         ({"id": "pkg:lewm/X-v0"}, "Gymnasium id"),
         ({"entry_point": "envs.two_room.TwoRoomEnv"}, "entry_point must be 'module:Class'"),
         ({"max_episode_steps": 0}, "max_episode_steps must be an int >= 1"),
-        ({"data_policies": {"heuristic": lambda a, s: None}}, "unknown data policy names"),
+        ({"data_policies": {"greedy": lambda a, s: None}}, "unknown data policy names"),
         ({"goal_expert": "envs.push_t_expert:PushTExpert"}, "goal_expert must be a factory"),
     ],
 )

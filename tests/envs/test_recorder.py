@@ -191,7 +191,7 @@ def test_collect_exact_number_of_episodes(tmp_path: Path, workers: int) -> None:
     n = 5
     out = collect(
         ENV_ID,
-        "heuristic",
+        "scripted",
         n,
         tmp_path / "ds",
         workers=workers,
@@ -205,7 +205,7 @@ def test_collect_exact_number_of_episodes(tmp_path: Path, workers: int) -> None:
     prefixes = {e.name.split("-")[0] for e in ds}
     assert prefixes == {f"w{i}" for i in range(workers)}
     assert ds.meta["num_episodes"] == n and ds.image_size == 32
-    assert ds.meta["collector"] == "heuristic"
+    assert ds.meta["collector"] == "scripted"
     for e in ds:
         # Collection runs Two-Room without termination: every episode hits the time limit.
         assert len(e) == 12 and e.truncated
@@ -230,11 +230,9 @@ def test_data_policies_single_and_batched() -> None:
     a, _ = TwoRoomHeuristic().predict(single, deterministic=True)
     np.testing.assert_allclose(a, (GOAL - START) / np.linalg.norm(GOAL - START), atol=1e-6)
     assert isinstance(make_data_policy("scripted", ENV_ID, space, 0), TwoRoomHeuristic)
-    # "heuristic", collect's old name for the same policy, still works.
-    assert isinstance(make_data_policy("heuristic", ENV_ID, space, 0), TwoRoomHeuristic)
     assert isinstance(make_data_policy("random", ENV_ID, space, 0), RandomPolicy)
     with pytest.raises(ValueError, match="no scripted data policy"):
-        make_data_policy("heuristic", "lewm/Nope-v0", space, 0)
+        make_data_policy("scripted", "lewm/Nope-v0", space, 0)
     with pytest.raises(ValueError, match="unknown data policy"):
         make_data_policy("nope", ENV_ID, space, 0)
 

@@ -24,7 +24,7 @@ def heldout(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp(request.param.split("/")[1]) / "data"
     collect(
         request.param,
-        "heuristic",
+        "scripted",
         5,
         out,
         workers=1,

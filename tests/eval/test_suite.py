@@ -53,11 +53,11 @@ def fake_stages(monkeypatch):
         write(p.out / "results.json", json.dumps(res))
         return {}
 
-    monkeypatch.setattr(suite, "run_collect", collect)
-    monkeypatch.setattr(suite, "run_lewm", lewm)
-    monkeypatch.setattr(suite, "run_baseline", baseline)
-    monkeypatch.setattr(suite, "run_gcbc", gcbc)
-    monkeypatch.setattr(suite, "run_compare", compare)
+    monkeypatch.setattr(suite, "stage_collect", collect)
+    monkeypatch.setattr(suite, "stage_lewm", lewm)
+    monkeypatch.setattr(suite, "stage_baseline", baseline)
+    monkeypatch.setattr(suite, "stage_gcbc", gcbc)
+    monkeypatch.setattr(suite, "stage_compare", compare)
     monkeypatch.setattr(suite, "write_summary", lambda root, plans, name: root / "results.md")
     return calls
 
@@ -131,7 +131,7 @@ def test_real_tiny_run_writes_results_and_resumes(tmp_path):
     assert "| random |" in summary and "not run yet" in summary
     second = run_suite(tmp_path, "test", ["tworoom"], **kw)
     assert set(second["tworoom"].values()) == {"skipped"}
-    plan = suite.PRESETS["test"]["tworoom"]
+    plan = suite.SUITE_PLANS["test"]["tworoom"]
     assert stage_done("collect", plan, p)
 
 
@@ -153,8 +153,34 @@ def test_a_policy_planner_plan_trains_the_head_and_compares_with_it(tmp_path):
     summary = (tmp_path / "outputs" / "suite" / "results.md").read_text()
     assert "planner `policy`" in summary
 
-    plan = replace(suite.PRESETS["test"]["tworoom"], lewm_planner="policy")
+    plan = replace(suite.SUITE_PLANS["test"]["tworoom"], lewm_planner="policy")
     assert stage_done("lewm", plan, p)
     (p.agent("lewm") / "policy_head.safetensors").unlink()
     assert not stage_done("lewm", plan, p)
     assert stage_done("lewm", replace(plan, lewm_planner=None), p)
+
+
+def test_the_suite_redefines_no_name_of_the_modules_it_calls():
+    """The stages call the owners' functions; a same-named function with another
+    signature here (a `run_compare` beside `eval.compare`'s) would be a second owner."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def top_level_names(module: str) -> set[str]:
+        """Public names a module defines at its top level."""
+        tree = ast.parse((root / (module.replace(".", "/") + ".py")).read_text())
+        names = set()
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {t.id for t in targets if isinstance(t, ast.Name)}
+        return {n for n in names if not n.startswith("_")}
+
+    ours = top_level_names("eval.suite") | top_level_names("eval.suite_plans")
+    owners = ["envs.collect", "eval.compare", "eval.video", "lewm_agent.config", "agents.gcbc"]
+    for owner in owners:
+        assert not ours & top_level_names(owner), (owner, ours & top_level_names(owner))

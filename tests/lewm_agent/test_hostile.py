@@ -116,7 +116,7 @@ def test_repeated_collect_continues_the_seed_sequence(tmp_path):
     out = tmp_path / "data"
     for _ in range(2):  # the same command twice, default seed
         collect(
-            "lewm/TwoRoom-v0", "heuristic", 2, out, workers=1, image_size=TEST_IMAGE, progress=False
+            "lewm/TwoRoom-v0", "scripted", 2, out, workers=1, image_size=TEST_IMAGE, progress=False
         )
     files = sorted((out / "episodes").glob("*.npz"))
     assert len(files) == 4
@@ -132,7 +132,7 @@ def test_verify_reports_duplicate_episodes(tmp_path, capsys):
     for _ in range(2):  # an explicit repeated seed: verify must say so
         collect(
             "lewm/TwoRoom-v0",
-            "heuristic",
+            "scripted",
             2,
             out,
             workers=1,
@@ -174,7 +174,7 @@ def test_full_disk_during_collect_is_one_line_and_keeps_the_data(tmp_path, monke
     _fail_writes_after(monkeypatch, good=1)
     with pytest.raises(DiskFullError) as info:
         collect(
-            "lewm/TwoRoom-v0", "heuristic", 3, out, workers=1, image_size=TEST_IMAGE, progress=False
+            "lewm/TwoRoom-v0", "scripted", 3, out, workers=1, image_size=TEST_IMAGE, progress=False
         )
     msg = str(info.value)
     assert "\n" not in msg and str(out) in msg and "free" in msg and "1 of 3 new episodes" in msg

@@ -14,29 +14,21 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from eval.physics.perturb import Perturbed, colour_change, teleport
-from eval.physics.plots import (
+from eval.probe.encode import WorldModelLike, encode_frames, model_dims
+from eval.probe.perturb import Perturbed, colour_change, teleport
+from eval.probe.plots import (
     plot_perturbation_frames,
     plot_probes,
     plot_straightness,
     plot_surprise,
 )
-from eval.physics.spec import PERTURBATIONS, PhysicsSpec, make_env, physics_spec
+from eval.probe.spec import PERTURBATIONS, PhysicsSpec, make_env, physics_spec
+from eval.probe.state import probe_episodes, state_targets
+from eval.probe.straightness import load_model, straightness, straightness_over_checkpoints
+from eval.probe.surprise import surprise_curve
 from lewm_agent.data import ActionNormalizer, Dataset, Episode, load_dataset
 from lewm_agent.heldout import load_heldout, trained_holdout
-from lewm_agent.probe import (
-    PairedTest,
-    WorldModelLike,
-    encode_frames,
-    load_model,
-    model_dims,
-    paired_test,
-    probe_episodes,
-    state_targets,
-    straightness,
-    straightness_over_checkpoints,
-    surprise_curve,
-)
+from lewm_agent.stats import PairedTest, paired_test
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,7 +309,7 @@ def run_straightness(
     """Straightness of each checkpoint (and optionally its untrained init) on held-out episodes.
 
     ``checkpoints`` may be checkpoint folders, training snapshots
-    (``OUT/train_state/step-N``) or run folders (see ``lewm_agent.probe.load_model``),
+    (``OUT/train_state/step-N``) or run folders (see ``eval.probe.straightness.load_model``),
     in the order to plot them. Returns (and writes to straightness.json)
     ``{"checkpoints": rows, "state_path": x, ...}`` where ``state_path`` is the
     straightness of the true state quantities along the same frames.

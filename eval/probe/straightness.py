@@ -11,8 +11,8 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import Episode
-from .encode import Encoder, encode_episodes, model_dims
+from eval.probe.encode import Encoder, encode_episodes, model_dims
+from lewm_agent.data import Episode
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,16 +90,16 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, int | None]:
     folder holding only ``train_state/`` (its newest snapshot). Tracking a quantity
     over training needs the snapshots, which carry no ``config.json``.
     """
-    from ..checkpoint import CheckpointError, load_checkpoint
-    from ..config import ModelConfig, from_dict
-    from ..model import LeWM
+    from lewm_agent.checkpoint import CheckpointError, load_checkpoint
+    from lewm_agent.config import ModelConfig, from_dict
+    from lewm_agent.model import LeWM
 
     folder = os.fspath(path)
     if os.path.isfile(os.path.join(folder, "config.json")):
         model, _config, stats = load_checkpoint(folder)
         return model, (stats.get("training") or {}).get("steps")
     if not os.path.isfile(os.path.join(folder, "state.json")):
-        from ..train_state import latest_train_state
+        from lewm_agent.train_state import latest_train_state
 
         snap = latest_train_state(folder) if os.path.isdir(folder) else None
         if snap is None:
@@ -108,7 +108,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[nn.Module, int | None]:
                 "(train_state/step-N with state.json) nor a run folder with train_state/"
             )
         folder = os.fspath(snap)
-    from ..train_state import load_train_state
+    from lewm_agent.train_state import load_train_state
 
     state = load_train_state(folder)
     try:

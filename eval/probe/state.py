@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import Episode
-from .encode import Encoder, encode_episodes
+from eval.probe.encode import Encoder, encode_episodes
+from lewm_agent.data import Episode
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..data import ActionNormalizer
-from .encode import WorldModelLike, _device_of, _eval_mode, encode_frames, model_dims
+from eval.probe.encode import WorldModelLike, _device_of, _eval_mode, encode_frames, model_dims
+from lewm_agent.data import ActionNormalizer
 
 
 # ---------------------------------------------------------------------------------------

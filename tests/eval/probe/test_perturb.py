@@ -1,4 +1,4 @@
-"""eval/physics: perturbations on the real Two-Room env and `python -m eval.physics` end to end."""
+"""eval/probe: perturbations on the real Two-Room env and `lewm probe` end to end."""
 
 import numpy as np
 import pytest
@@ -7,17 +7,17 @@ from lewm_agent.data import Episode
 
 
 # ---------------------------------------------------------------------------------------
-# perturbations on the real Two-Room env (eval/physics/perturb.py)
+# perturbations on the real Two-Room env (eval/probe/perturb.py)
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def two_room():
-    from eval.physics import make_env, physics_spec
+    from eval.probe import make_env, physics_spec
 
     return make_env("lewm/TwoRoom-v0", 32), physics_spec("lewm/TwoRoom-v0")
 
 
 def recorded_episode(env, t_len: int = 40, seed: int = 0) -> Episode:
-    from eval.physics import render_states, resimulate
+    from eval.probe import render_states, resimulate
 
     rng = np.random.default_rng(seed)
     actions = rng.uniform(-1, 1, size=(t_len, 2)).astype(np.float32)
@@ -26,7 +26,7 @@ def recorded_episode(env, t_len: int = 40, seed: int = 0) -> Episode:
 
 
 def test_recolor_with_the_same_colour_is_the_identity_and_new_colour_moves_only_the_agent(two_room):
-    from eval.physics import colour_change, object_free_background, recolor
+    from eval.probe import colour_change, object_free_background, recolor
 
     env, spec = two_room
     ep = recorded_episode(env)
@@ -47,7 +47,7 @@ def test_recolor_with_the_same_colour_is_the_identity_and_new_colour_moves_only_
 
 
 def test_teleport_jumps_far_and_replays_the_actions_legally(two_room):
-    from eval.physics import render_states, resimulate, teleport
+    from eval.probe import render_states, resimulate, teleport
 
     env, spec = two_room
     ep = recorded_episode(env)
@@ -62,11 +62,11 @@ def test_teleport_jumps_far_and_replays_the_actions_legally(two_room):
 def test_physics_cli_end_to_end_on_a_tiny_agent(tiny_agent_dir, tworoom_data, tmp_path, one_thread):
     """probe / surprise / straightness through `main(argv)`: files written, numbers sane."""
     import json
-    from functools import partial
 
     from lewm_agent.cli import main as lewm
 
-    main = partial(lewm, command=["probe"], prog="python -m eval.physics")
+    def main(argv: list[str]) -> int:
+        return lewm(["probe", *argv])
 
     out = tmp_path / "phys"
     common = ["--data", str(tworoom_data), "--out", str(out)]

@@ -1,6 +1,6 @@
-"""Latent physics tools: probes, surprise, paired tests, straightness (lewm_agent/probe/).
+"""Latent physics tools: probes, surprise, paired tests, straightness (eval/probe/).
 
-The perturbations and `python -m eval.physics` are in tests/eval/physics/test_physics.py.
+The perturbations and `lewm probe` end to end are in tests/eval/probe/test_perturb.py.
 
 Most tests use stubs with known answers (a synthetic embedding that encodes a
 quantity linearly, a predictor that is exactly right), so each one fails when the
@@ -13,27 +13,26 @@ import numpy as np
 import pytest
 import torch
 
-from lewm_agent.config import get_preset
-from lewm_agent.data import ActionNormalizer, Episode
-from lewm_agent.model import LeWM
-from lewm_agent.probe import (
+from eval.probe import (
     LinearProbe,
     MLPProbe,
     action_blocks,
     encode_episodes,
     encode_frames,
     fit_probes,
-    paired_test,
     parse_quantity_spec,
     pearson_r,
     probe_episodes,
     state_targets,
     straightness,
     straightness_over_checkpoints,
-    student_t_sf,
     surprise_curve,
     velocity_cosines,
 )
+from lewm_agent.config import get_preset
+from lewm_agent.data import ActionNormalizer, Episode
+from lewm_agent.model import LeWM
+from lewm_agent.stats import paired_test, student_t_sf
 
 
 # ---------------------------------------------------------------------------------------
@@ -315,8 +314,8 @@ def test_straightness_over_checkpoints_table(tmp_path):
 
 def test_load_model_reads_checkpoints_and_training_snapshots(tiny_agent_dir, tmp_path):
     """Tracking over training needs snapshots (train_state/step-N: no config.json)."""
+    from eval.probe import load_model
     from lewm_agent.config import to_dict
-    from lewm_agent.probe import load_model
     from lewm_agent.train_state import save_train_state
 
     model, steps = load_model(tiny_agent_dir)

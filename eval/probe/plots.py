@@ -9,10 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from eval.physics.perturb import Perturbed
-from lewm_agent.probe import (
-    ProbeResult,
-)
+from eval.probe.perturb import Perturbed
+from eval.probe.state import ProbeResult
 
 
 # ---------------------------------------------------------------------------------------

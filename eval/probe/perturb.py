@@ -1,6 +1,6 @@
 """Perturbed episodes re-rendered from edited states: a teleport and a colour change.
 
-See `eval.physics` for how the colour change recovers the background exactly.
+See `eval.probe` for how the colour change recovers the background exactly.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.physics.spec import PhysicsSpec, render_states, resimulate
+from eval.probe.spec import PhysicsSpec, render_states, resimulate
 from lewm_agent.data import Episode
 
 

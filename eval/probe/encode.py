@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..data import Episode
+from lewm_agent.data import Episode
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eval.physics.experiments import load, run_probes, run_straightness, run_surprise
-from eval.physics.plots import format_p
-from lewm_agent.probe import (
-    parse_quantity_spec,
-)
+from eval.probe.experiments import load, run_probes, run_straightness, run_surprise
+from eval.probe.plots import format_p
+from eval.probe.state import parse_quantity_spec
 
 
 # ---------------------------------------------------------------------------------------

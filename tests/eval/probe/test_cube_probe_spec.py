@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401
-from eval.physics.spec import physics_spec
+from eval.probe.spec import physics_spec
 
 
 def test_cube_probe_columns_are_the_cube_centre():
@@ -25,7 +25,7 @@ def test_which_envs_define_the_surprise_perturbations(env_id, expected):
 
 
 def test_surprise_on_an_env_without_perturbations_names_the_problem():
-    from eval.physics.experiments import surprise_experiment
+    from eval.probe.experiments import surprise_experiment
 
     spec = physics_spec("lewm/Cube-v0")
     with pytest.raises(ValueError, match="lewm probe state` works"):

@@ -80,7 +80,7 @@ class RecordEpisodes(gym.Wrapper):
     thread (zlib level 1 ~1.5-2 ms, one CRC pass, two ``fsync`` calls) and, on a
     busy machine, as much again indirectly, against only ~10 ms for the Two-Room env
     and its scripted policy (Push-T and Reacher: < 15% in total); see
-    ``python -m eval.bench recorder`` and ``outputs/collection/README.md``.
+    ``lewm bench recorder`` and ``outputs/collection/README.md``.
 
     Writing happens on one background thread (``background=True``) while the env
     keeps stepping: a write is mostly waiting on two ``fsync`` calls (episode file,

@@ -9,11 +9,11 @@ The env-dependent half of :mod:`lewm_agent.probe` (which knows tensors only):
   there through the env's physics, so the rest of the episode is a legal trajectory
   continuing from the new place) and a **colour change** (frames from step ``k`` on
   show the object in another colour, states untouched);
-- reports with PNGs, and the command line (`lewm probe ...` = ``python -m eval.physics ...``)::
+- reports with PNGs, and the command line (`lewm probe ...`)::
 
-    python -m eval.physics state runs/tw1 --data data/demo-tworoom
-    python -m eval.physics surprise runs/tw1 --data data/demo-tworoom
-    python -m eval.physics straightness runs/tw1 --init --data data/demo-tworoom
+    lewm probe state runs/tw1 --data data/demo-tworoom
+    lewm probe surprise runs/tw1 --data data/demo-tworoom
+    lewm probe straightness runs/tw1 --init --data data/demo-tworoom
 
 Colour change without touching the env: the envs draw with module-level colour
 constants, and mutating those would change every other env instance in the process.
@@ -25,14 +25,14 @@ the pixel redrawn with the new colour (anti-aliasing preserved). Re-colouring wi
 the old colour gives the original frame back (tested).
 
 Modules: `spec` (per-env quantities, state re-rendering), `perturb` (teleport,
-colour change), `experiments` (the three runs), `plots`, `command` (`run_probe`, what
-`lewm probe` runs); `python -m eval.physics` is `__main__.py` (`lewm probe`'s parser). Every public name is importable
+colour change), `experiments` (the three runs), `plots`, `command` (`probe_state`,
+`probe_surprise`, `probe_straightness`: what `lewm probe` runs). Every public name is importable
 from `eval.physics` itself.
 """
 
 from __future__ import annotations
 
-from eval.physics.command import run_probe
+from eval.physics.command import probe_state, probe_straightness, probe_surprise
 from eval.physics.experiments import (
     Loaded,
     load,
@@ -66,7 +66,9 @@ __all__ = [
     "colour_change",
     "format_p",
     "load",
-    "run_probe",
+    "probe_state",
+    "probe_straightness",
+    "probe_surprise",
     "make_env",
     "object_free_background",
     "physics_spec",

@@ -1,4 +1,4 @@
-"""eval/physics: perturbations on the real Two-Room env and `python -m eval.physics` end to end."""
+"""eval/physics: perturbations on the real Two-Room env and `lewm probe` end to end."""
 
 import numpy as np
 import pytest
@@ -62,11 +62,11 @@ def test_teleport_jumps_far_and_replays_the_actions_legally(two_room):
 def test_physics_cli_end_to_end_on_a_tiny_agent(tiny_agent_dir, tworoom_data, tmp_path, one_thread):
     """probe / surprise / straightness through `main(argv)`: files written, numbers sane."""
     import json
-    from functools import partial
 
     from lewm_agent.cli import main as lewm
 
-    main = partial(lewm, command=["probe"], prog="python -m eval.physics")
+    def main(argv: list[str]) -> int:
+        return lewm(["probe", *argv])
 
     out = tmp_path / "phys"
     common = ["--data", str(tworoom_data), "--out", str(out)]

@@ -55,8 +55,16 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from ..data import DatasetError, DiskFullError
     from ..train_state import TrainStateError
     from ..validation import ConfigError
+    from .options import UnknownAgent
 
-    return (CheckpointError, DatasetError, DiskFullError, TrainStateError, ConfigError)
+    return (
+        CheckpointError,
+        DatasetError,
+        DiskFullError,
+        TrainStateError,
+        ConfigError,
+        UnknownAgent,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

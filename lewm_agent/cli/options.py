@@ -99,6 +99,11 @@ PLANNERS = ["cem", "mppi", "cem-prior", "mppi-prior", "policy"]
 """`--planner` choices (what `WorldModelAgent.load(planner=...)` accepts)."""
 
 
+class UnknownAgent(Exception):
+    """A `zoo:NAME` that names no zoo model. Not a ValueError on purpose: argparse turns
+    those into its usage dump, while `main` prints this one as a one-line error."""
+
+
 def agent_path(text: str) -> str:
     """argparse type of every option that names a trained agent: a checkpoint folder, or
     `zoo:NAME` (`lewm zoo list`), which becomes that zoo model's folder.
@@ -114,8 +119,8 @@ def agent_path(text: str) -> str:
         return text
     try:
         return str(folder(text))
-    except Exception as e:  # an unknown name: the zoo's own message lists the models
-        raise argparse.ArgumentTypeError(str(e)) from None
+    except ValueError as e:  # an unknown name: the zoo's own message lists the models
+        raise UnknownAgent(str(e)) from None
 
 
 def is_zoo_folder(path: str) -> bool:

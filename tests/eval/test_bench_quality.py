@@ -1,4 +1,4 @@
-"""`python -m eval.bench planning-quality` on a tiny agent: valid JSON rows and a PNG."""
+"""`lewm bench planning-quality` on a tiny agent: valid JSON rows and a PNG."""
 
 import json
 

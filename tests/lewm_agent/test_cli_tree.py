@@ -259,3 +259,36 @@ def test_the_planner_choices_of_the_cli_are_the_planners_the_agent_accepts() -> 
     from lewm_agent.planning import PLANNER_NAMES
 
     assert list(PLANNERS) == list(PLANNER_NAMES)
+
+
+def test_videos_of_a_zoo_model_need_no_dataset(tmp_path, capsys) -> None:
+    """`lewm videos --lewm zoo:NAME`: the episodes are the ones the zoo model ships."""
+    out = tmp_path / "videos"
+    argv = ["videos", "--env", "lewm/TwoRoom-v0", "--agents", "lewm,random", "--lewm",
+            "zoo:tworoom", "--episodes", "1", "--columns", "1", "--budget", "3", "--out",
+            str(out), "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "tworoom_lewm.mp4", "tworoom_lewm_grid.mp4", "tworoom_random.mp4",
+        "tworoom_random_grid.mp4",
+    ]  # fmt: skip
+
+
+def test_compare_of_a_zoo_model_uses_its_shipped_episodes(tmp_path) -> None:
+    """`lewm compare --lewm zoo:NAME` without --data: the zoo's protocol episodes, the
+    same first pairs `lewm eval --agent zoo:NAME` plays."""
+    import json
+
+    from eval.zoo import protocol_episodes
+
+    out = tmp_path / "cmp"
+    argv = ["compare", "--env", "lewm/TwoRoom-v0", "--agents", "lewm,random", "--lewm",
+            "zoo:tworoom", "--episodes", "2", "--budget", "3", "--out", str(out),
+            "--no-progress", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results) == ["lewm", "random"] and results["lewm"]["episodes"] == 2
+    cached = json.loads((out / "per_agent" / "lewm.json").read_text())
+    shipped = protocol_episodes("zoo:tworoom", n=2)
+    assert cached["fingerprint"]["episodes"] == [[e.episode, e.start_step] for e in shipped]

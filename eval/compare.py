@@ -479,11 +479,11 @@ def compare_agents(
         lewm = f"runs/suite/{slug}/lewm"
         if not Path(lewm).is_dir():
             raise SystemExit(f"no LeWM checkpoint at {lewm}: pass --lewm CHECKPOINT_FOLDER")
-    lewm_folder = None  # the checkpoint's files (a zoo:NAME is verified and located)
+    lewm_folder = None  # the checkpoint's files (a zoo:NAME located; loading verifies them)
     if "lewm" in names:
-        from lewm_agent.zoo import resolve
+        from lewm_agent.zoo import folder, is_zoo_ref
 
-        lewm_folder = Path(resolve(lewm))
+        lewm_folder = folder(str(lewm)) if is_zoo_ref(lewm) else Path(lewm)
         if not (lewm_folder / "config.json").is_file():
             raise SystemExit(
                 f"no LeWM checkpoint at {lewm} (no config.json there): pass --lewm "

@@ -292,3 +292,18 @@ def test_compare_of_a_zoo_model_uses_its_shipped_episodes(tmp_path) -> None:
     cached = json.loads((out / "per_agent" / "lewm.json").read_text())
     shipped = protocol_episodes("zoo:tworoom", n=2)
     assert cached["fingerprint"]["episodes"] == [[e.episode, e.start_step] for e in shipped]
+
+
+def test_train_policy_out_writes_a_new_folder_and_leaves_run(
+    tiny_agent_dir, tworoom_data, tmp_path
+):
+    """`lewm train-policy RUN --out DIR` (how a zoo model gets a head): the model and its
+    head go to DIR, RUN's files stay as they were."""
+    before = sorted(p.name for p in Path(tiny_agent_dir).iterdir())
+    out = tmp_path / "with-head"
+    argv = ["train-policy", str(tiny_agent_dir), "--data", str(tworoom_data), "--out", str(out),
+            "--steps", "2", "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(p.name for p in Path(tiny_agent_dir).iterdir()) == before
+    written = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "stats.json", "policy_head.safetensors"} <= written

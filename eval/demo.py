@@ -59,7 +59,7 @@ def demo(
         if data_dir.exists():
             shutil.rmtree(data_dir)
         print(f"[1/4] recording {episodes} Two-Room episodes of the noisy heuristic")
-        collect(ENV_ID, "heuristic", episodes, data_dir, workers=workers, seed=0)
+        collect(ENV_ID, "scripted", episodes, data_dir, workers=workers, seed=0)
     else:
         print(f"[1/4] reusing {have} recorded episodes in {data_dir}")
     timings["collect_s"] = time.perf_counter() - t0
@@ -77,14 +77,14 @@ def demo(
     # 3. evaluate ---------------------------------------------------------------------
     t0 = time.perf_counter()
     heldout = load_heldout(dataset, trained_holdout(agent)).heldout
-    episodes = sample_episodes(heldout, n=eval_episodes, seed=SEED)
+    pairs = sample_episodes(heldout, n=eval_episodes, seed=SEED)
     print(
-        f"[3/4] paper protocol: {len(episodes)} held-out start/goal pairs, goal 25 steps "
+        f"[3/4] paper protocol: {len(pairs)} held-out start/goal pairs, goal 25 steps "
         f"ahead, {BUDGET}-step budget"
     )
     action_space = gym.make(ENV_ID).action_space
     agents = {"lewm": agent, "random": RandomPolicy(action_space, seed=SEED)}
-    results = compare(ENV_ID, agents, episodes)
+    results = compare(ENV_ID, agents, pairs)
     timings["eval_s"] = time.perf_counter() - t0
     table = results_dict(results)
     table["lewm"]["train_seconds"] = agent.training_stats.get("seconds")
@@ -99,7 +99,7 @@ def demo(
     t0 = time.perf_counter()
     print("[4/4] rollout video")
     first_success = next((i for i, e in enumerate(results["lewm"].per_episode) if e["success"]), 0)
-    ep = episodes[first_success]
+    ep = pairs[first_success]
     _, frames = run_protocol(
         ENV_ID, WorldModelAgent.load(run), [ep], name="lewm video", record=True, progress=False
     )

@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m eval.demo
+	$(BIN)/lewm demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -30,11 +30,11 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 bench: $(STAMP)
-	$(BIN)/python -m eval.bench
+	$(BIN)/lewm bench planning
 
 # LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher, Cube; resumable (rerun to continue).
 bench-suite: $(STAMP)
-	$(BIN)/python -m eval.suite
+	$(BIN)/lewm suite
 
 # docs/results/*.md and README.md's results table, from the JSON files in docs/results/.
 docs: $(STAMP)

@@ -1,6 +1,6 @@
 """Parallel data collection: a vector env of recording workers driven by a data policy.
 
-    python -m envs.collect --env lewm/TwoRoom-v0 --policy scripted --episodes 1000 \\
+    lewm collect --env lewm/TwoRoom-v0 --policy scripted --episodes 1000 \\
         --workers 2 --out data/tworoom [--image-size 64] [--seed 0]
 
 Each worker process runs ``gym.make(env_id, obs_mode="state", ...)`` (scripted
@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
-import json
 import os
 import shutil
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -288,54 +286,3 @@ def _remove_if_empty(out: Path, created: bool) -> None:
     """Remove a dataset folder this run created if no episode made it to disk."""
     if created and _episode_count(out) == 0:
         shutil.rmtree(out, ignore_errors=True)
-
-
-def run_collect(args: Any) -> int:
-    """`lewm collect` / `python -m envs.collect` (the parser is `lewm_agent.cli`'s).
-
-    `args`: env, policy, episodes, out, workers, image_size, seed (None: `default_seed`),
-    frameskip, env_kwargs, wrapper_kwargs. Prints the speed, then the files written.
-    """
-    import envs  # noqa: F401  (registers lewm/*)
-
-    def counts() -> tuple[int, int]:
-        meta_path = Path(args.out) / "meta.json"
-        if not meta_path.exists():
-            return 0, 0
-        meta = json.loads(meta_path.read_text())
-        return int(meta["num_episodes"]), int(meta["num_steps"])
-
-    seed = default_seed(args.out) if args.seed is None else args.seed
-    eps0, steps0 = counts()
-    t0 = time.perf_counter()
-    path = collect(
-        args.env,
-        args.policy,
-        args.episodes,
-        args.out,
-        workers=args.workers,
-        image_size=args.image_size,
-        seed=seed,
-        frameskip=args.frameskip,
-        env_kwargs=args.env_kwargs,
-        wrapper_kwargs=args.wrapper_kwargs,
-    )
-    elapsed = time.perf_counter() - t0
-    eps1, steps1 = counts()
-    n_eps, n_steps = eps1 - eps0, steps1 - steps0
-    frames = n_steps + n_eps  # T+1 frames per episode
-    print(
-        f"recorded {args.episodes} episodes into {path} (seed {seed}): +{n_steps} steps "
-        f"(mean length {n_steps / max(n_eps, 1):.1f}) in {elapsed:.1f} s = "
-        f"{frames / max(elapsed, 1e-9):.0f} frames/s with {args.workers} workers; the dataset "
-        f"now has {eps1} episodes, {steps1} steps"
-    )
-    files = sorted((path / "episodes").glob("*.npz"))
-    print(f"wrote {path / 'meta.json'} and {path / 'episodes'}/ ({len(files)} episode files)")
-    return 0
-
-
-if __name__ == "__main__":  # `python -m envs.collect ...` is `lewm collect ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["collect"], prog="python -m envs.collect"))

@@ -1,4 +1,4 @@
-"""Speed benchmarks: `python -m eval.bench planning|recorder|expert|planning-quality [--json PATH]`.
+"""Speed benchmarks: `lewm bench planning|recorder|expert|planning-quality [--json PATH]`.
 
 recorder: the dataset recorder's CPU overhead per env (see eval/bench_recorder.py).
 
@@ -19,12 +19,10 @@ the load they were measured under.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,26 +191,3 @@ def bench_planning(
         out["envs16_over_envs1"] = scaling["16"] / scaling["1"]
         print(f"   16 envs / 1 env = {out['envs16_over_envs1']:.2f}x")
     return out
-
-
-def run_planning(args: Any) -> int:
-    """`lewm bench planning` / `python -m eval.bench [planning]` (the parser is
-    `lewm_agent.cli`'s): args.repeats, presets, envs (comma lists), json, threads."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = bench_planning(
-        args.repeats, args.presets.split(","), [int(x) for x in args.envs.split(",")]
-    )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    else:
-        print("wrote no file (pass --json PATH to save these figures)")
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.bench ...` is `lewm bench ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["bench"], prog="python -m eval.bench"))

@@ -1,4 +1,4 @@
-"""The Push-T expert's own success and cost: `python -m eval.bench expert [--pairs 100]`.
+"""The Push-T expert's own success and cost: `lewm bench expert [--pairs 100]`.
 
 Random start/goal pairs from the env's own sampler, kept only when the goal pose is at
 least 40 px or 30 deg from the start (a pair the task calls a real move), the expert
@@ -9,10 +9,8 @@ a 95% Wilson interval, the median steps to success, and wall milliseconds per en
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,27 +73,3 @@ def bench_expert(
         "ms_per_env_step": 1000.0 * seconds / max(1, env_steps),
         "expert": {"candidates": expert.candidates, "speed": expert.speed, **expert_kw},
     }
-
-
-def run_expert(args: Any) -> int:
-    """`lewm bench expert` / `python -m eval.bench expert` (the parser is `lewm_agent.cli`'s)."""
-    kw = {} if args.candidates is None else {"candidates": args.candidates}
-    result = bench_expert(args.pairs, args.budget, args.seed, **kw)
-    lo, hi = result["ci95"]
-    print(
-        f"Push-T expert: {result['successes']}/{result['pairs']} pairs solved within "
-        f"{result['budget']} steps (95% CI {lo:.0%}-{hi:.0%}), median "
-        f"{result['median_steps_to_success']} steps to success, "
-        f"{result['ms_per_env_step']:.2f} ms per env step (decision + physics)"
-    )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.bench_expert ...` is `lewm bench expert ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["bench", "expert"], prog="python -m eval.bench_expert"))

@@ -1,4 +1,4 @@
-"""`python -m eval.bench_paper_prior`: seconds per plan of the paper's CEM vs the policy prior.
+"""`lewm bench paper-prior`: seconds per plan of the paper's CEM vs the policy prior.
 
 Times one plan of one env for the `paper` preset (ViT, predictor of 6 x 16 heads,
 history 3) with the paper's CEM 300 x 30 and with the policy-prior CEM at the
@@ -6,18 +6,16 @@ budgets `eval.bench_quality` measures (150 x 5, 60 x 5, 30 x 2), in interleaved
 rounds so every row sees the same load, with the fp32 matmul peak measured before
 each round. The weights are random (seconds do not depend on them; the head is an
 untrained `PolicyHead` of the default size): this measures cost only. Which budget
-keeps success is what `python -m eval.bench planning-quality` measures on trained
+keeps success is what `lewm bench planning-quality` measures on trained
 models.
 
-    python -m eval.bench_paper_prior --rounds 3 --json outputs/bench/paper_prior.json
+    lewm bench paper-prior --rounds 3 --json outputs/bench/paper_prior.json
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -77,30 +75,3 @@ def bench_paper_prior(preset: str = "paper", rounds: int = 3, progress: bool = T
         for name, t in times.items()
     ]
     return {"preset": preset, "reference": REFERENCE, "peak_gflops": peaks, "rows": rows}
-
-
-def run_paper_prior(args: Any) -> int:
-    """`lewm bench paper-prior` / `python -m eval.bench_paper_prior` (the parser is
-    `lewm_agent.cli`'s): args.preset, rounds, threads, json."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = bench_paper_prior(args.preset, args.rounds)
-    print(f"matmul peak per round (GFLOP/s): {[round(p) for p in result['peak_gflops']]}")
-    for row in result["rows"]:
-        print(
-            f"{row['planner']}: {row['rollouts_per_plan']} rollouts, "
-            f"{row['seconds_per_plan']:.3f} s per plan, {row['ratio_to_reference']:.3f} x "
-            f"{result['reference']}"
-        )
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.bench_paper_prior ...` is `lewm bench paper-prior ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(
-        main(command=["bench", "paper-prior"], prog="python -m eval.bench_paper_prior")
-    )

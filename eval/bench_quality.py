@@ -1,4 +1,4 @@
-"""`python -m eval.bench planning-quality`: success against compute, planner by planner.
+"""`lewm bench planning-quality`: success against compute, planner by planner.
 
 For each planner setting, the same trained agent plays the same paper-protocol
 episodes (held-out start/goal pairs of the dataset, `eval.compare`'s helpers),
@@ -22,7 +22,7 @@ Writes JSON `{"env", "rows": [{"planner", "success_rate", "seconds_per_decision"
 "rollouts_per_decision", ...}]}` and a PNG (success against seconds per decision,
 log x, Wilson intervals).
 
-    python -m eval.bench planning-quality --agent runs/tworoom --data data/tworoom \\
+    lewm bench planning-quality --agent runs/tworoom --data data/tworoom \\
         --episodes 50 --json outputs/bench/quality-tworoom.json [--workers 2 --threads 1]
 
 Size (~530 lines, over the ~500 guide): one benchmark, its settings table, timing
@@ -316,7 +316,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 def planning_quality(
     run: str | os.PathLike[str],
-    data: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
     *,
     episodes: int = 50,
     planners: Sequence[str] | None = None,
@@ -335,6 +335,9 @@ def planning_quality(
 ) -> dict[str, Any]:
     """Run the settings named in `planners` (default: all of SETTINGS) and return the report.
 
+    The episodes come from `data`'s held-out split or, without `data`, from the ones
+    the checkpoint folder `run` ships (a zoo model's).
+
     `episodes_per_planner` caps the episodes of slow rows (the first N of the same list).
     With `json_path` the report is rewritten after every row (a killed run keeps its
     finished rows); `resume` reuses the rows of that file made with the same agent,
@@ -352,14 +355,14 @@ def planning_quality(
     from lewm_agent.planning import uses_policy
     from lewm_agent.policy_head import has_policy_head
 
-    from .compare import protocol_episodes
+    from .compare import agent_episodes
 
     _, config, _ = load_checkpoint(run)
     env_id = env_id or (config.get("env") or {}).get("env_id")
     if not env_id:
         raise SystemExit("the checkpoint does not name its env: pass --env ID")
     holdout = float((config.get("train") or {}).get("holdout_fraction", 0.1))
-    eps, _ = protocol_episodes(data, n=episodes, seed=seed, holdout=holdout)
+    eps, _ = agent_episodes(run, data, n=episodes, seed=seed, holdout=holdout)
     names = list(planners or SETTINGS)
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
@@ -378,7 +381,7 @@ def planning_quality(
     report: dict[str, Any] = {
         "env": env_id,
         "agent": str(run),
-        "data": str(data),
+        "data": str(data) if data is not None else str(Path(run) / "episodes.json"),
         "episodes": len(eps),
         "seed": seed,
         "budget": budget,
@@ -530,58 +533,6 @@ def _write_json(path: str | os.PathLike[str], obj: dict[str, Any]) -> None:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, obj)
-
-
-def run_planning_quality(args: Any) -> int:
-    """`lewm bench planning-quality` / `python -m eval.bench planning-quality` (the parser
-    is `lewm_agent.cli`'s); writes --json and its chart."""
-    if args.episodes < 1:
-        raise SystemExit("--episodes must be >= 1")
-    if args.workers < 1:
-        raise SystemExit("--workers must be >= 1")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    caps = {}
-    for item in filter(None, (c.strip() for c in args.cap.split(","))):
-        key, _, value = item.partition("=")
-        caps[key] = int(value)
-    report = planning_quality(
-        args.agent,
-        args.data,
-        episodes=args.episodes,
-        planners=[n.strip() for n in args.planners.split(",") if n.strip()],
-        seed=args.seed,
-        budget=args.budget,
-        env_id=args.env,
-        device=args.device,
-        progress=not args.no_progress,
-        episodes_per_planner=caps,
-        json_path=args.json,
-        resume=args.resume,
-        timing_repeats=args.timing_repeats,
-        timing=[n.strip() for n in args.timing.split(",")] if args.timing else None,
-        workers=args.workers,
-        threads=args.threads or 1,
-    )
-    json_path = Path(args.json)
-    _write_json(json_path, report)
-    png = quality_chart(report, args.png or json_path.with_suffix(".png"))
-    print()
-    print(markdown(report))
-    print(f"\nwrote {json_path}, {png}")
-    return 0
-
-
-if (
-    __name__ == "__main__"
-):  # `python -m eval.bench_quality ...` is `lewm bench planning-quality ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(
-        main(command=["bench", "planning-quality"], prog="python -m eval.bench_quality")
-    )
 
 
 __all__ = ["SETTINGS", "planning_quality", "quality_chart", "markdown", "run_setting"]

@@ -1,4 +1,4 @@
-"""Recorder overhead: `python -m eval.bench recorder [--rounds N] [--envs ID ...] [--uncompressed] [--json PATH]`.
+"""Recorder overhead: `lewm bench recorder [--rounds N] [--envs ID ...] [--uncompressed] [--json PATH]`.
 
 The same env and data policy, in one process, with and without RecordEpisodes.
 Variants, run interleaved on identical seeded episodes (the order rotates every
@@ -31,6 +31,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,32 +201,23 @@ def format_result(env_id: str, res: dict[str, Any]) -> str:
     )
 
 
-def run_recorder(args: Any) -> int:
-    """`lewm bench recorder` / `python -m eval.bench recorder` (the parser is
-    `lewm_agent.cli`'s): args.rounds, envs, episodes, uncompressed, json."""
+def bench_recorder(
+    env_ids: Sequence[str] = tuple(EPISODES),
+    *,
+    rounds: int = 3,
+    episodes: int | None = None,
+    compress: bool = True,
+) -> dict[str, Any]:
+    """`lewm bench recorder`: `bench_env` for each env (`episodes` per run, default the
+    env's in EPISODES), printing each result; returns them with the load averages."""
     results: dict[str, Any] = {"load_average_1min": os.getloadavg()[0]}
     tmp = Path(tempfile.mkdtemp(prefix="lewm-bench-recorder-"))
     try:
-        for env_id in args.envs:
-            res = bench_env(
-                env_id,
-                args.episodes or EPISODES[env_id],
-                args.rounds,
-                tmp,
-                compress=not args.uncompressed,
-            )
+        for env_id in env_ids:
+            res = bench_env(env_id, episodes or EPISODES[env_id], rounds, tmp, compress=compress)
             results[env_id] = res
             print(format_result(env_id, res), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     results["load_average_1min_after"] = os.getloadavg()[0]
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.bench_recorder ...` is `lewm bench recorder ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["bench", "recorder"], prog="python -m eval.bench_recorder"))
+    return results

@@ -5,7 +5,7 @@ intervals, which stay honest at 0% and 100% and for 50 episodes, plus what each
 agent's training cost: wall time, environment steps, whether it saw the reward)
 and `success.png` (bars with the intervals).
 
-    python -m eval.compare --env lewm/TwoRoom-v0 --agents lewm,ppo,sac,random \
+    lewm compare --env lewm/TwoRoom-v0 --agents lewm,ppo,sac,random \
         --lewm runs/tworoom --data data/tworoom --episodes 50 --seed 42 --out outputs/compare-tworoom
 
 `--lewm`, `--data` and `--baselines` default to the folders `make bench-suite` writes
@@ -16,13 +16,12 @@ same reward-free data, `agents/gcbc.py`) is loaded from `--baselines DIR/gcbc` o
 trained there on `--data`'s training split.
 
 Size (~650 lines, over the ~500 guide): the comparison's table, chart, agent loading
-and command line share the result dicts they format; the statistics are
+and `compare_agents` share the result dicts they format; the statistics are
 `lewm_agent.stats`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -35,6 +34,9 @@ from lewm_agent.atomic import atomic_write_json, atomic_write_text
 from lewm_agent.stats import wilson_interval  # re-exported: eval.compare.wilson_interval
 
 from .protocol import BUDGET, EPISODES, SEED, ProtocolEpisode, ProtocolResult, run_protocol
+
+SHIPPED_EPISODES_FILE = "episodes.json"
+"""Where a zoo model's folder keeps its protocol episodes (`lewm_agent.zoo.read_episodes`)."""
 
 TRAINING_KEYS: tuple[str, ...] = ("train_seconds", "train_env_steps", "reward_used")
 """Per-agent fields (from `extra`) that the table shows as training-cost columns."""
@@ -398,73 +400,129 @@ def _lewm_image_size(path: str | os.PathLike[str] | None) -> int | None:
     return (config.get("model") or {}).get("image_size")
 
 
-def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """`lewm eval --compare` / `python -m eval.compare` (the parser is `lewm_agent.cli`'s).
+def has_shipped_episodes(folder: str | os.PathLike[str] | None) -> bool:
+    """Whether an agent folder ships its protocol episodes (a zoo model's episodes.json)."""
+    return folder is not None and (Path(folder) / SHIPPED_EPISODES_FILE).is_file()
 
-    Every agent of `args.agents` on the same protocol episodes; writes results.json,
-    results.md and success.png into `args.out`; returns the `results_dict` written.
+
+def agent_episodes(
+    agent_folder: str | os.PathLike[str] | None,
+    data: str | os.PathLike[str] | None,
+    n: int = EPISODES,
+    seed: int = SEED,
+    holdout: float = 0.1,
+) -> tuple[list[ProtocolEpisode], dict[str, int]]:
+    """The protocol's pairs for an agent: from `data`'s held-out split (with its step
+    counts, as `protocol_episodes`), or, without `data`, the first `n` of the episodes
+    the agent's folder ships (a zoo model: the same pairs its dataset would give)."""
+    if data is not None:
+        return protocol_episodes(data, n=n, seed=seed, holdout=holdout)
+    if not has_shipped_episodes(agent_folder):
+        raise SystemExit(
+            "no dataset given and the agent ships no protocol episodes "
+            f"({agent_folder}/{SHIPPED_EPISODES_FILE}): pass --data DIR, the dataset the "
+            "agent was trained on"
+        )
+    from .zoo import protocol_episodes as shipped_episodes
+
+    path = Path(agent_folder) / SHIPPED_EPISODES_FILE  # type: ignore[arg-type]
+    return shipped_episodes(str(path), n=n, seed=seed), {}
+
+
+def compare_agents(
+    env: str,
+    names: Sequence[str],
+    *,
+    lewm: str | os.PathLike[str] | None = None,
+    data: str | os.PathLike[str] | None = None,
+    episodes_from: str = "data",
+    episodes: int = EPISODES,
+    seed: int = SEED,
+    budget: int = BUDGET,
+    out: str | os.PathLike[str] | None = None,
+    baselines: str | os.PathLike[str] | None = None,
+    budgets: dict[str, int | None] | None = None,
+    train_missing: bool = True,
+    holdout: float | None = None,
+    image_size: int | None = None,
+    planner: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    resume: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Every agent of `names` on the same protocol episodes (`lewm compare`).
+
+    Writes results.json, results.md and success.png into `out` (default
+    outputs/compare-<env>) and returns the `results_dict` written. The episodes come
+    from `data`'s held-out split (default data/suite/<env>), from the episodes a
+    zoo model's folder ships when `data` is None and `lewm` has them, or from the
+    env's own resets (`episodes_from="env"`). `lewm` defaults to runs/suite/<env>/lewm,
+    `baselines` to runs/suite/<env>; `budgets` are the baselines' training budgets
+    (env steps; gradient steps for gcbc); `train_missing=False` fails instead of
+    training a missing baseline; `holdout` defaults to LeWM's; `resume` reuses
+    out/per_agent/<name>.json results made on the same episodes and checkpoint.
     """
     import envs  # noqa: F401  (registers lewm/*)
     from agents import training_info
 
-    if args.episodes < 1:
+    if episodes < 1:
         raise SystemExit("--episodes must be >= 1")
-    slug = env_slug(args.env)
-    out = Path(args.out or f"outputs/compare-{slug}")
-    names = [n.strip() for n in args.agents.split(",") if n.strip()]
+    if episodes_from not in ("data", "env"):
+        raise SystemExit(f"episodes_from must be 'data' or 'env', got {episodes_from!r}")
+    slug = env_slug(env)
+    out = Path(out or f"outputs/compare-{slug}")
+    names = [n.strip() for n in names if n.strip()]
     if not names:
         raise SystemExit("--agents is empty")
-    from_env = getattr(args, "episodes_from", "data") == "env"
-    if not from_env:
-        args.data = args.data or f"data/suite/{slug}"
-        if not (Path(args.data) / "meta.json").is_file():
+    from_env = episodes_from == "env"
+    if "lewm" in names and lewm is None:
+        lewm = f"runs/suite/{slug}/lewm"
+        if not Path(lewm).is_dir():
+            raise SystemExit(f"no LeWM checkpoint at {lewm}: pass --lewm CHECKPOINT_FOLDER")
+    lewm_folder = None  # the checkpoint's files (a zoo:NAME located; loading verifies them)
+    if "lewm" in names:
+        from lewm_agent.zoo import folder, is_zoo_ref
+
+        lewm_folder = folder(str(lewm)) if is_zoo_ref(lewm) else Path(lewm)
+        if not (lewm_folder / "config.json").is_file():
             raise SystemExit(
-                f"no dataset at {args.data}: the protocol's start/goal pairs come from the "
+                f"no LeWM checkpoint at {lewm} (no config.json there): pass --lewm "
+                "CHECKPOINT_FOLDER (what `lewm train --out` wrote) or zoo:NAME (`lewm zoo list`)"
+            )
+    shipped = (
+        not from_env
+        and data is None
+        and lewm_folder is not None
+        and has_shipped_episodes(lewm_folder)
+    )
+    if not from_env and not shipped:
+        data = data or f"data/suite/{slug}"
+        if not (Path(data) / "meta.json").is_file():
+            raise SystemExit(
+                f"no dataset at {data}: the protocol's start/goal pairs come from the "
                 "held-out episodes of a recorded dataset (the one LeWM was trained on); pass "
                 "--data DIR, run `make bench-suite` first, or sample the pairs from the env "
                 "itself with --episodes-from env"
             )
-    if "lewm" in names and args.lewm is None:
-        args.lewm = f"runs/suite/{slug}/lewm"
-        if not Path(args.lewm).is_dir():
-            raise SystemExit(f"no LeWM checkpoint at {args.lewm}: pass --lewm CHECKPOINT_FOLDER")
-    lewm_folder = None  # the checkpoint's files (a zoo:NAME is verified and located)
-    if "lewm" in names:
-        from lewm_agent.zoo import resolve
-
-        lewm_folder = Path(resolve(args.lewm))
-        if not (lewm_folder / "config.json").is_file():
-            raise SystemExit(
-                f"no LeWM checkpoint at {args.lewm} (no config.json there): pass --lewm "
-                "CHECKPOINT_FOLDER (what `lewm train --out` wrote) or zoo:NAME (`lewm zoo list`)"
-            )
     data_meta: dict[str, Any] = {}
-    if args.data and (Path(args.data) / "meta.json").is_file():
-        data_meta = json.loads((Path(args.data) / "meta.json").read_text())
-    if data_meta.get("env_id") not in (None, args.env):
-        raise SystemExit(
-            f"--data {args.data} was recorded on {data_meta['env_id']}, not {args.env}"
-        )
+    if data and (Path(data) / "meta.json").is_file():
+        data_meta = json.loads((Path(data) / "meta.json").read_text())
+    if data_meta.get("env_id") not in (None, env):
+        raise SystemExit(f"--data {data} was recorded on {data_meta['env_id']}, not {env}")
     lewm_size = _lewm_image_size(lewm_folder)
-    image_size = int(args.image_size or data_meta.get("image_size") or lewm_size or 64)
-    progress = not args.no_progress
+    image_size = int(image_size or data_meta.get("image_size") or lewm_size or 64)
 
     t0 = time.perf_counter()
-    baselines_dir = Path(args.baselines or f"runs/suite/{slug}")
-    holdout = args.holdout
+    baselines_dir = Path(baselines or f"runs/suite/{slug}")
     if holdout is None:
         holdout = _lewm_holdout(lewm_folder) if lewm_folder is not None else 0.1
     if from_env:
         from .protocol import sample_env_episodes
 
-        episodes = sample_env_episodes(
-            args.env, n=args.episodes, seed=args.seed, image_size=image_size
-        )
+        eps = sample_env_episodes(env, n=episodes, seed=seed, image_size=image_size)
         counts: dict[str, int] = {}
     else:
-        episodes, counts = protocol_episodes(
-            args.data, n=args.episodes, seed=args.seed, holdout=holdout
-        )
+        eps, counts = agent_episodes(lewm_folder, data, n=episodes, seed=seed, holdout=holdout)
     cache = out / "per_agent"
 
     def fingerprint(name: str) -> dict[str, Any]:
@@ -477,13 +535,13 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         elif name == "gcbc":
             marker = baselines_dir / name / "gcbc.json"
         return {
-            "env": args.env,
-            "data": "env" if from_env else str(Path(args.data).resolve()),
-            "episodes": [(e.episode, e.start_step) for e in episodes],
-            "seed": args.seed,
-            "budget": args.budget,
+            "env": env,
+            "data": "env" if from_env else str(Path(data or lewm_folder).resolve()),
+            "episodes": [(e.episode, e.start_step) for e in eps],
+            "seed": seed,
+            "budget": budget,
             "image_size": image_size,
-            "planner": args.planner if name == "lewm" else None,
+            "planner": planner if name == "lewm" else None,
             "checkpoint_mtime": marker.stat().st_mtime if marker and marker.is_file() else None,
         }
 
@@ -491,7 +549,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     extra: dict[str, dict[str, Any]] = {}
     for name in names:
         f = cache / f"{name}.json"
-        if args.resume and f.is_file():
+        if resume and f.is_file():
             got = json.loads(f.read_text())
             if got.get("fingerprint") == json.loads(json.dumps(fingerprint(name))):
                 results[name] = ProtocolResult(**got["result"])
@@ -500,36 +558,32 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     todo = [n for n in names if n not in results]
     agents = load_agents(
         todo,
-        args.env,
-        lewm=args.lewm,
+        env,
+        lewm=lewm,
         baselines_dir=baselines_dir,
-        budgets={
-            "ppo": args.ppo_steps,
-            "sac": args.sac_steps,
-            "ppo-pixels": args.ppo_pixels_steps,
-            "gcbc": getattr(args, "gcbc_steps", None),
-        },
-        train_missing=not args.no_train,
-        seed=args.seed,
+        budgets=budgets,
+        train_missing=train_missing,
+        seed=seed,
         image_size=image_size,
-        planner=args.planner,
-        device=args.device,
+        planner=planner,
+        device=device,
         progress=progress,
-        data=args.data,
+        data=data,
         holdout=holdout,
     )
-    lewm = agents.get("lewm")
-    if lewm is not None and lewm.model_config.image_size != image_size:
+    lewm_agent = agents.get("lewm")
+    if lewm_agent is not None and lewm_agent.model_config.image_size != image_size:
         raise SystemExit(
-            f"LeWM works at {lewm.model_config.image_size} px but --image-size/data is {image_size}"
+            f"LeWM works at {lewm_agent.model_config.image_size} px but --image-size/data is "
+            f"{image_size}"
         )
     cache.mkdir(parents=True, exist_ok=True)
     for name, agent in agents.items():
         result = compare(
-            args.env,
+            env,
             {name: agent},
-            episodes,
-            budget=args.budget,
+            eps,
+            budget=budget,
             env_kwargs={"image_size": image_size},
             progress=progress,
         )[name]
@@ -550,14 +604,20 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     table = results_dict(results, extra)
     if from_env:
         header = (
-            f"# {args.env}: {len(episodes)} start/goal pairs sampled by the env's reset "
-            f"(seeds {args.seed}-{args.seed + len(episodes) - 1}, {args.budget}-step budget)"
+            f"# {env}: {len(eps)} start/goal pairs sampled by the env's reset "
+            f"(seeds {seed}-{seed + len(eps) - 1}, {budget}-step budget)"
+        )
+        lewm_steps = "the steps of its reward-free dataset's training split"
+    elif not counts:  # a zoo model's shipped episodes: its dataset is not here
+        header = (
+            f"# {env}: paper protocol, the first {len(eps)} held-out start/goal pairs "
+            f"{lewm} ships (goal 25 steps ahead, {budget}-step budget, seed {seed})"
         )
         lewm_steps = "the steps of its reward-free dataset's training split"
     else:
         header = (
-            f"# {args.env}: paper protocol, {len(episodes)} held-out start/goal pairs "
-            f"(goal 25 steps ahead, {args.budget}-step budget, seed {args.seed})"
+            f"# {env}: paper protocol, {len(eps)} held-out start/goal pairs "
+            f"(goal 25 steps ahead, {budget}-step budget, seed {seed})"
         )
         lewm_steps = (
             "the steps of its reward-free dataset's training split "
@@ -571,15 +631,9 @@ def run_compare(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         "Decision latency is wall time per predict call per env, on a shared 2-core CPU."
     )
     json_path, md_path = write_results(
-        table, out, header=header, footer=footer, title=f"{args.env}, {len(episodes)} episodes"
+        table, out, header=header, footer=footer, title=f"{env}, {len(eps)} episodes"
     )
     print()
     print(markdown_table(table))
     print(f"\nwrote {json_path}, {md_path}, {out / CHART_FILE} ({time.perf_counter() - t0:.0f} s)")
     return table
-
-
-if __name__ == "__main__":  # `python -m eval.compare ...` is `lewm eval --compare ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["eval", "--compare"], prog="python -m eval.compare"))

@@ -20,9 +20,21 @@ import numpy as np
 ENV_ID = "lewm/TwoRoom-v0"
 
 
-def run_demo(args: Any) -> int:
-    """`make demo` = `lewm demo` = `python -m eval.demo` (the parser is `lewm_agent.cli`'s):
-    args.episodes, workers, steps, eval_episodes, data, run, out, fresh."""
+def demo(
+    *,
+    episodes: int = 1000,
+    workers: int = 2,
+    steps: int | None = None,
+    eval_episodes: int = 50,
+    data: str | os.PathLike[str] = "data/demo-tworoom",
+    run: str | os.PathLike[str] = "runs/demo-tworoom",
+    out: str | os.PathLike[str] = "outputs/demo",
+    fresh: bool = False,
+) -> dict[str, Any]:
+    """`make demo` = `lewm demo`: record `episodes` Two-Room episodes into `data` (reused
+    when complete, unless `fresh`), train LeWM (`cpu` preset, `steps` or its default)
+    into `run`, evaluate it and a random agent on `eval_episodes` held-out pairs, write
+    the table, timings and a video into `out`; returns the results table."""
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     import envs  # noqa: F401  (registers lewm/*)
@@ -34,20 +46,20 @@ def run_demo(args: Any) -> int:
     from lewm_agent import WorldModelAgent, load_dataset
     from lewm_agent.heldout import load_heldout, trained_holdout
 
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
     # 1. data -------------------------------------------------------------------------
     t0 = time.perf_counter()
-    data_dir = Path(args.data)
+    data_dir = Path(data)
     have = len(list((data_dir / "episodes").glob("*.npz"))) if data_dir.is_dir() else 0
-    if args.fresh or have < args.episodes:
+    if fresh or have < episodes:
         if data_dir.exists():
             shutil.rmtree(data_dir)
-        print(f"[1/4] recording {args.episodes} Two-Room episodes of the noisy heuristic")
-        collect(ENV_ID, "scripted", args.episodes, data_dir, workers=args.workers, seed=0)
+        print(f"[1/4] recording {episodes} Two-Room episodes of the noisy heuristic")
+        collect(ENV_ID, "scripted", episodes, data_dir, workers=workers, seed=0)
     else:
         print(f"[1/4] reusing {have} recorded episodes in {data_dir}")
     timings["collect_s"] = time.perf_counter() - t0
@@ -57,22 +69,22 @@ def run_demo(args: Any) -> int:
     # 2. train ------------------------------------------------------------------------
     t0 = time.perf_counter()
     print("[2/4] training LeWM (preset 'cpu')")
-    agent = WorldModelAgent.fit(dataset, preset="cpu", steps=args.steps, log_dir=args.run)
-    agent.save(args.run)
+    agent = WorldModelAgent.fit(dataset, preset="cpu", steps=steps, log_dir=run)
+    agent.save(run)
     timings["train_s"] = time.perf_counter() - t0
-    agent = WorldModelAgent.load(args.run)  # what a user does: the saved folder is the agent
+    agent = WorldModelAgent.load(run)  # what a user does: the saved folder is the agent
 
     # 3. evaluate ---------------------------------------------------------------------
     t0 = time.perf_counter()
     heldout = load_heldout(dataset, trained_holdout(agent)).heldout
-    episodes = sample_episodes(heldout, n=args.eval_episodes, seed=SEED)
+    pairs = sample_episodes(heldout, n=eval_episodes, seed=SEED)
     print(
-        f"[3/4] paper protocol: {len(episodes)} held-out start/goal pairs, goal 25 steps "
+        f"[3/4] paper protocol: {len(pairs)} held-out start/goal pairs, goal 25 steps "
         f"ahead, {BUDGET}-step budget"
     )
     action_space = gym.make(ENV_ID).action_space
     agents = {"lewm": agent, "random": RandomPolicy(action_space, seed=SEED)}
-    results = compare(ENV_ID, agents, episodes)
+    results = compare(ENV_ID, agents, pairs)
     timings["eval_s"] = time.perf_counter() - t0
     table = results_dict(results)
     table["lewm"]["train_seconds"] = agent.training_stats.get("seconds")
@@ -87,9 +99,9 @@ def run_demo(args: Any) -> int:
     t0 = time.perf_counter()
     print("[4/4] rollout video")
     first_success = next((i for i, e in enumerate(results["lewm"].per_episode) if e["success"]), 0)
-    ep = episodes[first_success]
+    ep = pairs[first_success]
     _, frames = run_protocol(
-        ENV_ID, WorldModelAgent.load(args.run), [ep], name="lewm video", record=True, progress=False
+        ENV_ID, WorldModelAgent.load(run), [ep], name="lewm video", record=True, progress=False
     )
     goal = gym.make(ENV_ID).unwrapped.render_state(ep.goal_state)
     video = write_video(
@@ -107,10 +119,4 @@ def run_demo(args: Any) -> int:
     print()
     print("timings: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     print(f"wrote {json_path}, {md_path}, {video}")
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.demo ...` is `lewm demo ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["demo"], prog="python -m eval.demo"))
+    return table

@@ -491,9 +491,3 @@ def _log_stage(p: Paths, stage: str, seconds: float, info: dict[str, Any]) -> No
     log = json.loads(path.read_text()) if path.is_file() else {}
     log[stage] = {"seconds": seconds, "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **info}
     atomic_write_json(path, log, default=str)
-
-
-if __name__ == "__main__":  # `python -m eval.suite ...` is `lewm suite ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["suite"], prog="python -m eval.suite"))

@@ -33,7 +33,7 @@ __all__ = [
     "agent_videos",
     "count_frames",
     "grid_frames",
-    "main",
+    "comparison_videos",
     "record_episode",
     "side_by_side_frames",
     "write_video",
@@ -486,56 +486,73 @@ def agent_videos(
     return single, grid
 
 
-def run_videos(args: Any) -> int:
-    """`lewm eval --videos` / `python -m eval.video` (the parser is `lewm_agent.cli`'s).
+def comparison_videos(
+    env: str,
+    names: Sequence[str],
+    *,
+    lewm: str | os.PathLike[str] | None = None,
+    data: str | os.PathLike[str] | None = None,
+    baselines: str | os.PathLike[str] | None = None,
+    episodes: int = 4,
+    columns: int = 2,
+    seed: int = 42,
+    budget: int = 50,
+    fps: int = 10,
+    holdout: float | None = None,
+    out: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+) -> list[Path]:
+    """Two mp4s per agent of `names` (`lewm videos`; see :func:`agent_videos`).
 
     Loads the agents like ``eval.compare`` (saved baselines only: no training here),
     samples the protocol episodes the same way (same seed: the same episodes as the
-    comparison's first ones) and writes two mp4s per agent (see :func:`agent_videos`).
+    comparison's first ones). `data` defaults to data/suite/<env> (a zoo model's
+    shipped episodes when `lewm` ships them), `lewm` to runs/suite/<env>/lewm,
+    `baselines` to runs/suite/<env>, `out` to outputs/videos-<env>.
     """
     import json
 
-    from eval.compare import env_slug, load_agents, protocol_episodes
+    from eval.compare import agent_episodes, env_slug, has_shipped_episodes, load_agents
+    from lewm_agent.zoo import folder, is_zoo_ref
 
-    slug = env_slug(args.env)
-    args.data = args.data or f"data/suite/{slug}"
-    if not (Path(args.data) / "meta.json").is_file():
-        raise SystemExit(f"no dataset at {args.data}: pass --data")
-    args.lewm = args.lewm or f"runs/suite/{slug}/lewm"
-    image_size = int(json.loads((Path(args.data) / "meta.json").read_text())["image_size"])
-    names = [n.strip() for n in args.agents.split(",") if n.strip()]
+    slug = env_slug(env)
+    lewm = lewm or f"runs/suite/{slug}/lewm"
+    lewm_folder = folder(str(lewm)) if is_zoo_ref(lewm) else Path(lewm)
+    if data is None and "lewm" in names and has_shipped_episodes(lewm_folder):
+        config = json.loads((lewm_folder / "config.json").read_text())
+        image_size = int(config["model"]["image_size"])
+    else:
+        data = data or f"data/suite/{slug}"
+        if not (Path(data) / "meta.json").is_file():
+            raise SystemExit(f"no dataset at {data}: pass --data")
+        image_size = int(json.loads((Path(data) / "meta.json").read_text())["image_size"])
     agents = load_agents(
-        names,
-        args.env,
-        lewm=args.lewm,
-        baselines_dir=args.baselines or f"runs/suite/{slug}",
+        [n.strip() for n in names if n.strip()],
+        env,
+        lewm=lewm,
+        baselines_dir=baselines or f"runs/suite/{slug}",
         train_missing=False,
-        seed=args.seed,
+        seed=seed,
         image_size=image_size,
-        device=args.device,
+        device=device,
     )
-    holdout = args.holdout
     if holdout is None:
         holdout = trained_holdout(agents.get("lewm"))
-    episodes, _ = protocol_episodes(args.data, n=args.episodes, seed=args.seed, holdout=holdout)
-    out = Path(args.out or f"outputs/videos-{slug}")
+    eps, _ = agent_episodes(lewm_folder, data, n=episodes, seed=seed, holdout=holdout)
+    out_dir = Path(out or f"outputs/videos-{slug}")
+    written: list[Path] = []
     for name, agent in agents.items():
         paths = agent_videos(
-            args.env,
+            env,
             agent,
             name,
-            episodes,
-            out,
+            eps,
+            out_dir,
             env_kwargs={"image_size": image_size},
-            budget=args.budget,
-            fps=args.fps,
-            columns=args.columns,
+            budget=budget,
+            fps=fps,
+            columns=columns,
         )
         print("wrote " + ", ".join(map(str, paths)))
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.video ...` is `lewm eval --videos ...`
-    from lewm_agent.cli import main
-
-    raise SystemExit(main(command=["eval", "--videos"], prog="python -m eval.video"))
+        written += paths
+    return written

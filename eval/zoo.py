@@ -19,7 +19,6 @@ WITH the model (the float16 variant is float16 model + float16 head, the
 float32 one float32 + float32, so the max-drop rule measures the pair that
 ships), hashed in the card, and `WorldModelAgent.load("zoo:NAME")` acts with
 that planner.
-(`python -m eval.zoo ...` is the same command.)
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ import math
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -400,35 +398,9 @@ def _planner_lines(card: dict[str, Any]) -> list[str]:
     return [text, ""]
 
 
-def run_zoo(args: Any) -> int:
-    """`lewm zoo list|add` / `python -m eval.zoo` (the parser is `lewm_agent.cli`'s)."""
-    if args.zoo_command == "list":
-        rows = zoo.table_rows()
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        elif not rows:
-            print(f"the zoo at {zoo.zoo_root()} is empty")
-        else:
-            print(zoo.format_table(rows))
-        return 0
-    add(
-        args.run,
-        args.name,
-        args.data,
-        collect_cmd=args.collect_cmd,
-        train_cmd=args.train_cmd,
-        dtype=args.dtype,
-        max_drop=args.max_drop,
-        episodes=args.episodes,
-        seed=args.seed,
-        note=args.note,
-        force=args.force,
-        planner=args.planner,
-    )
-    return 0
-
-
-if __name__ == "__main__":  # `python -m eval.zoo ...` is `lewm zoo ...`
-    from lewm_agent.cli import main
-
-    sys.exit(main(command=["zoo"], prog="python -m eval.zoo"))
+def list_text(as_json: bool = False) -> str:
+    """`lewm zoo list`: the zoo's models as a table (or JSON rows)."""
+    rows = zoo.table_rows()
+    if as_json:
+        return json.dumps(rows, indent=2)
+    return zoo.format_table(rows) if rows else f"the zoo at {zoo.zoo_root()} is empty"

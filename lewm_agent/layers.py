@@ -2,20 +2,19 @@
 
 Floors, bottom to top: `lewm_agent` (the method and the dataset format) -> `envs`
 (the worlds, their data policies and the recorder) -> `agents` (the other agents
-and the registry) -> `eval` (comparisons, benchmarks, demo). A module may import
-from its own floor and the floors below it, never from a floor above, and the
-imports form no cycle.
+and the registry) -> `eval` (comparisons, benchmarks, demo) -> `lewm_agent.cli`
+(the command line). A module may import from its own floor and the floors below
+it, never from a floor above, and the imports form no cycle. A module's floor is
+the longest floor name it starts with, so `lewm_agent.cli.train` is on the CLI's
+floor and `lewm_agent.train` on the method's: nothing below the CLI may import it.
 
 The graph is read from the source (an AST walk: nothing is imported), with every
-`import` statement of a module, at the top or inside a function (a lazy import is
-still a stair). Two things are not edges:
-- the body of `if __name__ == "__main__":`, which only runs when the module is the
-  program itself (then it is the top floor, above everything it imports);
-- names that are not modules of the four packages (the standard library, torch...).
-
-`TOP_FLOOR` is the allow-list: modules (or packages) that may import every floor, each
-with the reason. `python -m lewm_agent.layers` prints the graph and the check and exits 1 on
-a cycle or an upward import; `tests/lewm_agent/test_layering.py` runs the same check.
+`import` statement of a module, at the top, inside a function, or inside an
+`if __name__ == "__main__":` block (a lazy import is still a stair). Names that
+are not modules of the four packages (the standard library, torch...) are not
+edges. `python -m lewm_agent.layers` prints the graph and the check and exits 1
+on a cycle or an upward import; `tests/lewm_agent/test_layering.py` runs the
+same check.
 """
 
 from __future__ import annotations
@@ -26,22 +25,23 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FLOORS = ("lewm_agent", "envs", "agents", "eval")
-"""The four packages, bottom floor first."""
+PACKAGES = ("lewm_agent", "envs", "agents", "eval")
+"""The four packages the walk reads (the CLI is inside `lewm_agent`)."""
 
-TOP_FLOOR = {
-    "lewm_agent.cli": "the command line: one parser whose commands run every floor "
-    "(a package, one module per command group; it lives in lewm_agent so that the `lewm` "
-    "entry point ships with the method; it imports the other floors only inside its "
-    "command and option functions)",
-}
-"""Modules (and packages: with every module inside them) allowed to import upward
-(nothing imports them back: a cycle still fails)."""
+FLOORS = ("lewm_agent", "envs", "agents", "eval", "lewm_agent.cli")
+"""The floors, bottom first: a package, or (the CLI) a package inside one."""
 
 
-def is_top_floor(module: str) -> bool:
-    """Whether `module` is a `TOP_FLOOR` entry or inside a `TOP_FLOOR` package."""
-    return any(module == top or module.startswith(top + ".") for top in TOP_FLOOR)
+def floor_of(module: str) -> int:
+    """The floor of `module`: the longest floor name that is it or a package above it."""
+    best = max(
+        (f for f in FLOORS if module == f or module.startswith(f + ".")),
+        key=len,
+        default=None,
+    )
+    if best is None:
+        raise ValueError(f"{module!r} is on no floor; floors are {FLOORS}")
+    return FLOORS.index(best)
 
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ class Graph:
     edges: dict[str, dict[str, int]] = field(default_factory=dict)  # src -> {dst: line}
 
     def floor(self, module: str) -> int:
-        return FLOORS.index(module.split(".")[0])
+        return floor_of(module)
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -65,27 +65,11 @@ def module_name(path: Path, root: Path = ROOT) -> str:
     return ".".join(parts)
 
 
-def _is_main_guard(node: ast.stmt) -> bool:
-    if not isinstance(node, ast.If) or not isinstance(node.test, ast.Compare):
-        return False
-    t = node.test
-    names = [t.left, *t.comparators]
-    return any(isinstance(n, ast.Name) and n.id == "__name__" for n in names) and any(
-        isinstance(n, ast.Constant) and n.value == "__main__" for n in names
-    )
-
-
 def _imports(tree: ast.Module) -> Iterable[ast.Import | ast.ImportFrom]:
-    stack: list[ast.AST] = [n for n in tree.body if not _is_main_guard(n)]
-    while stack:
-        node = stack.pop()
+    """Every import statement of the module, wherever it stands."""
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        stack.extend(
-            n
-            for n in ast.iter_child_nodes(node)
-            if not (isinstance(n, ast.stmt) and _is_main_guard(n))
-        )
 
 
 def _resolve(graph: Graph, name: str) -> str | None:
@@ -99,7 +83,7 @@ def _resolve(graph: Graph, name: str) -> str | None:
     return None
 
 
-def build_graph(root: Path = ROOT, packages: Iterable[str] = FLOORS) -> Graph:
+def build_graph(root: Path = ROOT, packages: Iterable[str] = PACKAGES) -> Graph:
     """The import graph of every module under `root`'s packages."""
     graph = Graph()
     for pkg in packages:
@@ -133,12 +117,12 @@ def build_graph(root: Path = ROOT, packages: Iterable[str] = FLOORS) -> Graph:
 
 
 def upward_imports(graph: Graph) -> list[tuple[str, str, int]]:
-    """(importer, imported, line) for every import of a higher floor, the CLI aside."""
+    """(importer, imported, line) for every import of a higher floor."""
     return [
         (src, dst, line)
         for src, dsts in sorted(graph.edges.items())
         for dst, line in sorted(dsts.items())
-        if graph.floor(dst) > graph.floor(src) and not is_top_floor(src)
+        if graph.floor(dst) > graph.floor(src)
     ]
 
 
@@ -184,12 +168,11 @@ def cycles(graph: Graph) -> list[list[str]]:
 def report(graph: Graph) -> str:
     """The graph, floor by floor, and the verdict."""
     lines = []
-    for floor in FLOORS:
+    for n, floor in enumerate(FLOORS):
         lines.append(f"== {floor}")
-        for mod in sorted(m for m in graph.modules if m.split(".")[0] == floor):
+        for mod in sorted(m for m in graph.modules if graph.floor(m) == n):
             deps = sorted(graph.edges[mod])
-            tag = "  [top floor]" if is_top_floor(mod) else ""
-            lines.append(f"  {mod}{tag} -> {', '.join(deps) if deps else '(nothing of ours)'}")
+            lines.append(f"  {mod} -> {', '.join(deps) if deps else '(nothing of ours)'}")
     ups, cyc = upward_imports(graph), cycles(graph)
     n_edges = sum(len(d) for d in graph.edges.values())
     lines.append(f"{len(graph.modules)} modules, {n_edges} imports between them")
@@ -198,12 +181,6 @@ def report(graph: Graph) -> str:
         + ("none" if not ups else "; ".join(f"{s} -> {d} (line {n})" for s, d, n in ups))
     )
     lines.append("cycles: " + ("none" if not cyc else "; ".join(" <-> ".join(c) for c in cyc)))
-    allowed = sorted(
-        {d.split(".")[0] for m in graph.edges if is_top_floor(m) for d in graph.edges[m]}
-        - {"lewm_agent"}
-    )
-    for mod, why in TOP_FLOOR.items():
-        lines.append(f"allowed upward: {mod} -> {', '.join(allowed)}: {why}")
     return "\n".join(lines)
 
 

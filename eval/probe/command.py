@@ -1,8 +1,9 @@
-"""`lewm probe state|surprise|straightness` / `python -m eval.physics`: `run_probe` (the
-parser is `lewm_agent.cli`'s)."""
+"""`lewm probe state|surprise|straightness`: each experiment with typed arguments, its
+printed summary and its report files."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,8 @@ from eval.probe.plots import format_p
 from eval.probe.state import parse_quantity_spec
 
 
-# ---------------------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------------------
-def _parse_colour(text: str) -> tuple[int, int, int]:
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """`"R,G,B"` -> (R, G, B), each in 0..255."""
     parts = [int(v) for v in text.split(",")]
     if len(parts) != 3 or not all(0 <= v <= 255 for v in parts):
         raise ValueError(f"--colour must be R,G,B with values in 0..255, got {text!r}")
@@ -25,58 +24,87 @@ def _default_out(checkpoint: str) -> Path:
     return Path("outputs") / "physics" / Path(checkpoint).name
 
 
-def run_probe(args: Any) -> int:
-    """`lewm probe state|surprise|straightness` / `python -m eval.physics` (the parser is
-    `lewm_agent.cli`'s): `args.probe_command` is state (old name probe), surprise or straightness.
-    """
-    if args.threads > 0:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.probe_command == "straightness":
-        out = Path(args.out) if args.out else _default_out(args.checkpoints[-1])
-        report = run_straightness(
-            args.checkpoints,
-            args.data,
-            out,
-            episodes=args.episodes,
-            include_init=args.init,
-            stride=args.stride,
-            seed=args.seed,
-        )
-        print(f"{'true state path':>24}  straightness {report['state_path']:.4f}")
-        for r in report["checkpoints"]:
-            print(
-                f"{r['label']:>24}  straightness {r['straightness']:.4f} (std {r['std']:.3f}, {r['pairs']} pairs)"
-            )
-        print(f"wrote {out / 'straightness.json'} and {out / 'straightness.png'}")
-        return 0
-
-    out = Path(args.out) if args.out else _default_out(args.checkpoint)
-    loaded = load(args.checkpoint, args.data)
-    if args.probe_command in ("state", "probe"):
-        quantities = parse_quantity_spec(args.quantities) if args.quantities else None
-        rep = run_probes(
-            loaded,
-            out,
-            quantities=quantities,
-            kinds=[k.strip() for k in args.kinds.split(",") if k.strip()],
-            max_train_frames=args.max_train_frames,
-            mlp_steps=args.mlp_steps,
-            seed=args.seed,
-        )
-        for kind, r in rep["probes"].items():
-            cells = "  ".join(f"{n}: r={r['r'][n]:.4f} mse={r['mse'][n]:.3g}" for n in r["names"])
-            print(f"{kind:>7} probe  {cells}")
-        print(f"wrote {out / 'probe.json'} and {out / 'probe_scatter.png'}")
-        return 0
-    rep = run_surprise(
-        loaded,
+def probe_straightness(
+    checkpoints: Sequence[str],
+    data: str,
+    *,
+    out: str | Path | None = None,
+    episodes: int = 100,
+    include_init: bool = False,
+    stride: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`lewm probe straightness`: latent straightness of each checkpoint; prints a table."""
+    out = Path(out) if out else _default_out(checkpoints[-1])
+    report = run_straightness(
+        list(checkpoints),
+        data,
         out,
-        episodes=args.episodes,
-        kinds=[k.strip() for k in args.perturb.split(",") if k.strip()],
-        new_color=_parse_colour(args.colour) if args.colour else None,
-        seed=args.seed,
+        episodes=episodes,
+        include_init=include_init,
+        stride=stride,
+        seed=seed,
+    )
+    print(f"{'true state path':>24}  straightness {report['state_path']:.4f}")
+    for r in report["checkpoints"]:
+        print(
+            f"{r['label']:>24}  straightness {r['straightness']:.4f} (std {r['std']:.3f}, "
+            f"{r['pairs']} pairs)"
+        )
+    print(f"wrote {out / 'straightness.json'} and {out / 'straightness.png'}")
+    return report
+
+
+def probe_state(
+    checkpoint: str,
+    data: str,
+    *,
+    out: str | Path | None = None,
+    quantities: str | None = None,
+    kinds: Sequence[str] = ("linear", "mlp"),
+    max_train_frames: int = 20_000,
+    mlp_steps: int = 500,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`lewm probe state`: linear / MLP probes of state quantities; prints their scores.
+
+    `quantities`: e.g. "agent_x=0,agent_y=1" (None: the env spec's)."""
+    out = Path(out) if out else _default_out(checkpoint)
+    rep = run_probes(
+        load(checkpoint, data),
+        out,
+        quantities=parse_quantity_spec(quantities) if quantities else None,
+        kinds=list(kinds),
+        max_train_frames=max_train_frames,
+        mlp_steps=mlp_steps,
+        seed=seed,
+    )
+    for kind, r in rep["probes"].items():
+        cells = "  ".join(f"{n}: r={r['r'][n]:.4f} mse={r['mse'][n]:.3g}" for n in r["names"])
+        print(f"{kind:>7} probe  {cells}")
+    print(f"wrote {out / 'probe.json'} and {out / 'probe_scatter.png'}")
+    return rep
+
+
+def probe_surprise(
+    checkpoint: str,
+    data: str,
+    *,
+    out: str | Path | None = None,
+    episodes: int = 100,
+    perturbations: Sequence[str] = ("teleport", "colour"),
+    colour: tuple[int, int, int] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`lewm probe surprise`: surprise at teleport / colour-change edits; prints the tests."""
+    out = Path(out) if out else _default_out(checkpoint)
+    rep = run_surprise(
+        load(checkpoint, data),
+        out,
+        episodes=episodes,
+        kinds=list(perturbations),
+        new_color=colour,
+        seed=seed,
     )
     for kind, r in rep["perturbations"].items():
         print(f"{kind} (n={r['episodes']} episodes): median ratio, one-sided p (sign-flip, t-test)")
@@ -91,4 +119,4 @@ def run_probe(args: Any) -> int:
     print(
         f"wrote {out / 'surprise.json'}, {out / 'surprise.png'}, {out / 'perturbation_frames.png'}"
     )
-    return 0
+    return rep

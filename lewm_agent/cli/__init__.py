@@ -1,70 +1,52 @@
-"""`lewm`: the command line, one parser for every command.
+"""`lewm`: the command line, the top floor of the project.
 
-    collect | train | train-policy | eval [--compare | --videos] | info | data | probe
-    | zoo | bench | suite | demo
+    collect | data | train | train-policy | info | eval | compare | videos | probe | zoo
+    | bench | suite | demo
 
-The top floor of the project: it is the only place that knows every floor. Each
-command's options are defined here once, in the module of its group (`record`:
-collect, data; `train`: train, train-policy, info; `evaluate`: eval and its modes,
-probe, zoo; `bench`: bench, suite, demo), and its function calls a `run_*` function of
-the floor that does the work (`envs.collect.run_collect`, `eval.compare.run_compare`,
-...), importing it inside the function, so `lewm_agent` itself never depends on the
-floors above (`lewm_agent.layers.TOP_FLOOR` allows this package alone). `tree` builds
-argparse from the `Command`s; `options` holds the shared option helpers.
-
-The module entry points the README documents (`python -m envs.collect`,
-`python -m eval.compare`, `eval.video`, `eval.physics`, `eval.zoo`, `eval.suite`,
-`eval.bench`, `eval.bench_paper_prior`, `eval.demo`, `lewm_agent.train`) are aliases:
-their `if __name__ == "__main__":` block calls `main(command=[...], prog=...)`, which
-builds the same command as the root of the parser (help and errors named after the
-module). It sits in `lewm_agent` so that the `lewm` console script
-(`lewm_agent.cli:main`) ships with the method package.
+Plain argparse sub-commands. Each command module owns its commands' options and
+turns the parsed arguments into a call of a typed library function (`record`:
+collect, data; `train`: train, train-policy, info; `evaluate`: eval, compare, videos,
+probe, zoo; `bench`: bench, suite, demo), importing the floors below inside its
+functions. Nothing imports this package: it is the `lewm` console script
+(`lewm_agent.cli:main`, also `python -m lewm_agent.cli`), and it sits in
+`lewm_agent` only so that the script ships with the method package.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from .bench import BENCH, DEMO, SUITE
-from .evaluate import EVAL, PROBE, ZOO
-from .options import add_config_options, collect_overrides, field_docs, headless
-from .record import COLLECT, DATA
-from .train import (
-    INFO,
-    TRAIN,
-    TRAIN_POLICY,
-    cmd_train_engine,
-    saved_run_settings,
-    wants_train_engine,
-)
-from .tree import Command, find, make_parser, parse, populate, walk
+from . import bench, evaluate, record, train
+from .options import add_config_options, agent_path, collect_overrides, field_docs, headless
+from .train import saved_run_settings
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    **record.COMMANDS,
+    **train.COMMANDS,
+    **evaluate.COMMANDS,
+    **bench.COMMANDS,
+}
+"""Every `lewm NAME`: (help line, function adding its options and `func`), in help order."""
 
 
-def _debug_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `lewm` parser; with `only`, just that command gets its options.
+
+    `main` builds only the chosen command's options, because some defaults come from
+    the floors below (`lewm data info` need not import what `lewm compare` shows).
+    """
+    parser = argparse.ArgumentParser(prog="lewm", description="LeWorldModel agent toolkit")
+    parser.add_argument(
         "--debug", action="store_true", help="show the full traceback of expected errors too"
     )
-
-
-LEWM = Command(
-    "lewm",
-    description="LeWorldModel agent toolkit",
-    options=_debug_option,
-    children=(COLLECT, TRAIN, TRAIN_POLICY, EVAL, INFO, DATA, PROBE, ZOO, BENCH, SUITE, DEMO),
-)
-"""The whole tree: `lewm COMMAND ...`."""
-
-
-def build_parser(prog: str = "lewm", command: Sequence[str] = ()) -> argparse.ArgumentParser:
-    """The `lewm` parser, or (`command`, e.g. `["eval", "--compare"]`) that command's own
-    parser as a root named `prog` (what `python -m eval.compare` parses with)."""
-    if not command:
-        return populate(make_parser(prog), LEWM)
-    parser = make_parser(prog)
-    _debug_option(parser)
-    return populate(parser, find(LEWM, command))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help, add_options) in COMMANDS.items():
+        command = sub.add_parser(name, help=help, description=help)
+        if only is None or only == name:
+            add_options(command)
+    return parser
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
@@ -73,19 +55,25 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from ..data import DatasetError, DiskFullError
     from ..train_state import TrainStateError
     from ..validation import ConfigError
+    from .options import UnknownAgent
 
-    return (CheckpointError, DatasetError, DiskFullError, TrainStateError, ConfigError)
+    return (
+        CheckpointError,
+        DatasetError,
+        DiskFullError,
+        TrainStateError,
+        ConfigError,
+        UnknownAgent,
+    )
 
 
-def main(
-    argv: Sequence[str] | None = None, *, command: Sequence[str] = (), prog: str = "lewm"
-) -> int:
-    """`lewm ARGV`, or with `command` `python -m MODULE ARGV` (= `lewm COMMAND ARGV`).
+def main(argv: Sequence[str] | None = None) -> int:
+    """`lewm ARGV`.
 
-    An expected error prints `PROG: error: <message>` alone and returns 1; `--debug`
+    An expected error prints `lewm: error: <message>` alone and returns 1; `--debug`
     (anywhere) lets it raise instead, with its full traceback. `args.argv` is what
-    the user typed as `lewm` arguments (`COMMAND ARGV`): `lewm train --nproc N`
-    re-passes it to torchrun unchanged.
+    the user typed (`COMMAND ARGV`): `lewm train --nproc N` re-passes it to torchrun
+    unchanged.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:  # `torchrun ... -m lewm_agent.cli -- train ...` (the relaunch)
@@ -93,27 +81,25 @@ def main(
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     headless()
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     try:
-        args = parse(build_parser(prog, command), argv)
-        args.argv = [*command, *argv]
+        args = build_parser(chosen or "").parse_args(argv)
+        args.argv = argv
         return int(args.func(args) or 0)
     except Exception as e:
         if debug or not isinstance(e, _expected_errors()):
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"lewm: error: {e}", file=sys.stderr)
         return 1
 
 
 __all__ = [
-    "LEWM",
-    "Command",
+    "COMMANDS",
     "add_config_options",
+    "agent_path",
     "build_parser",
-    "cmd_train_engine",
     "collect_overrides",
     "field_docs",
     "main",
     "saved_run_settings",
-    "walk",
-    "wants_train_engine",
 ]

@@ -1,9 +1,7 @@
 """`lewm bench ...`, `lewm suite`, `lewm demo`: benchmarks, the SB3 comparison suite, the demo.
 
-Also `python -m eval.bench [planning|recorder|expert|planning-quality]`,
-`python -m eval.bench_paper_prior` (= `lewm bench paper-prior`), `python -m eval.suite`
-(`make bench-suite`) and `python -m eval.demo` (`make demo`): the same `Command`s as
-their parsers' roots. `lewm bench` without a benchmark runs `planning` (`make bench`).
+`lewm bench` without a benchmark runs `planning` with its defaults (`make bench`);
+`make bench-suite` is `lewm suite`, `make demo` is `lewm demo`.
 """
 
 from __future__ import annotations
@@ -11,19 +9,35 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from .options import comma_list, count
-from .tree import Command, make_parser, populate
+from .options import agent_path, comma_list, count
 
 
-def _doc(module: str) -> Callable[[], str]:
-    """A module's docstring, imported when its command is built."""
-    return lambda: importlib.import_module(module).__doc__ or ""
+def _describe(p: argparse.ArgumentParser, module: str) -> None:
+    """Show `module`'s docstring (imported now: only the chosen command is built) as -h."""
+    p.description = importlib.import_module(module).__doc__ or ""
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _write_json(path: str | None, obj: Any, note: str = "") -> None:
+    """Write `obj` to `path` (its folder made) when a path was given; say so."""
+    if not path:
+        if note:
+            print(note)
+        return
+    from ..atomic import atomic_write_json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(path), obj)
+    print(f"wrote {path}")
 
 
 # ---------------------------------------------------------------------------- lewm bench
 def _planning_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.bench")
+    p.set_defaults(func=cmd_planning)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--presets", default="paper,cpu")
     p.add_argument("--envs", default="1,4,16")
@@ -38,14 +52,24 @@ def _planning_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_planning(args: argparse.Namespace) -> int:
-    from eval.bench import run_planning  # the command line knows every floor
+    import torch
 
-    return run_planning(args)
+    from eval.bench import bench_planning  # the command line knows every floor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_planning(
+        args.repeats, comma_list(args.presets) or [], [int(x) for x in comma_list(args.envs) or []]
+    )
+    _write_json(args.json, result, "wrote no file (pass --json PATH to save these figures)")
+    return 0
 
 
 def _recorder_options(p: argparse.ArgumentParser) -> None:
     from eval.bench_recorder import EPISODES
 
+    _describe(p, "eval.bench_recorder")
+    p.set_defaults(func=cmd_recorder)
     p.add_argument("--rounds", type=count, default=3)
     p.add_argument("--envs", nargs="*", default=list(EPISODES), choices=list(EPISODES))
     p.add_argument("--episodes", type=int, default=None, help="episodes per run (default: per env)")
@@ -58,12 +82,18 @@ def _recorder_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_recorder(args: argparse.Namespace) -> int:
-    from eval.bench_recorder import run_recorder
+    from eval.bench_recorder import bench_recorder
 
-    return run_recorder(args)
+    results = bench_recorder(
+        args.envs, rounds=args.rounds, episodes=args.episodes, compress=not args.uncompressed
+    )
+    _write_json(args.json, results)
+    return 0
 
 
 def _expert_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.bench_expert")
+    p.set_defaults(func=cmd_expert)
     p.add_argument("--pairs", type=int, default=100)
     p.add_argument("--budget", type=int, default=200, help="env steps per pair")
     p.add_argument("--seed", type=int, default=123)
@@ -72,16 +102,37 @@ def _expert_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_expert(args: argparse.Namespace) -> int:
-    from eval.bench_expert import run_expert
+    from eval.bench_expert import bench_expert
 
-    return run_expert(args)
+    kw = {} if args.candidates is None else {"candidates": args.candidates}
+    result = bench_expert(args.pairs, args.budget, args.seed, **kw)
+    lo, hi = result["ci95"]
+    print(
+        f"Push-T expert: {result['successes']}/{result['pairs']} pairs solved within "
+        f"{result['budget']} steps (95% CI {lo:.0%}-{hi:.0%}), median "
+        f"{result['median_steps_to_success']} steps to success, "
+        f"{result['ms_per_env_step']:.2f} ms per env step (decision + physics)"
+    )
+    _write_json(args.json, result)
+    return 0
 
 
 def _quality_options(p: argparse.ArgumentParser) -> None:
     from eval.bench_quality import SETTINGS
 
-    p.add_argument("--agent", required=True, help="checkpoint folder (with a policy head)")
-    p.add_argument("--data", required=True, help="the dataset it was trained on")
+    _describe(p, "eval.bench_quality")
+    p.set_defaults(func=cmd_quality)
+    p.add_argument(
+        "--agent",
+        required=True,
+        type=agent_path,
+        help="checkpoint folder (with a policy head) or zoo:NAME",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="the dataset it was trained on (not needed for zoo:NAME, which ships its episodes)",
+    )
     p.add_argument("--env", default=None, help="env id (default: the checkpoint's)")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=42)
@@ -131,12 +182,49 @@ def _quality_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from eval.bench_quality import run_planning_quality
+    from eval.bench_quality import markdown, planning_quality, quality_chart
 
-    return run_planning_quality(args)
+    if args.episodes < 1:
+        raise SystemExit("--episodes must be >= 1")
+    if args.workers < 1:
+        raise SystemExit("--workers must be >= 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    caps = {}
+    for item in comma_list(args.cap) or []:
+        key, _, value = item.partition("=")
+        caps[key] = int(value)
+    report = planning_quality(
+        args.agent,
+        args.data,
+        episodes=args.episodes,
+        planners=comma_list(args.planners),
+        seed=args.seed,
+        budget=args.budget,
+        env_id=args.env,
+        device=args.device,
+        progress=not args.no_progress,
+        episodes_per_planner=caps,
+        json_path=args.json,
+        resume=args.resume,
+        timing_repeats=args.timing_repeats,
+        timing=comma_list(args.timing),
+        workers=args.workers,
+        threads=args.threads or 1,
+    )
+    _write_json(args.json, report)
+    png = quality_chart(report, args.png or Path(args.json).with_suffix(".png"))
+    print()
+    print(markdown(report))
+    print(f"\nwrote {png}")
+    return 0
 
 
 def _paper_prior_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.bench_paper_prior")
+    p.set_defaults(func=cmd_paper_prior)
     p.add_argument("--preset", default="paper")
     p.add_argument("--rounds", type=count, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
@@ -144,74 +232,63 @@ def _paper_prior_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_paper_prior(args: argparse.Namespace) -> int:
-    from eval.bench_paper_prior import run_paper_prior
+    import torch
 
-    return run_paper_prior(args)
+    from eval.bench_paper_prior import bench_paper_prior
 
-
-PLANNING = Command(
-    "planning",
-    help="seconds and FLOPs per CEM plan (paper, cpu presets) vs this machine's matmul peak",
-    description=_doc("eval.bench"),
-    raw_description=True,
-    options=_planning_options,
-    run=cmd_planning,
-)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_paper_prior(args.preset, args.rounds)
+    print(f"matmul peak per round (GFLOP/s): {[round(p) for p in result['peak_gflops']]}")
+    for row in result["rows"]:
+        print(
+            f"{row['planner']}: {row['rollouts_per_plan']} rollouts, "
+            f"{row['seconds_per_plan']:.3f} s per plan, {row['ratio_to_reference']:.3f} x "
+            f"{result['reference']}"
+        )
+    _write_json(args.json, result)
+    return 0
 
 
 def cmd_bench_default(args: argparse.Namespace) -> int:
     """`lewm bench` alone (`make bench`): `planning` with its defaults."""
-    return cmd_planning(populate(make_parser("lewm bench planning"), PLANNING).parse_args([]))
+    planning = argparse.ArgumentParser(prog="lewm bench planning")
+    _planning_options(planning)
+    return cmd_planning(planning.parse_args([]))
 
 
-BENCH = Command(
-    "bench",
-    help="speed benchmarks: planning | recorder | expert | planning-quality | paper-prior",
-    description=_doc("eval.bench"),
-    raw_description=True,
-    dest="bench",
-    required=False,
-    run=cmd_bench_default,
-    children=(
-        PLANNING,
-        Command(
-            "recorder",
-            help="the dataset recorder's CPU overhead per env",
-            description=_doc("eval.bench_recorder"),
-            raw_description=True,
-            options=_recorder_options,
-            run=cmd_recorder,
+def bench_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.bench")
+    p.set_defaults(func=cmd_bench_default)
+    sub = p.add_subparsers(dest="bench", required=False, metavar="BENCHMARK")
+    for name, help, options in (
+        (
+            "planning",
+            "seconds and FLOPs per CEM plan (paper, cpu presets) vs this machine's matmul peak",
+            _planning_options,
         ),
-        Command(
-            "expert",
-            help="the Push-T expert's success and cost on random pairs",
-            description=_doc("eval.bench_expert"),
-            options=_expert_options,
-            run=cmd_expert,
-        ),
-        Command(
+        ("recorder", "the dataset recorder's CPU overhead per env", _recorder_options),
+        ("expert", "the Push-T expert's success and cost on random pairs", _expert_options),
+        (
             "planning-quality",
-            help="success, seconds and rollouts per decision of each planner setting",
-            description=_doc("eval.bench_quality"),
-            raw_description=True,
-            options=_quality_options,
-            run=cmd_quality,
+            "success, seconds and rollouts per decision of each planner setting",
+            _quality_options,
         ),
-        Command(
+        (
             "paper-prior",
-            help="seconds per plan of the paper preset's CEM vs the policy prior",
-            description=_doc("eval.bench_paper_prior"),
-            options=_paper_prior_options,
-            run=cmd_paper_prior,
+            "seconds per plan of the paper preset's CEM vs the policy prior",
+            _paper_prior_options,
         ),
-    ),
-)
+    ):
+        options(sub.add_parser(name, help=help))
 
 
 # ---------------------------------------------------------------------------- lewm suite
 def _suite_options(p: argparse.ArgumentParser) -> None:
     from eval.suite import STAGES, SUITE_PLANS
 
+    _describe(p, "eval.suite")
+    p.set_defaults(func=cmd_suite)
     p.add_argument("--preset", default="full", choices=sorted(SUITE_PLANS))
     p.add_argument("--envs", default=None, help="comma list of tworoom, pusht, reacher, cube")
     p.add_argument("--stages", default=None, help=f"comma list of {', '.join(STAGES)}")
@@ -243,18 +320,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
-SUITE = Command(
-    "suite",
-    help="LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher, Cube (resumable; make bench-suite)",
-    description=_doc("eval.suite"),
-    raw_description=True,
-    options=_suite_options,
-    run=cmd_suite,
-)
-
-
 # ----------------------------------------------------------------------------- lewm demo
 def _demo_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.demo")
+    p.set_defaults(func=cmd_demo)
     p.add_argument("--episodes", type=int, default=1000, help="episodes to record")
     p.add_argument("--workers", type=int, default=2, help="collection worker processes")
     p.add_argument("--steps", type=int, default=None, help="training steps (preset default)")
@@ -266,16 +335,33 @@ def _demo_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from eval.demo import run_demo
+    from eval.demo import demo
 
-    return run_demo(args)
+    demo(
+        episodes=args.episodes,
+        workers=args.workers,
+        steps=args.steps,
+        eval_episodes=args.eval_episodes,
+        data=args.data,
+        run=args.run,
+        out=args.out,
+        fresh=args.fresh,
+    )
+    return 0
 
 
-DEMO = Command(
-    "demo",
-    help="make demo: record Two-Room data, train, evaluate vs random, write a video",
-    description=_doc("eval.demo"),
-    raw_description=True,
-    options=_demo_options,
-    run=cmd_demo,
-)
+COMMANDS = {
+    "bench": (
+        "speed benchmarks: planning | recorder | expert | planning-quality | paper-prior",
+        bench_options,
+    ),
+    "suite": (
+        "LeWM vs SB3 PPO/SAC on Two-Room, Push-T, Reacher, Cube (resumable; make bench-suite)",
+        _suite_options,
+    ),
+    "demo": (
+        "make demo: record Two-Room data, train, evaluate vs random, write a video",
+        _demo_options,
+    ),
+}
+"""`lewm NAME`: (help line, function adding the command's options and its `func`)."""

@@ -1,10 +1,8 @@
-"""`lewm eval [--compare | --videos]`, `lewm probe ...`, `lewm zoo ...`: the evaluation commands.
+"""`lewm eval`, `lewm compare`, `lewm videos`, `lewm probe ...`, `lewm zoo ...`: evaluation.
 
-`lewm eval --compare` is also `python -m eval.compare`, `lewm eval --videos` is
-`python -m eval.video`, `lewm probe` is `python -m eval.physics`, `lewm zoo` is
-`python -m eval.zoo` (the same `Command`s as their parsers' roots). Each runs a
-`run_*` function of `eval/`; option defaults that live there are imported when the
-command is chosen.
+Each command calls a library function of `eval/` with typed arguments; option
+defaults that live there are imported when the command is chosen (`main` builds
+only the chosen command's options).
 """
 
 from __future__ import annotations
@@ -12,14 +10,21 @@ from __future__ import annotations
 import argparse
 
 from ..config import PlanConfig
-from .options import PLANNERS, add_config_options, collect_overrides
-from .tree import Command
+from .options import PLANNERS, add_config_options, agent_path, collect_overrides, comma_list
 
 
 # ---------------------------------------------------------------------------- lewm eval
 def eval_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Run a LeWM checkpoint on the paper's protocol (several agents on the same "
+        "episodes: `lewm compare`; their videos: `lewm videos`)."
+    )
+    p.set_defaults(func=cmd_eval)
     p.add_argument(
-        "--agent", required=True, help="checkpoint folder, or zoo:NAME (`lewm zoo list`)"
+        "--agent",
+        required=True,
+        type=agent_path,
+        help="checkpoint folder, or zoo:NAME (`lewm zoo list`)",
     )
     p.add_argument(
         "--data",
@@ -59,15 +64,35 @@ def eval_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from eval.evaluate import run_eval  # the command line knows every floor
+    from eval.evaluate import evaluate  # the command line knows every floor
 
-    return run_eval(args, plan_overrides=collect_overrides(args, PlanConfig, "plan-"))
+    evaluate(
+        args.agent,
+        data=args.data,
+        episodes_from=args.episodes_from,
+        env=args.env,
+        episodes=args.episodes,
+        seed=args.seed,
+        planner=args.planner,
+        random=args.random,
+        expert=args.expert,
+        out=args.out,
+        video=args.video,
+        device=args.device,
+        plan_overrides=collect_overrides(args, PlanConfig, "plan-"),
+    )
+    return 0
 
 
 def compare_options(p: argparse.ArgumentParser) -> None:
     from agents.baselines import DEFAULT_TIMESTEPS
     from eval.protocol import BUDGET, EPISODES, SEED
 
+    p.description = (
+        "Every agent on the same paper-protocol episodes: results.json, results.md and "
+        "success.png (95% Wilson intervals)."
+    )
+    p.set_defaults(func=cmd_compare)
     p.add_argument("--env", required=True, help="env id, e.g. lewm/TwoRoom-v0")
     p.add_argument(
         "--agents",
@@ -77,13 +102,15 @@ def compare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lewm",
         default=None,
+        type=agent_path,
         help="LeWM checkpoint folder or zoo:NAME (default runs/suite/<env>/lewm)",
     )
     p.add_argument(
         "--data",
         default=None,
         help="the dataset LeWM was trained on: protocol episodes come from its held-out "
-        "split (default data/suite/<env>, where `make bench-suite` records it)",
+        "split (default: the episodes a zoo model ships, else data/suite/<env>, where "
+        "`make bench-suite` records it)",
     )
     p.add_argument(
         "--episodes-from",
@@ -126,20 +153,56 @@ def compare_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from eval.compare import run_compare
+    from eval.compare import compare_agents
 
-    run_compare(args)
+    compare_agents(
+        args.env,
+        comma_list(args.agents) or [],
+        lewm=args.lewm,
+        data=args.data,
+        episodes_from=args.episodes_from,
+        episodes=args.episodes,
+        seed=args.seed,
+        budget=args.budget,
+        out=args.out,
+        baselines=args.baselines,
+        budgets={
+            "ppo": args.ppo_steps,
+            "sac": args.sac_steps,
+            "ppo-pixels": args.ppo_pixels_steps,
+            "gcbc": args.gcbc_steps,
+        },
+        train_missing=not args.no_train,
+        holdout=args.holdout,
+        image_size=args.image_size,
+        planner=args.planner,
+        device=args.device,
+        progress=not args.no_progress,
+        resume=args.resume,
+    )
     return 0
 
 
 def videos_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Videos of several agents on the same protocol episodes (the comparison's first "
+        "ones, same seed): per agent an mp4 of one episode and a grid of --episodes "
+        "episodes, each frame agent | goal | step counter. Saved baselines only."
+    )
+    p.set_defaults(func=cmd_videos)
     p.add_argument("--env", required=True)
     p.add_argument("--agents", default="lewm,ppo,sac,random")
-    p.add_argument("--lewm", default=None, help="default runs/suite/<env>/lewm")
+    p.add_argument(
+        "--lewm",
+        default=None,
+        type=agent_path,
+        help="LeWM checkpoint folder or zoo:NAME (default runs/suite/<env>/lewm)",
+    )
     p.add_argument(
         "--data",
         default=None,
-        help="dataset whose held-out split gives the episodes (default data/suite/<env>)",
+        help="dataset whose held-out split gives the episodes (default: the episodes a "
+        "zoo model ships, else data/suite/<env>)",
     )
     p.add_argument("--baselines", default=None, help="default runs/suite/<env>")
     p.add_argument("--episodes", type=int, default=4, help="episodes per grid video")
@@ -153,40 +216,24 @@ def videos_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_videos(args: argparse.Namespace) -> int:
-    from eval.video import run_videos
+    from eval.video import comparison_videos
 
-    return run_videos(args)
-
-
-COMPARE = Command(
-    "--compare",
-    help="several agents (lewm, ppo, sac, random, scripted) on the same episodes",
-    description="Every agent on the same paper-protocol episodes: results.json, "
-    "results.md and success.png (95% Wilson intervals).",
-    options=compare_options,
-    run=cmd_compare,
-)
-VIDEOS = Command(
-    "--videos",
-    help="videos of several agents",
-    description="Videos of several agents on the same protocol episodes (the comparison's "
-    "first ones, same seed): per agent an mp4 of one episode and a grid of --episodes "
-    "episodes, each frame agent | goal | step counter. Saved baselines only.",
-    options=videos_options,
-    run=cmd_videos,
-)
-EVAL = Command(
-    "eval",
-    help="the paper's protocol on held-out episodes (`lewm eval --compare -h`: several "
-    "agents; `lewm eval --videos -h`: videos of several agents)",
-    description="Run a LeWM checkpoint on the paper's protocol. Two more modes have "
-    "their own options: `lewm eval --compare ...` (several agents on the same "
-    "episodes; `lewm eval --compare -h`) and `lewm eval --videos ...` (videos of "
-    "several agents; `lewm eval --videos -h`).",
-    options=eval_options,
-    run=cmd_eval,
-    modes=(COMPARE, VIDEOS),
-)
+    comparison_videos(
+        args.env,
+        comma_list(args.agents) or [],
+        lewm=args.lewm,
+        data=args.data,
+        baselines=args.baselines,
+        episodes=args.episodes,
+        columns=args.columns,
+        seed=args.seed,
+        budget=args.budget,
+        fps=args.fps,
+        holdout=args.holdout,
+        out=args.out,
+        device=args.device,
+    )
+    return 0
 
 
 # --------------------------------------------------------------------------- lewm probe
@@ -198,7 +245,8 @@ def _probe_common(p: argparse.ArgumentParser) -> None:
 
 
 def _state_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.set_defaults(func=cmd_probe_state)
+    p.add_argument("checkpoint", type=agent_path, help="checkpoint folder or zoo:NAME")
     _probe_common(p)
     p.add_argument(
         "--quantities",
@@ -211,7 +259,8 @@ def _state_options(p: argparse.ArgumentParser) -> None:
 
 
 def _surprise_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint")
+    p.set_defaults(func=cmd_probe_surprise)
+    p.add_argument("checkpoint", type=agent_path, help="checkpoint folder or zoo:NAME")
     _probe_common(p)
     p.add_argument("--episodes", type=int, default=100, help="held-out episodes to perturb")
     p.add_argument("--perturb", default="teleport,colour")
@@ -221,7 +270,10 @@ def _surprise_options(p: argparse.ArgumentParser) -> None:
 
 
 def _straightness_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoints", nargs="+")
+    p.set_defaults(func=cmd_probe_straightness)
+    p.add_argument(
+        "checkpoints", nargs="+", type=agent_path, help="checkpoint folders or zoo:NAMEs"
+    )
     _probe_common(p)
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--init", action="store_true", help="also measure the untrained model")
@@ -230,47 +282,87 @@ def _straightness_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_probe(args: argparse.Namespace) -> int:
-    from eval.probe.command import run_probe
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
 
-    return run_probe(args)
+        torch.set_num_threads(n)
 
 
-PROBE = Command(
-    "probe",
-    help="latent physics: state | surprise | straightness (`lewm probe -h`)",
-    description="Probes, surprise and temporal straightness of a trained LeWM checkpoint.",
-    dest="probe_command",
-    run=cmd_probe,
-    children=(
-        Command(
+def cmd_probe_state(args: argparse.Namespace) -> int:
+    from eval.probe.command import probe_state
+
+    _threads(args.threads)
+    probe_state(
+        args.checkpoint,
+        args.data,
+        out=args.out,
+        quantities=args.quantities,
+        kinds=comma_list(args.kinds) or [],
+        max_train_frames=args.max_train_frames,
+        mlp_steps=args.mlp_steps,
+        seed=args.seed,
+    )
+    return 0
+
+
+def cmd_probe_surprise(args: argparse.Namespace) -> int:
+    from eval.probe.command import parse_colour, probe_surprise
+
+    _threads(args.threads)
+    probe_surprise(
+        args.checkpoint,
+        args.data,
+        out=args.out,
+        episodes=args.episodes,
+        perturbations=comma_list(args.perturb) or [],
+        colour=parse_colour(args.colour) if args.colour else None,
+        seed=args.seed,
+    )
+    return 0
+
+
+def cmd_probe_straightness(args: argparse.Namespace) -> int:
+    from eval.probe.command import probe_straightness
+
+    _threads(args.threads)
+    probe_straightness(
+        args.checkpoints,
+        args.data,
+        out=args.out,
+        episodes=args.episodes,
+        include_init=args.init,
+        stride=args.stride,
+        seed=args.seed,
+    )
+    return 0
+
+
+def probe_options(p: argparse.ArgumentParser) -> None:
+    p.description = "Probes, surprise and temporal straightness of a trained LeWM checkpoint."
+    sub = p.add_subparsers(dest="probe_command", required=True, metavar="COMMAND")
+    _state_options(
+        sub.add_parser(
             "state",
-            aliases=("probe",),
             help="linear / MLP probes of state quantities (positions, angles) from the embedding",
             description="Fit linear / MLP probes from the embeddings of training frames to "
-            "state quantities (positions, angles) and score them on held-out frames. "
-            "(Called `probe` before; that name still works.)",
-            options=_state_options,
-        ),
-        Command(
-            "surprise",
-            help="surprise of teleport / colour-change perturbations",
-            options=_surprise_options,
-        ),
-        Command(
-            "straightness",
-            help="latent straightness over checkpoints",
-            options=_straightness_options,
-        ),
-    ),
-)
+            "state quantities (positions, angles) and score them on held-out frames.",
+        )
+    )
+    _surprise_options(
+        sub.add_parser("surprise", help="surprise of teleport / colour-change perturbations")
+    )
+    _straightness_options(
+        sub.add_parser("straightness", help="latent straightness over checkpoints")
+    )
 
 
 # ----------------------------------------------------------------------------- lewm zoo
 def _zoo_add_options(p: argparse.ArgumentParser) -> None:
     from eval.protocol import EPISODES, SEED
 
-    p.add_argument("run", help="checkpoint folder (from `lewm train`)")
+    p.set_defaults(func=cmd_zoo_add)
+    p.add_argument("run", type=agent_path, help="checkpoint folder (from `lewm train`)")
     p.add_argument("--name", required=True, help="zoo name, e.g. pusht (-> zoo:pusht)")
     p.add_argument("--data", required=True, help="the dataset the run was trained on")
     p.add_argument("--collect-cmd", required=True, help="the exact command that recorded --data")
@@ -296,31 +388,56 @@ def _zoo_add_options(p: argparse.ArgumentParser) -> None:
 
 
 def _zoo_list_options(p: argparse.ArgumentParser) -> None:
+    p.set_defaults(func=cmd_zoo_list)
     p.add_argument("--json", action="store_true")
 
 
-def cmd_zoo(args: argparse.Namespace) -> int:
-    from eval.zoo import run_zoo
+def cmd_zoo_list(args: argparse.Namespace) -> int:
+    from eval.zoo import list_text
 
-    return run_zoo(args)
+    print(list_text(as_json=args.json))
+    return 0
 
 
-ZOO = Command(
-    "zoo",
-    help="the model zoo: list | add (`lewm zoo -h`)",
-    description="the model zoo",
-    dest="zoo_command",
-    run=cmd_zoo,
-    children=(
-        Command(
-            "list",
-            help="the zoo's models: env, name, size, success, CI, card",
-            options=_zoo_list_options,
-        ),
-        Command(
-            "add",
-            help="add a trained run (converts, evaluates, writes the card)",
-            options=_zoo_add_options,
-        ),
+def cmd_zoo_add(args: argparse.Namespace) -> int:
+    from eval.zoo import add
+
+    add(
+        args.run,
+        args.name,
+        args.data,
+        collect_cmd=args.collect_cmd,
+        train_cmd=args.train_cmd,
+        dtype=args.dtype,
+        max_drop=args.max_drop,
+        episodes=args.episodes,
+        seed=args.seed,
+        note=args.note,
+        force=args.force,
+        planner=args.planner,
+    )
+    return 0
+
+
+def zoo_options(p: argparse.ArgumentParser) -> None:
+    p.description = "The model zoo: trained models shipped in the repository (zoo:NAME)."
+    sub = p.add_subparsers(dest="zoo_command", required=True, metavar="COMMAND")
+    _zoo_list_options(
+        sub.add_parser("list", help="the zoo's models: env, name, size, success, CI, card")
+    )
+    _zoo_add_options(
+        sub.add_parser("add", help="add a trained run (converts, evaluates, writes the card)")
+    )
+
+
+COMMANDS = {
+    "eval": ("the paper's protocol on held-out episodes, one LeWM checkpoint", eval_options),
+    "compare": (
+        "several agents (lewm, ppo, sac, gcbc, random, scripted) on the same episodes",
+        compare_options,
     ),
-)
+    "videos": ("videos of several agents on the same episodes", videos_options),
+    "probe": ("latent physics: state | surprise | straightness", probe_options),
+    "zoo": ("the model zoo: list | add", zoo_options),
+}
+"""`lewm NAME`: (help line, function adding the command's options and its `func`)."""

@@ -97,3 +97,35 @@ def comma_list(text: str | None) -> list[str] | None:
 
 PLANNERS = ["cem", "mppi", "cem-prior", "mppi-prior", "policy"]
 """`--planner` choices (what `WorldModelAgent.load(planner=...)` accepts)."""
+
+
+class UnknownAgent(Exception):
+    """A `zoo:NAME` that names no zoo model. Not a ValueError on purpose: argparse turns
+    those into its usage dump, while `main` prints this one as a one-line error."""
+
+
+def agent_path(text: str) -> str:
+    """argparse type of every option that names a trained agent: a checkpoint folder, or
+    `zoo:NAME` (`lewm zoo list`), which becomes that zoo model's folder.
+
+    The one place the command line resolves a zoo name, so `zoo:NAME` means the same
+    in every command: the zoo folder (verified when loaded, like any folder it ships
+    its checkpoint hashes), with its shipped protocol episodes used where no `--data`
+    is given.
+    """
+    from ..zoo import folder, is_zoo_ref
+
+    if not is_zoo_ref(text):
+        return text
+    try:
+        return str(folder(text))
+    except ValueError as e:  # an unknown name: the zoo's own message lists the models
+        raise UnknownAgent(str(e)) from None
+
+
+def is_zoo_folder(path: str) -> bool:
+    """Whether `path` is a folder of the zoo (`agent_path("zoo:NAME")`) or a copy of one:
+    it carries a card, so writing into it would break the hashes the card records."""
+    from pathlib import Path
+
+    return (Path(path) / "card.json").is_file()

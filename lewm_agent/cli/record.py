@@ -1,7 +1,4 @@
-"""`lewm collect` and `lewm data info|verify|rerender|export-minari`: record and inspect datasets.
-
-`lewm collect` is also `python -m envs.collect` (same options, `envs.collect.run_collect`).
-"""
+"""`lewm collect` and `lewm data info|verify|rerender|export-minari`: record and inspect datasets."""
 
 from __future__ import annotations
 
@@ -9,10 +6,14 @@ import argparse
 import json
 
 from .options import json_dict
-from .tree import Command
 
 
 def collect_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Record a reward-free dataset: a vector env of recording workers driven by a data "
+        "policy (envs.collect.collect)."
+    )
+    p.set_defaults(func=cmd_collect)
     p.add_argument(
         "--env",
         required=True,
@@ -22,8 +23,7 @@ def collect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--policy",
         default="scripted",
-        help="data policy: scripted (the env's noisy heuristic; old name: heuristic) | "
-        "expert | oracle | random",
+        help="data policy: scripted (the env's noisy heuristic) | expert | oracle | random",
     )
     p.add_argument("--episodes", type=int, required=True)
     p.add_argument("--workers", type=int, default=2, help="worker processes (vector env)")
@@ -59,9 +59,48 @@ def collect_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from envs.collect import run_collect  # the command line knows every floor
+    """`lewm collect`: record, then print the speed and the files written."""
+    import time
+    from pathlib import Path
 
-    return run_collect(args)
+    import envs  # noqa: F401  (registers lewm/*; the command line knows every floor)
+    from envs.collect import collect, default_seed
+
+    def counts() -> tuple[int, int]:
+        meta_path = Path(args.out) / "meta.json"
+        if not meta_path.exists():
+            return 0, 0
+        meta = json.loads(meta_path.read_text())
+        return int(meta["num_episodes"]), int(meta["num_steps"])
+
+    seed = default_seed(args.out) if args.seed is None else args.seed
+    eps0, steps0 = counts()
+    t0 = time.perf_counter()
+    path = collect(
+        args.env,
+        args.policy,
+        args.episodes,
+        args.out,
+        workers=args.workers,
+        image_size=args.image_size,
+        seed=seed,
+        frameskip=args.frameskip,
+        env_kwargs=args.env_kwargs,
+        wrapper_kwargs=args.wrapper_kwargs,
+    )
+    elapsed = time.perf_counter() - t0
+    eps1, steps1 = counts()
+    n_eps, n_steps = eps1 - eps0, steps1 - steps0
+    frames = n_steps + n_eps  # T+1 frames per episode
+    print(
+        f"recorded {args.episodes} episodes into {path} (seed {seed}): +{n_steps} steps "
+        f"(mean length {n_steps / max(n_eps, 1):.1f}) in {elapsed:.1f} s = "
+        f"{frames / max(elapsed, 1e-9):.0f} frames/s with {args.workers} workers; the dataset "
+        f"now has {eps1} episodes, {steps1} steps"
+    )
+    files = sorted((path / "episodes").glob("*.npz"))
+    print(f"wrote {path / 'meta.json'} and {path / 'episodes'}/ ({len(files)} episode files)")
+    return 0
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -105,6 +144,22 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_options(p: argparse.ArgumentParser) -> None:
+    p.description = "Dataset tools: counts, integrity, re-rendering, Minari export."
+    p.set_defaults(func=cmd_data)
+    sub = p.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    _dir_json(sub.add_parser("info", help="counts and sizes (from file headers: fast)"))
+    _dir_json(sub.add_parser("verify", help="read every episode file; exit 1 naming corrupt ones"))
+    _rerender_options(
+        sub.add_parser(
+            "rerender", help="the same episodes drawn at another image size from their states"
+        )
+    )
+    _export_options(
+        sub.add_parser("export-minari", help="export to a Minari dataset (needs the extra)")
+    )
+
+
 def _dir(p: argparse.ArgumentParser, help: str = "dataset folder") -> None:
     p.add_argument("dir", help=help)
 
@@ -127,36 +182,8 @@ def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-states", action="store_true", help="pixels only, no state vectors")
 
 
-COLLECT = Command(
-    "collect",
-    help="record a reward-free dataset with a data policy",
-    description="Record a reward-free dataset: a vector env of recording workers driven by "
-    "a data policy (also `python -m envs.collect`).",
-    options=collect_options,
-    run=cmd_collect,
-)
-
-DATA = Command(
-    "data",
-    help="dataset tools: info | verify | rerender | export-minari",
-    dest="data_command",
-    run=cmd_data,
-    children=(
-        Command("info", help="counts and sizes (from file headers: fast)", options=_dir_json),
-        Command(
-            "verify",
-            help="read every episode file; exit 1 naming corrupt ones",
-            options=_dir_json,
-        ),
-        Command(
-            "rerender",
-            help="the same episodes drawn at another image size from their states",
-            options=_rerender_options,
-        ),
-        Command(
-            "export-minari",
-            help="export to a Minari dataset (needs the extra)",
-            options=_export_options,
-        ),
-    ),
-)
+COMMANDS = {
+    "collect": ("record a reward-free dataset with a data policy", collect_options),
+    "data": ("dataset tools: info | verify | rerender | export-minari", data_options),
+}
+"""`lewm NAME`: (help line, function adding the command's options and its `func`)."""

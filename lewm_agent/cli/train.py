@@ -1,9 +1,12 @@
 """`lewm train`, `lewm train-policy`, `lewm info`: train the world model and its policy head.
 
 Training and planning options are generated from the config dataclasses (their field
-comments are the help texts). `lewm train --nproc N` re-launches itself under torchrun
-with the user's own argv (`args.argv`, set by `main`); `python -m lewm_agent.train` is
-`lewm train`.
+comments are the help texts). `lewm train` has one code path (`cmd_train`: the
+library's `train`, the agent built by `WorldModelAgent.from_train_result`, as `fit`
+does). Multi-GPU: `lewm train --nproc N` re-launches itself under torchrun with the
+user's own argv (`args.argv`, set by `main`), i.e.
+`torchrun --standalone --nproc-per-node N -m lewm_agent.cli -- train ARGV`, which may
+also be typed by hand.
 """
 
 from __future__ import annotations
@@ -13,45 +16,12 @@ import json
 from typing import Any
 
 from ..config import PRESETS, ModelConfig, PlanConfig, TrainConfig
-from .options import add_config_options, collect_overrides
-from .tree import Command
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    if wants_train_engine(args):
-        return cmd_train_engine(args)
-    from ..agent import WorldModelAgent
-    from ..train import DEFAULT_PRESET, written_files_line
-
-    if args.data is None:
-        raise SystemExit("lewm train needs --data DIR, the dataset folder `lewm collect` wrote")
-    preset = args.preset or DEFAULT_PRESET
-    plan_overrides = collect_overrides(args, PlanConfig, "plan-")
-    agent = WorldModelAgent.fit(
-        args.data,
-        preset=preset,
-        device=args.device,
-        log_dir=args.out,
-        model_overrides=collect_overrides(args, ModelConfig, "model-"),
-        train_overrides=collect_overrides(args, TrainConfig, ""),
-        plan_overrides=plan_overrides,
-        keep_train_state=args.keep_train_state,
-    )  # `fit` records the run's settings (run_meta) as the engine path does
-    path = agent.save(args.out)
-    final = agent.training_stats.get("final", {})
-    print(
-        f"saved agent to {path} ({agent.training_stats['seconds']:.0f} s; final pred_loss "
-        f"{final.get('pred_loss', float('nan')):.4f}, emb_std {final.get('emb_std', float('nan')):.2f})"
-    )
-    print(written_files_line(path))
-    if getattr(args, "policy_head", False):
-        fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
-    return 0
+from .options import add_config_options, agent_path, collect_overrides, is_zoo_folder
 
 
 def policy_head_options(args: argparse.Namespace) -> dict[str, Any]:
     """PolicyHeadConfig overrides from `lewm train --policy-head-steps N`."""
-    steps = getattr(args, "policy_head_steps", None)
+    steps = args.policy_head_steps
     return {"steps": steps} if steps else {}
 
 
@@ -81,13 +51,21 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    out = args.out or args.run
+    if args.out is None and is_zoo_folder(args.run):
+        raise SystemExit(
+            f"{args.run} is a zoo model's folder (its card records its files' hashes): pass "
+            "--out DIR, a new checkpoint folder that gets the model and the new head"
+        )
     agent = WorldModelAgent.load(args.run, planner="cem", device=args.device)
+    if out != args.run:
+        agent.save(out)  # the model, then its head beside it
     over = {
         k: v
         for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
         if v is not None
     }
-    fit_and_save_policy_head(agent, args.data, args.run, **over)
+    fit_and_save_policy_head(agent, args.data, out, **over)
     return 0
 
 
@@ -97,9 +75,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     if args.agent:
         from ..checkpoint import load_checkpoint
-        from ..zoo import resolve
 
-        model, config, _ = load_checkpoint(resolve(args.agent))
+        model, config, _ = load_checkpoint(args.agent)
         title = f"agent {args.agent}"
     else:
         preset = get_preset(args.preset)
@@ -163,20 +140,6 @@ def add_train_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def wants_train_engine(args: argparse.Namespace) -> bool:
-    """Whether `lewm train` must go through `cmd_train_engine` (new flags or torchrun)."""
-    from ..distributed import launched_by_torchrun
-
-    return bool(
-        (getattr(args, "nproc", 1) or 1) > 1
-        or getattr(args, "resume", False)
-        or getattr(args, "compile", False)
-        or getattr(args, "tensorboard", False)
-        or getattr(args, "checkpoint_every", None) is not None
-        or launched_by_torchrun()
-    )
-
-
 def saved_run_settings(
     args: argparse.Namespace,
 ) -> tuple[str, ModelConfig, TrainConfig, Any, dict[str, Any] | None]:
@@ -229,8 +192,8 @@ def saved_run_settings(
     return str(data), model_cfg, train_cfg, plan_cfg, saved
 
 
-def cmd_train_engine(args: argparse.Namespace) -> int:
-    """`lewm train` with the engine flags: launch torchrun, or train and save the agent.
+def cmd_train(args: argparse.Namespace) -> int:
+    """`lewm train`: launch torchrun, or train and save the agent (the one code path).
 
     With `--nproc N > 1` outside torchrun this re-launches itself as
     `torchrun --standalone --nproc_per_node=N -m lewm_agent.cli -- train ARGV`, ARGV
@@ -241,7 +204,7 @@ def cmd_train_engine(args: argparse.Namespace) -> int:
     """
     from tqdm.auto import tqdm
 
-    from ..agent import agent_from_result
+    from ..agent import WorldModelAgent
     from ..device import resolve_device
     from ..distributed import (
         init_distributed,
@@ -251,7 +214,7 @@ def cmd_train_engine(args: argparse.Namespace) -> int:
     )
     from ..train import DEFAULT_PRESET, run_meta, train, written_files_line
 
-    nproc = int(getattr(args, "nproc", None) or 1)
+    nproc = int(args.nproc or 1)
     if nproc > 1 and not launched_by_torchrun():
         argv = getattr(args, "argv", None)
         if argv is None:
@@ -274,11 +237,11 @@ def cmd_train_engine(args: argparse.Namespace) -> int:
             train_cfg,
             log_dir=args.out,
             device=dev,
-            resume=bool(getattr(args, "resume", False)),
-            checkpoint_every=getattr(args, "checkpoint_every", None),
-            compile=bool(getattr(args, "compile", False)),
-            tensorboard=bool(getattr(args, "tensorboard", False)),
-            keep_train_state=bool(getattr(args, "keep_train_state", False)),
+            resume=args.resume,
+            checkpoint_every=args.checkpoint_every,
+            compile=args.compile,
+            tensorboard=args.tensorboard,
+            keep_train_state=args.keep_train_state,
             run_meta=run_meta(
                 data,
                 args.preset or (saved or {}).get("run", {}).get("preset") or DEFAULT_PRESET,
@@ -286,7 +249,9 @@ def cmd_train_engine(args: argparse.Namespace) -> int:
             ),
         )
         if info.is_main:
-            agent = agent_from_result(result, plan_cfg, result.model.enc_proj.fc1.weight.device)
+            agent = WorldModelAgent.from_train_result(
+                result, plan_cfg, result.model.enc_proj.fc1.weight.device
+            )
             path = agent.save(args.out)
             final = result.log[-1] if result.log else {}
             print(
@@ -296,14 +261,20 @@ def cmd_train_engine(args: argparse.Namespace) -> int:
                 f"emb_std {final.get('emb_std', float('nan')):.2f})"
             )
             print(written_files_line(path))
-            if getattr(args, "policy_head", False):
-                fit_and_save_policy_head(agent, args.data, args.out, **policy_head_options(args))
+            if args.policy_head:
+                fit_and_save_policy_head(agent, data, args.out, **policy_head_options(args))
     finally:
         shutdown_distributed()
     return 0
 
 
 def train_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train LeWM on a dataset and save the agent folder. Several GPUs: --nproc N "
+        "(re-launches `torchrun --standalone --nproc-per-node N -m lewm_agent.cli -- "
+        "train ARGV`)."
+    )
+    p.set_defaults(func=cmd_train)
     p.add_argument(
         "--data",
         default=None,
@@ -336,7 +307,20 @@ def train_options(p: argparse.ArgumentParser) -> None:
 
 
 def train_policy_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="checkpoint folder (from `lewm train`); the head is saved into it")
+    p.description = (
+        "Train the latent policy head of an existing checkpoint (its world model frozen)."
+    )
+    p.set_defaults(func=cmd_train_policy)
+    p.add_argument(
+        "run",
+        type=agent_path,
+        help="checkpoint folder (from `lewm train`; the head is saved into it) or zoo:NAME",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="save the model and its new head here instead of into RUN (needed for zoo:NAME)",
+    )
     p.add_argument("--data", required=True, help="the dataset the world model was trained on")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 3000)")
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
@@ -346,28 +330,24 @@ def train_policy_options(p: argparse.ArgumentParser) -> None:
 
 
 def info_options(p: argparse.ArgumentParser) -> None:
+    p.description = "Parameter counts by part of a preset or a checkpoint."
+    p.set_defaults(func=cmd_info)
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     p.add_argument(
-        "--agent", default=None, help="a checkpoint folder (or zoo:NAME) instead of a preset"
+        "--agent",
+        default=None,
+        type=agent_path,
+        help="a checkpoint folder (or zoo:NAME) instead of a preset",
     )
     p.add_argument("--json", action="store_true")
 
 
-TRAIN = Command(
-    "train",
-    help="train LeWM on a dataset and save the agent folder",
-    options=train_options,
-    run=cmd_train,
-)
-TRAIN_POLICY = Command(
-    "train-policy",
-    help="train the latent policy head of an existing checkpoint (frozen world model)",
-    options=train_policy_options,
-    run=cmd_train_policy,
-)
-INFO = Command(
-    "info",
-    help="parameter counts by part of a preset or checkpoint",
-    options=info_options,
-    run=cmd_info,
-)
+COMMANDS = {
+    "train": ("train LeWM on a dataset and save the agent folder", train_options),
+    "train-policy": (
+        "train the latent policy head of an existing checkpoint (frozen world model)",
+        train_policy_options,
+    ),
+    "info": ("parameter counts by part of a preset or checkpoint", info_options),
+}
+"""`lewm NAME`: (help line, function adding the command's options and its `func`)."""

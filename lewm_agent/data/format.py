@@ -63,7 +63,7 @@ def _read_meta(root: Path) -> dict[str, Any]:
     if not root.is_dir():
         raise DatasetError(
             f"dataset folder {root} does not exist; record one first "
-            "(`lewm collect` / `python -m envs.collect`, or envs.wrappers.RecordEpisodes)"
+            "(`lewm collect`, or envs.wrappers.RecordEpisodes)"
         )
     if not path.is_file():
         raise DatasetError(

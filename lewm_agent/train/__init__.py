@@ -24,7 +24,7 @@ Modules: `loop` (`train` as a short sequence of phases, the step loop, `TrainRes
 `run_meta`), `prepare` (the phases before the first step: argument checks, training
 split, resume checks, model and optimiser), `batches` (data loading, RAM budget,
 step-seeded batches), `monitor` (log columns, `CollapseWatch`, `RunMonitor`, curves).
-`python -m lewm_agent.train ARGS` (`__main__.py`) is `lewm train ARGS`.
+The command line is `lewm train` (lewm_agent/cli/train.py), which calls `train`.
 """
 
 from ..device import autocast_context, resolve_device

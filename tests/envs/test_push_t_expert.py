@@ -146,11 +146,10 @@ def test_expert_agent_from_the_registry():
 
 
 def test_expert_bench_reports_success_and_cost(tmp_path):
-    from functools import partial
-
     from lewm_agent.cli import main as lewm
 
-    main = partial(lewm, command=["bench"], prog="python -m eval.bench")
+    def main(argv: list[str]) -> int:
+        return lewm(["bench", *argv])
 
     out = tmp_path / "expert.json"
     assert main(["expert", "--pairs", "3", "--json", str(out)]) == 0

@@ -1,4 +1,4 @@
-"""`python -m eval.bench`: the planning benchmark (timings, FLOPs, matmul peak)."""
+"""`lewm bench`: the planning benchmark (timings, FLOPs, matmul peak)."""
 
 import pytest
 
@@ -19,7 +19,7 @@ def test_planning_benchmark_runs_and_counts_flops():
 
 @pytest.mark.slow
 def test_cpu_preset_planning_benchmark_writes_sane_json(tmp_path):
-    """`python -m eval.bench planning` on the real `cpu` preset, as `make bench` runs it.
+    """`lewm bench planning` on the real `cpu` preset, as `make bench` runs it.
 
     About 70 s at load 8 (2.9 s per CEM 300 x 10 plan; 0.86 s on a quiet machine).
     The FLOP count is exact (counted over the real rollout), so it pins the model
@@ -39,7 +39,7 @@ def test_cpu_preset_planning_benchmark_writes_sane_json(tmp_path):
             "--json", str(out)]
     # fmt: on
     proc = subprocess.run(
-        [sys.executable, "-m", "eval.bench", *argv],
+        [sys.executable, "-m", "lewm_agent.cli", "bench", *argv],
         cwd=root,
         capture_output=True,
         text=True,

@@ -17,7 +17,5 @@ def test_rows_and_ratios():
 def test_cli_writes_json(tmp_path):
     out = tmp_path / "p.json"
     argv = ["--preset", "test", "--rounds", "1", "--json", str(out)]
-    assert (
-        main(argv, command=["bench", "paper-prior"], prog="python -m eval.bench_paper_prior") == 0
-    )
+    assert main(["bench", "paper-prior", *argv]) == 0
     assert '"cem-prior-60x5"' in out.read_text()

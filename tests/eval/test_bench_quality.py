@@ -1,4 +1,4 @@
-"""`python -m eval.bench planning-quality` on a tiny agent: valid JSON rows and a PNG."""
+"""`lewm bench planning-quality` on a tiny agent: valid JSON rows and a PNG."""
 
 import json
 
@@ -15,12 +15,11 @@ def quality_agent_dir(tiny_agent_dir, tworoom_data, tmp_path_factory):
 
 
 def test_planning_quality_writes_json_and_png(quality_agent_dir, tworoom_data, tmp_path):
-    from functools import partial
-
     from eval.bench_quality import SETTINGS
     from lewm_agent.cli import main as lewm
 
-    main = partial(lewm, command=["bench"], prog="python -m eval.bench")
+    def main(argv: list[str]) -> int:
+        return lewm(["bench", *argv])
 
     out = tmp_path / "q.json"
     names = ["cem-150x5", "cem-warm-300x2-every-block", "cem-prior-60x5", "policy"]

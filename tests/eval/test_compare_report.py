@@ -25,8 +25,8 @@ from tests.helpers.agents import DoNothing, PixelOracle
 
 
 def main(argv: list[str]) -> int:
-    """`python -m eval.compare ARGV` (= `lewm eval --compare ARGV`), in process."""
-    return lewm(argv, command=["eval", "--compare"], prog="python -m eval.compare")
+    """`lewm compare ARGV`, in process."""
+    return lewm(["compare", *argv])
 
 
 ENV = "lewm/TwoRoom-v0"

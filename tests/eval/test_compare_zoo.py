@@ -1,4 +1,4 @@
-"""`lewm eval --compare --lewm zoo:NAME`: a shipped model is compared like a run folder."""
+"""`lewm compare --lewm zoo:NAME`: a shipped model is compared like a run folder."""
 
 import json
 
@@ -9,7 +9,7 @@ from lewm_agent.cli import main as lewm
 
 def test_compare_takes_a_zoo_model(tmp_path):
     out = tmp_path / "cmp"
-    argv = ["eval", "--compare", "--env", "lewm/TwoRoom-v0", "--agents", "lewm,random"]
+    argv = ["compare", "--env", "lewm/TwoRoom-v0", "--agents", "lewm,random"]
     argv += ["--lewm", "zoo:tworoom", "--episodes-from", "env", "--episodes", "2"]
     argv += ["--budget", "5", "--out", str(out), "--no-progress"]
     assert lewm(argv) == 0
@@ -18,7 +18,7 @@ def test_compare_takes_a_zoo_model(tmp_path):
 
 
 def test_compare_names_a_missing_checkpoint(tmp_path):
-    argv = ["eval", "--compare", "--env", "lewm/TwoRoom-v0", "--agents", "lewm"]
+    argv = ["compare", "--env", "lewm/TwoRoom-v0", "--agents", "lewm"]
     argv += ["--lewm", str(tmp_path / "nothing"), "--episodes-from", "env", "--episodes", "1"]
     with pytest.raises(SystemExit, match="no LeWM checkpoint at .*nothing"):
         lewm(argv + ["--out", str(tmp_path / "cmp")])

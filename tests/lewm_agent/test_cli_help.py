@@ -16,8 +16,8 @@ HELP_COMMANDS = [
     ["collect"],
     ["train"],
     ["eval"],
-    ["eval", "--compare"],
-    ["eval", "--videos"],
+    ["compare"],
+    ["videos"],
     ["info"],
     ["data"],
     ["probe"],
@@ -47,18 +47,19 @@ def test_help_says_lewm_and_has_no_escaped_percent(argv, capsys) -> None:
     assert "%%" not in text
 
 
-def test_eval_help_shows_its_other_modes(capsys) -> None:
+def test_eval_help_points_at_compare_and_videos(capsys) -> None:
     text = _help(["eval"], capsys)
-    assert "--compare" in text and "--videos" in text and "--episodes-from" in text
-    assert _help(["eval", "--compare"], capsys).startswith("usage: lewm eval --compare")
-    assert "95% Wilson" in _help(["eval", "--compare"], capsys)
+    assert "`lewm compare`" in text and "`lewm videos`" in text and "--episodes-from" in text
+    assert _help(["compare"], capsys).startswith("usage: lewm compare")
+    assert "95% Wilson" in _help(["compare"], capsys)
 
 
-def test_probe_state_is_the_new_name_and_probe_still_works(capsys) -> None:
+def test_probe_has_one_name_per_experiment(capsys) -> None:
     text = _help(["probe"], capsys)
-    assert "state" in text and "surprise" in text
-    old_name = _help(["probe", "probe"], capsys)  # the old name still parses
-    assert old_name.startswith("usage: lewm probe state") and "linear / MLP probes" in old_name
+    assert "state" in text and "surprise" in text and "straightness" in text
+    with pytest.raises(SystemExit) as e:  # the old name `probe probe` is gone
+        lewm(["probe", "probe", "x", "--data", "d"])
+    assert e.value.code == 2
 
 
 def test_one_name_for_the_scripted_policy(capsys) -> None:
@@ -75,8 +76,9 @@ def test_eval_without_data_says_what_the_dataset_is_for(tiny_agent_dir, capsys) 
     with pytest.raises(SystemExit, match="start/goal pairs.*--episodes-from env"):
         lewm(["eval", "--agent", str(tiny_agent_dir)])
     with pytest.raises(SystemExit, match="start/goal pairs.*--episodes-from env"):
-        argv = ["--env", "lewm/TwoRoom-v0", "--agents", "random", "--data", "/nonexistent"]
-        lewm(argv, command=["eval", "--compare"], prog="python -m eval.compare")
+        lewm(
+            ["compare", "--env", "lewm/TwoRoom-v0", "--agents", "random", "--data", "/nonexistent"]
+        )
 
 
 def test_compare_random_and_scripted_with_episodes_from_the_env(tmp_path: Path) -> None:
@@ -86,7 +88,7 @@ def test_compare_random_and_scripted_with_episodes_from_the_env(tmp_path: Path) 
     out = tmp_path / "cmp"
     argv = ["--env", "lewm/TwoRoom-v0", "--agents", "random,scripted", "--episodes-from", "env",
             "--episodes", "4", "--image-size", "32", "--out", str(out), "--no-progress"]  # fmt: skip
-    assert lewm(["eval", "--compare", *argv]) == 0
+    assert lewm(["compare", *argv]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results) == {"random", "scripted"}
     assert results["random"]["episodes"] == results["scripted"]["episodes"] == 4
@@ -163,8 +165,9 @@ def test_commands_end_by_listing_the_files_they_wrote(
     assert not (run / "train_state").exists()  # finished: the optimiser state is gone
 
     path = tmp_path / "bench.json"
-    argv = ["planning", "--presets", "test", "--envs", "1", "--repeats", "1", "--json", str(path)]
-    assert lewm(argv, command=["bench"], prog="python -m eval.bench") == 0
+    argv = ["bench", "planning", "--presets", "test", "--envs", "1", "--repeats", "1", "--json",
+            str(path)]  # fmt: skip
+    assert lewm(argv) == 0
     out, err = capsys.readouterr()
     assert out.strip().endswith(f"wrote {path}") and path.is_file()
     assert "plan" in err  # the progress bar, in plans

@@ -1,5 +1,5 @@
-"""One training path: `WorldModelAgent.fit` and `lewm train` (both of its code paths)
-call the same `train` and leave the same files, stats and weights for the same seed."""
+"""One training path: `WorldModelAgent.fit` and `lewm train` call the same `train` and
+leave the same files, stats and weights for the same seed."""
 
 from __future__ import annotations
 
@@ -50,9 +50,8 @@ def _written(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def three_runs(tworoom_data, tmp_path_factory):
-    """The same tiny run made by `fit` + `save`, by `lewm train` and by `lewm train`'s
-    engine path (`--checkpoint-every 0` sends it there)."""
+def two_runs(tworoom_data, tmp_path_factory):
+    """The same tiny run made by `fit` + `save` and by `lewm train`."""
     root = tmp_path_factory.mktemp("one_path")
     agent = WorldModelAgent.fit(
         tworoom_data,
@@ -67,37 +66,32 @@ def three_runs(tworoom_data, tmp_path_factory):
     flags = ["--data", str(tworoom_data), "--preset", "test", "--steps", str(STEPS)]
     flags += ["--seed", str(SEED), "--log-every", str(LOG_EVERY), "--keep-train-state"]
     assert main(["train", *flags, "--out", str(root / "cli")]) == 0
-    assert main(["train", *flags, "--out", str(root / "engine"), "--checkpoint-every", "0"]) == 0
-    return {name: _written(root / name) for name in ("fit", "cli", "engine")}
+    return {name: _written(root / name) for name in ("fit", "cli")}
 
 
-def test_fit_and_lewm_train_write_the_same_files_and_stats(three_runs):
-    fit = three_runs["fit"]
+def test_fit_and_lewm_train_write_the_same_files_and_stats(two_runs):
+    fit, cli = two_runs["fit"], two_runs["cli"]
     assert set(fit["training_keys"]) == TRAINING_STATS
     assert fit["stats"]["training"]["world_size"] == 1
     assert fit["stats"]["training"]["resumed_from"] is None
     assert fit["state_meta"]["run"]["preset"] == "test"  # `lewm train --resume` can go on
-    for name in ("cli", "engine"):
-        other = three_runs[name]
-        for key in (
-            "files",
-            "state_files",
-            "training_keys",
-            "config",
-            "stats",
-            "state_meta",
-            "log",
-        ):
-            assert other[key] == fit[key], f"{name}: {key} differs from fit's"
+    for key in ("files", "state_files", "training_keys", "config", "stats", "state_meta", "log"):
+        assert cli[key] == fit[key], f"{key} differs from fit's"
 
 
-def test_fit_and_lewm_train_make_the_same_weights(three_runs):
-    fit = three_runs["fit"]
-    for name in ("cli", "engine"):
-        for key in ("weights", "state_weights"):
-            other = three_runs[name][key]
-            assert other.keys() == fit[key].keys()
-            assert all(torch.equal(other[k], fit[key][k]) for k in other), f"{name}: {key}"
+def test_fit_and_lewm_train_make_the_same_weights(two_runs):
+    fit, cli = two_runs["fit"], two_runs["cli"]
+    for key in ("weights", "state_weights"):
+        assert cli[key].keys() == fit[key].keys()
+        assert all(torch.equal(cli[key][k], fit[key][k]) for k in cli[key]), key
+
+
+def test_lewm_train_has_one_code_path():
+    """No second `lewm train` function chosen by its flags."""
+    import lewm_agent.cli.train as command
+
+    assert not hasattr(command, "wants_train_engine")
+    assert not hasattr(command, "cmd_train_engine")
 
 
 def test_training_warnings_name_the_caller(tworoom_data):

@@ -38,7 +38,7 @@ bench-suite: $(STAMP)
 
 # docs/results/*.md and README.md's results table, from the JSON files in docs/results/.
 docs: $(STAMP)
-	$(BIN)/python -c "from eval.report import main; main()"
+	$(BIN)/lewm report
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

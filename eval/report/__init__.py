@@ -81,12 +81,3 @@ def write_result_pages(results_dir: Path = RESULTS_DIR, readme: Path | None = RE
             atomic_write_text(path, text)
             changed.append(path)
     return changed
-
-
-def main() -> None:
-    """`make docs`: regenerate, then name what changed."""
-    changed = write_result_pages()
-    for path in changed:
-        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
-    if not changed:
-        print("the results pages and README.md are up to date")

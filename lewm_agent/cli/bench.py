@@ -350,6 +350,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- lewm report
+def _report_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.report")
+    p.set_defaults(func=cmd_report)
+    p.add_argument(
+        "--results", default=None, help="folder of result JSON files (default docs/results)"
+    )
+    p.add_argument(
+        "--readme", default=None, help="README whose results block is rewritten (default README.md)"
+    )
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from eval.report import README, RESULTS_DIR, write_result_pages
+
+    changed = write_result_pages(
+        Path(args.results) if args.results else RESULTS_DIR,
+        Path(args.readme) if args.readme else README,
+    )
+    for path in changed:
+        print(f"wrote {path}")
+    if not changed:
+        print("the results pages and the README's results block are up to date")
+    return 0
+
+
 COMMANDS = {
     "bench": (
         "speed benchmarks: planning | recorder | expert | planning-quality | paper-prior",
@@ -362,6 +388,10 @@ COMMANDS = {
     "demo": (
         "make demo: record Two-Room data, train, evaluate vs random, write a video",
         _demo_options,
+    ),
+    "report": (
+        "make docs: docs/results/*.md and the README's results table from docs/results/*.json",
+        _report_options,
     ),
 }
 """`lewm NAME`: (help line, function adding the command's options and its `func`)."""

@@ -109,3 +109,18 @@ def test_the_readme_is_a_users_page() -> None:
         body = path.read_text().lower()
         for word in ("session", "load average", "next things to try", "python -m eval"):
             assert word not in body, f"{path.relative_to(ROOT)}: {word!r}"
+
+
+def test_lewm_report_rewrites_only_what_its_json_changed(copy, capsys) -> None:
+    from lewm_agent.cli import main
+
+    results, readme = copy
+    argv = ["report", "--results", str(results), "--readme", str(readme)]
+    assert main(argv) == 0
+    assert "up to date" in capsys.readouterr().out
+    suite = results / "suite_tworoom.json"
+    before = (results / "suite.md").read_text()
+    _edit(suite, lambda d: d["results"]["lewm"].update(successes=1, success_rate=0.02))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "suite.md" in out and (results / "suite.md").read_text() != before

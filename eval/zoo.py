@@ -5,30 +5,21 @@
         --collect-cmd "lewm collect --env lewm/PushT-v0 ..." \
         --train-cmd "lewm train --data data/pusht --out runs/pusht ..."
 
-A zoo model is an ordinary checkpoint folder (its weights usually float16,
-upcast to float32 at load) whose config.json holds the planner it was measured
-with, plus:
-
-- `card.json`: a record of how the model was made (commands, data, training wall
-  time) and measured (paper-protocol success with 95% Wilson intervals, in both
-  dtypes), its size, its planner (the same as config.json's) and the SHA-256 of
-  every file (`verify`);
-- `episodes.json`: the start/goal states of its protocol episodes, so evaluating
-  it needs no dataset (`lewm eval --agent zoo:NAME`);
-- for a planner that acts with the latent policy head ("policy", "cem-prior",
-  "mppi-prior"), the head's two files, listed in config.json's hashes like the
-  model's.
+A zoo model is an ordinary checkpoint folder (weights usually float16, upcast at
+load) whose config.json holds the planner it was measured with (and lists the
+policy head's files when that planner acts with the head), plus `card.json`, a
+record of how it was made and measured with the SHA-256 of every file (`verify`),
+and `episodes.json`, its protocol episodes (`lewm eval --agent zoo:NAME` needs no
+dataset). `lewm_agent/zoo.py` resolves `zoo:NAME` for `load`; the folder format
+is in docs/CONTRACTS.md.
 
 `add` draws the paper protocol's episodes from the run's held-out data exactly as
-`lewm eval --data` does (same split, seed 42), saves their start/goal states next
-to the model, evaluates the run in float32 AND converted to float16 on those same
-episodes, keeps float16 unless it solves more than `--max-drop` fewer episodes,
-and writes the card and a README generated from it. `--planner NAME` measures
-and ships the model with another planner than its checkpoint's, written into the
-shipped config.json; a planner that needs the policy head converts the run's
-head WITH the model (float16 model + float16 head, float32 + float32), so the
-max-drop rule measures the pair that ships. The folder format is in
-docs/CONTRACTS.md. `lewm_agent/zoo.py` resolves `zoo:NAME` for `load`.
+`lewm eval --data` does (same split, seed 42), evaluates the run in float32 AND
+converted to float16 on them, keeps float16 unless it solves more than
+`--max-drop` fewer episodes, and writes the card and a README generated from it.
+`--planner NAME` ships the model with another planner than its checkpoint's; one
+that needs the policy head converts the head WITH the model (float16 model +
+float16 head), so the max-drop rule measures the pair that ships.
 """
 
 from __future__ import annotations
@@ -113,17 +104,9 @@ def read_card(ref: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
-def needs_head(planner: str) -> bool:
-    """Whether a planner acts with the latent policy head (`planning.uses_policy`)."""
-    return uses_policy(planner)
-
-
 def sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def file_records(path: Path, files: tuple[str, ...] = HASHED_FILES) -> dict[str, dict[str, Any]]:
@@ -145,7 +128,7 @@ def verify(ref: str | os.PathLike[str]) -> Path:
     path = card_folder(ref)
     card = read_card(ref)
     records = card.get("files") or {}
-    required = CHECKPOINT_FILES + (HEAD_FILES if needs_head(card["planner"]) else ())
+    required = CHECKPOINT_FILES + (HEAD_FILES if uses_policy(card["planner"]) else ())
     missing = [f for f in required if f not in records]
     if missing:
         raise zoo.ZooError(f"{path / zoo.CARD_FILE} lists no hash for {missing}")
@@ -221,8 +204,8 @@ def convert_policy_head(
     head, meta = load_policy_head(src, device="cpu")
     head.to(_DTYPES[dtype])
     # save_policy_head writes format_version, config and sizes itself.
-    keep = {k: v for k, v in meta.items() if k not in ("format_version", "config")}
-    keep = {k: v for k, v in keep.items() if k not in ("embed_dim", "block_dim")}
+    written = ("format_version", "config", "embed_dim", "block_dim")
+    keep = {k: v for k, v in meta.items() if k not in written}
     keep["source_model_digest"] = meta.get("source_model_digest", meta.get("model_digest"))
     keep["model_digest"] = model_digest
     keep["dtype"] = dtype
@@ -232,31 +215,30 @@ def convert_policy_head(
 
 
 # --------------------------------------------------------------- protocol episodes
-def write_episodes(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
-    """Write protocol episodes as JSON.
+def write_episodes(
+    path: str | os.PathLike[str], episodes: list[ProtocolEpisode], **fields: Any
+) -> Path:
+    """Write protocol episodes (float32 states) and `fields` ("env_id", "seed", ...) as JSON.
 
-    `data` holds "env_id", protocol fields ("seed", "goal_offset", "budget", ...)
-    and "episodes": a list of {"episode", "start_step", "start_state",
-    "goal_state"} with float32 state arrays. float32 -> Python float -> JSON ->
-    float32 is exact (a double holds every float32, and JSON keeps the double's
-    shortest round-trip repr), so the states restore bit for bit.
+    float32 -> Python float -> JSON -> float32 is exact (a double holds every
+    float32, and JSON keeps the double's shortest round-trip repr), so the states
+    restore bit for bit (`lewm_agent.zoo.read_episodes`).
     """
     out = {
         "episodes_version": zoo.EPISODES_VERSION,
-        **{k: v for k, v in data.items() if k != "episodes"},
+        **fields,
         "episodes": [
             {
-                "episode": str(ep["episode"]),
-                "start_step": int(ep["start_step"]),
-                "start_state": np.asarray(ep["start_state"], dtype=np.float32).tolist(),
-                "goal_state": np.asarray(ep["goal_state"], dtype=np.float32).tolist(),
+                "episode": str(ep.episode),
+                "start_step": int(ep.start_step),
+                "start_state": np.asarray(ep.start_state, dtype=np.float32).tolist(),
+                "goal_state": np.asarray(ep.goal_state, dtype=np.float32).tolist(),
             }
-            for ep in data["episodes"]
+            for ep in episodes
         ],
     }
-    path = Path(path)
-    write_json(path, out)
-    return path
+    write_json(Path(path), out)
+    return Path(path)
 
 
 def protocol_episodes(ref: str, n: int = EPISODES, seed: int = SEED) -> list[ProtocolEpisode]:
@@ -461,23 +443,13 @@ def add(
         shipped = folders[dtype]
         write_episodes(
             shipped / zoo.EPISODES_FILE,
-            {
-                "env_id": env_id,
-                "seed": seed,
-                "goal_offset": GOAL_OFFSET,
-                "budget": BUDGET,
-                "holdout_fraction": holdout,
-                "source": data_meta,
-                "episodes": [
-                    {
-                        "episode": e.episode,
-                        "start_step": e.start_step,
-                        "start_state": e.start_state,
-                        "goal_state": e.goal_state,
-                    }
-                    for e in eps
-                ],
-            },
+            eps,
+            env_id=env_id,
+            seed=seed,
+            goal_offset=GOAL_OFFSET,
+            budget=BUDGET,
+            holdout_fraction=holdout,
+            source=data_meta,
         )
         res = results[dtype]
         first = [c == "1" for c in res["per_episode"][:REGRESSION_EPISODES]]
@@ -511,19 +483,8 @@ def add(
             "dtype_rule": f"float16 unless it solves more than {max_drop} fewer of the "
             f"{episodes} episodes than float32",
             "regression": regression_threshold(res["successes"], res["episodes"], first),
-            "size_bytes": {
-                d: (folders[d] / WEIGHTS_FILE).stat().st_size for d in ("float32", "float16")
-            },
-            **(
-                {
-                    "policy_head_size_bytes": {
-                        d: (folders[d] / HEAD_WEIGHTS_FILE).stat().st_size
-                        for d in ("float32", "float16")
-                    }
-                }
-                if with_head
-                else {}
-            ),
+            "size_bytes": _sizes(folders, WEIGHTS_FILE),
+            **({"policy_head_size_bytes": _sizes(folders, HEAD_WEIGHTS_FILE)} if with_head else {}),
             "files": file_records(shipped, HASHED_FILES + (HEAD_FILES if with_head else ())),
             "made_with": {
                 "torch": str(torch.__version__),
@@ -541,6 +502,11 @@ def add(
     verify(zoo.PREFIX + name)
     print(f"added zoo:{name} ({dtype}, planner {planner}) to {dst}")
     return dst
+
+
+def _sizes(folders: dict[str, Path], file: str) -> dict[str, int]:
+    """{dtype: bytes of `file`} over the converted folders."""
+    return {d: (f / file).stat().st_size for d, f in folders.items()}
 
 
 def _head_summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -563,7 +529,7 @@ def _check_planner(run: str | os.PathLike[str], planner: str, model: Any) -> dic
 
     if planner not in PLANNER_NAMES:
         raise ValueError(f"unknown planner {planner!r}; one of {', '.join(PLANNER_NAMES)}")
-    if not needs_head(planner):
+    if not uses_policy(planner):
         return None
     fix = f"train it first: `lewm train-policy {run} --data DATA`"
     if not has_policy_head(run):
@@ -602,7 +568,7 @@ def card_readme(card: dict[str, Any]) -> str:
         f"{card['protocol']['seed']}, shipped in episodes.json): "
         f"`{card['protocol']['command']}`",
         "",
-        f"| weights{' (model + head)' if needs_head(card['planner']) else ''} "
+        f"| weights{' (model + head)' if uses_policy(card['planner']) else ''} "
         "| success | 95% Wilson CI | mean steps |",
         "|---|---|---|---|",
     ]
@@ -626,7 +592,7 @@ def _planner_text(card: dict[str, Any]) -> str:
         f'`WorldModelAgent.load("zoo:{card["name"]}")`, or of a copy of this folder, '
         "acts with it (pass `planner=` for another)."
     )
-    if needs_head(planner):
+    if uses_policy(planner):
         head = (card.get("policy_head_size_bytes") or {}).get(card["dtype"])
         size = f", {head / 1e6:.1f} MB" if head else ""
         text += (

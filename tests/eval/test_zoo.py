@@ -23,7 +23,7 @@ from eval import zoo as ezoo
 from lewm_agent import WorldModelAgent, zoo
 from lewm_agent.checkpoint import WEIGHTS_FILE, CheckpointError, load_checkpoint
 
-# Brief of the zoo (issue 14): Two-Room must keep at least 9/10.
+# Two-Room must keep at least 9/10, whatever its card says.
 HARD_FLOORS = {"tworoom": 9}
 SHIPPED = zoo.names()
 

@@ -19,6 +19,7 @@ from safetensors import safe_open
 from eval import zoo as ezoo
 from lewm_agent import CheckpointError, WorldModelAgent, zoo
 from lewm_agent.controllers import Controller
+from lewm_agent.planning import uses_policy
 from lewm_agent.policy_head import HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE
 
 HEAD = {"steps": 30, "hidden": 32, "batch_size": 32}
@@ -283,5 +284,5 @@ def test_shipped_cards_record_the_planner_their_config_holds(name, monkeypatch):
     assert card["planner"] == config["plan"]["planner"] and card["plan"] == config["plan"]
     agent = WorldModelAgent.load("zoo:" + name, device="cpu")
     assert agent.plan_config.planner == card["planner"]
-    assert (agent.policy_head is not None) == ezoo.needs_head(card["planner"])
+    assert (agent.policy_head is not None) == uses_policy(card["planner"])
     assert f"| zoo:{name} | {card['planner']} |" in ezoo.format_table(ezoo.table_rows())

@@ -381,13 +381,9 @@ class WorldModelAgent:
 
     def _plan(self, slots: list[EnvSlot]) -> None:
         """Fill the queues of `slots`, envs with the same context planned in one call."""
-        groups: dict[tuple[int, bool], list[EnvSlot]] = {}
+        # Warm replans with fewer iterations than cold ones cannot share a call.
         split_warm = self.plan_config.warm_iterations > 0 and self.plan_config.warm_start
-        for slot in slots:  # envs with the same context length share one rollout
-            # ...and, when warm replans run fewer iterations, the same warm/cold state.
-            key = (len(slot.z_hist), split_warm and slot.warm is not None)
-            groups.setdefault(key, []).append(slot)
-        for group in groups.values():
+        for group in EnvMemory.groups(slots, split_warm):
             tic = time.perf_counter()
             rollouts = self._decide(group)
             if self.decisions is not None:
@@ -437,11 +433,7 @@ class WorldModelAgent:
         generators: list[torch.Generator],
         init_mean: Tensor | None = None,
     ) -> PlanResult:
-        """Plan for G envs directly in latent space (what `predict` calls).
-
-        Shapes as `Controller.plan`: z_ctx (G, h0, D), past (G, h0-1, fs*A) or None,
-        goal (G, D), one generator per env, init_mean (G, H, fs*A) or None.
-        """
+        """`Controller.plan` with this agent's `plan_callback` (what `predict` calls)."""
         return self.controller.plan(
             z_ctx, past, goal, generators, init_mean, callback=self.plan_callback
         )

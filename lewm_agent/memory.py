@@ -108,6 +108,16 @@ class EnvMemory:
             slot.a_hist[:] = slot.a_hist[len(slot.a_hist) - keep :] if keep else []
 
     @staticmethod
+    def groups(slots: list[EnvSlot], split_warm: bool) -> list[list[EnvSlot]]:
+        """The slots that can be planned in one call: same context length (one rollout)
+        and, with `split_warm`, the same warm/cold state."""
+        groups: dict[tuple[int, bool], list[EnvSlot]] = {}
+        for slot in slots:
+            key = (len(slot.z_hist), split_warm and slot.warm is not None)
+            groups.setdefault(key, []).append(slot)
+        return list(groups.values())
+
+    @staticmethod
     def context(
         slots: list[EnvSlot], with_past: bool = True
     ) -> tuple[Tensor, Tensor | None, Tensor]:

@@ -1,28 +1,30 @@
-"""`lewm zoo list | add`: the model zoo's table, and adding a trained run to it.
+"""The model zoo: `lewm zoo list | add`, the cards, and checking a model against its card.
 
     lewm zoo list
     lewm zoo add runs/pusht --name pusht --data data/pusht \
         --collect-cmd "lewm collect --env lewm/PushT-v0 ..." \
         --train-cmd "lewm train --data data/pusht --out runs/pusht ..."
 
-`add` draws the paper protocol's episodes from the run's held-out data exactly as
-`lewm eval --data` does (same split, seed 42), saves their start/goal states next
-to the model, evaluates the run in float32 AND converted to float16 on those same
-episodes, keeps float16 unless it solves more than `--max-drop` fewer episodes,
-and writes the card (commands, wall time, both results with 95% Wilson
-intervals, sizes, SHA-256 of every file). The folder format is in docs/formats.md.
+A zoo model is an ordinary checkpoint folder (weights usually float16, upcast at
+load) whose config.json holds the planner it was measured with (and lists the
+policy head's files when that planner acts with the head), plus `card.json`, a
+record of how it was made and measured with the SHA-256 of every file (`verify`),
+and `episodes.json`, its protocol episodes (`lewm eval --agent zoo:NAME` needs no
+dataset). `lewm_agent/zoo.py` resolves `zoo:NAME` for `load`; the folder format
+is in docs/formats.md.
 
-`--planner NAME` measures (and ships) the model with another planner than its
-checkpoint's. "policy", "cem-prior" and "mppi-prior" act with the run's latent
-policy head (`lewm train-policy RUN --data DATA`): its two files are converted
-WITH the model (the float16 variant is float16 model + float16 head, the
-float32 one float32 + float32, so the max-drop rule measures the pair that
-ships), hashed in the card, and `WorldModelAgent.load("zoo:NAME")` acts with
-that planner.
+`add` draws the paper protocol's episodes from the run's held-out data exactly as
+`lewm eval --data` does (same split, seed 42), evaluates the run in float32 AND
+converted to float16 on them, keeps float16 unless it solves more than
+`--max-drop` fewer episodes, and writes the card and a README generated from it.
+`--planner NAME` ships the model with another planner than its checkpoint's; one
+that needs the policy head converts the head WITH the model (float16 model +
+float16 head), so the max-drop rule measures the pair that ships.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -33,21 +35,209 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from lewm_agent import zoo
-from lewm_agent.checkpoint import load_checkpoint
+from lewm_agent.checkpoint import (
+    CONFIG_FILE,
+    HASHES_KEY,
+    STATS_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    record_file_hashes,
+    save_checkpoint,
+    write_json,
+)
+from lewm_agent.planning import uses_policy
 from lewm_agent.policy_head import (
     HEAD_CONFIG_FILE,
     HEAD_WEIGHTS_FILE,
     has_policy_head,
     load_policy_head,
     model_digest,
+    save_policy_head,
 )
 from lewm_agent.stats import wilson_interval
 
 from .protocol import BUDGET, EPISODES, GOAL_OFFSET, SEED, ProtocolEpisode, run_protocol
 
+CARD_VERSION = 3
+"""The card format `add` writes and this module reads: the planner is recorded, and
+config.json holds it."""
+CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)
+HASHED_FILES = (*CHECKPOINT_FILES, zoo.EPISODES_FILE)
+"""Files whose SHA-256 every card records (the card itself is the index, not hashed)."""
+HEAD_FILES = (HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE)
+"""The latent policy head's files: shipped and hashed when the planner needs the head."""
 REGRESSION_EPISODES = 10
 """Episodes of the fast regression test (tests/eval/test_zoo.py): the first 10 shipped."""
+
+_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+# --------------------------------------------------------------------------- cards
+def card_folder(ref: str | os.PathLike[str]) -> Path:
+    """The folder of `zoo:NAME` or of a zoo model's folder given by its path."""
+    return zoo.folder(ref) if zoo.is_zoo_ref(ref) else Path(ref)
+
+
+def read_card(ref: str | os.PathLike[str]) -> dict[str, Any]:
+    """The card.json of a zoo model (`zoo:NAME`, bare NAME, or its folder)."""
+    if isinstance(ref, str) and not zoo.is_zoo_ref(ref) and not Path(ref).is_dir():
+        ref = zoo.PREFIX + ref  # a bare name
+    path = card_folder(ref) / zoo.CARD_FILE
+    try:
+        card = json.loads(path.read_text())
+    except OSError as e:
+        raise zoo.ZooError(f"{path} cannot be read ({e}): not a zoo model's folder") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise zoo.ZooError(f"{path} is not valid JSON ({e})") from e
+    if card.get("card_version") != CARD_VERSION:
+        raise zoo.ZooError(
+            f"{path}: card_version {card.get('card_version')!r}, this lewm-agent reads "
+            f"{CARD_VERSION}; re-add the model (`lewm zoo add`)"
+        )
+    if not isinstance(card.get("planner"), str):
+        raise zoo.ZooError(f"{path}: planner {card.get('planner')!r} is not a planner name")
+    return card
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_records(path: Path, files: tuple[str, ...] = HASHED_FILES) -> dict[str, dict[str, Any]]:
+    """{file: {"bytes", "sha256"}} for the files of a folder (what a card records)."""
+    return {
+        f: {"bytes": (path / f).stat().st_size, "sha256": sha256(path / f)}
+        for f in files
+        if (path / f).is_file()
+    }
+
+
+def verify(ref: str | os.PathLike[str]) -> Path:
+    """Check a zoo model's folder against its card: every file's size and SHA-256.
+
+    Also checks that config.json holds the planner the card records. Raises ZooError
+    naming the first file that is missing, truncated or changed. Returns the folder.
+    (Loading needs none of this: config.json's own hashes verify the model files.)
+    """
+    path = card_folder(ref)
+    card = read_card(ref)
+    records = card.get("files") or {}
+    required = CHECKPOINT_FILES + (HEAD_FILES if uses_policy(card["planner"]) else ())
+    missing = [f for f in required if f not in records]
+    if missing:
+        raise zoo.ZooError(f"{path / zoo.CARD_FILE} lists no hash for {missing}")
+    for name, rec in records.items():
+        file = path / name
+        hint = f"restore it (`git checkout -- {file}`) or re-add the model (`lewm zoo add`)"
+        if not file.is_file():
+            raise zoo.ZooError(f"zoo model {ref!s}: {file} is missing; {hint}")
+        size = file.stat().st_size
+        if size != rec["bytes"]:
+            raise zoo.ZooError(
+                f"zoo model {ref!s}: {file} has {size} bytes, its card records "
+                f"{rec['bytes']} (truncated or replaced); {hint}"
+            )
+        digest = sha256(file)
+        if digest != rec["sha256"]:
+            raise zoo.ZooError(
+                f"zoo model {ref!s}: {file} has SHA-256 {digest[:16]}..., its card records "
+                f"{rec['sha256'][:16]}... (the file is damaged); {hint}"
+            )
+    held = (json.loads((path / CONFIG_FILE).read_text()).get("plan") or {}).get("planner", "cem")
+    if held != card["planner"]:
+        raise zoo.ZooError(
+            f"zoo model {ref!s}: its card records planner {card['planner']!r}, its "
+            f"{CONFIG_FILE} holds {held!r}; re-add the model (`lewm zoo add`)"
+        )
+    return path
+
+
+# ---------------------------------------------------------------------- conversion
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    dtype: str = "float16",
+    planner: str | None = None,
+) -> Path:
+    """Re-save the checkpoint `src` with its floating-point weights in `dtype`.
+
+    `planner` (optional) replaces the planner its config.json holds.
+
+    Goes through `save_checkpoint`, the project's own save path, so the result is
+    a checkpoint like any other (whatever metadata that path writes). Integer
+    buffers (BatchNorm's batch counter) keep their dtype. Loading upcasts to float32.
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    model, config, stats = load_checkpoint(src, device="cpu")
+    model.to(_DTYPES[dtype])  # floating-point parameters and buffers only
+    # save_checkpoint writes its own version and file hashes for the new bytes.
+    config = {k: v for k, v in config.items() if k not in ("format_version", HASHES_KEY)}
+    if planner is not None:
+        config["plan"] = {**(config.get("plan") or {}), "planner": planner}
+    return save_checkpoint(dst, model, config, stats)
+
+
+def convert_policy_head(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    dtype: str,
+    model_digest: str,
+) -> Path:
+    """Re-save the policy head of checkpoint folder `src` into `dst` in `dtype`.
+
+    `model_digest` is the digest (`policy_head.model_digest`) of the world model
+    the head ships with in `dst`: a float16 model has other weights than the
+    float32 one the head was trained on, so the head's record of "its" model is
+    rewritten to the converted one (the original is kept as `source_model_digest`).
+    Loading upcasts the head to float32, like the model. `dst`'s config.json lists
+    the head's hashes, so loading the folder verifies the head too.
+    """
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    head, meta = load_policy_head(src, device="cpu")
+    head.to(_DTYPES[dtype])
+    # save_policy_head writes format_version, config and sizes itself.
+    written = ("format_version", "config", "embed_dim", "block_dim")
+    keep = {k: v for k, v in meta.items() if k not in written}
+    keep["source_model_digest"] = meta.get("source_model_digest", meta.get("model_digest"))
+    keep["model_digest"] = model_digest
+    keep["dtype"] = dtype
+    out = save_policy_head(dst, head, keep)
+    record_file_hashes(dst, HEAD_FILES)
+    return out
+
+
+# --------------------------------------------------------------- protocol episodes
+def write_episodes(
+    path: str | os.PathLike[str], episodes: list[ProtocolEpisode], **fields: Any
+) -> Path:
+    """Write protocol episodes (float32 states) and `fields` ("env_id", "seed", ...) as JSON.
+
+    float32 -> Python float -> JSON -> float32 is exact (a double holds every
+    float32, and JSON keeps the double's shortest round-trip repr), so the states
+    restore bit for bit (`lewm_agent.zoo.read_episodes`).
+    """
+    out = {
+        "episodes_version": zoo.EPISODES_VERSION,
+        **fields,
+        "episodes": [
+            {
+                "episode": str(ep.episode),
+                "start_step": int(ep.start_step),
+                "start_state": np.asarray(ep.start_state, dtype=np.float32).tolist(),
+                "goal_state": np.asarray(ep.goal_state, dtype=np.float32).tolist(),
+            }
+            for ep in episodes
+        ],
+    }
+    write_json(Path(path), out)
+    return Path(path)
 
 
 def protocol_episodes(ref: str, n: int = EPISODES, seed: int = SEED) -> list[ProtocolEpisode]:
@@ -74,6 +264,47 @@ def protocol_episodes(ref: str, n: int = EPISODES, seed: int = SEED) -> list[Pro
     ]
 
 
+# ------------------------------------------------------------------------- listing
+def table_rows() -> list[dict[str, Any]]:
+    """One row per zoo model for `lewm zoo list`."""
+    rows = []
+    for name in zoo.names():
+        card = read_card(zoo.PREFIX + name)
+        res = card["results"][card["dtype"]]
+        rows.append(
+            {
+                "name": zoo.PREFIX + name,
+                "env_id": card["env_id"],
+                "planner": card["planner"],
+                "dtype": card["dtype"],
+                "bytes": sum(r["bytes"] for r in card["files"].values()),
+                "successes": res["successes"],
+                "episodes": res["episodes"],
+                "success_rate": res["success_rate"],
+                "ci95": res["success_ci95"],
+                "card": str(zoo.zoo_root() / name / zoo.CARD_FILE),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of `table_rows()`."""
+    lines = [
+        "| env | name | planner | weights | size | success | 95% CI | card |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lo, hi = r["ci95"]
+        lines.append(
+            f"| {r['env_id']} | {r['name']} | {r['planner']} | {r['dtype']} | {r['bytes'] / 1e6:.1f} MB "
+            f"| {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
+            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['card']} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- add
 def regression_threshold(successes: int, episodes: int, first: list[bool]) -> dict[str, Any]:
     """Minimum successes on the first `REGRESSION_EPISODES` episodes for the zoo test.
 
@@ -103,11 +334,11 @@ def _evaluate(
     episodes: list[ProtocolEpisode],
     image_size: int,
     name: str,
-    planner: str | None = None,
 ) -> dict[str, Any]:
     from lewm_agent import WorldModelAgent
 
-    agent = WorldModelAgent.load(path, planner=planner, device="cpu")
+    # Loaded like any folder: it acts with the planner its config.json holds.
+    agent = WorldModelAgent.load(path, device="cpu")
     # The env as `lewm eval` makes it: the recorded env build, else the id.
     result, _ = run_protocol(
         agent.env_build or env_id, agent, episodes, name=name, env_kwargs={"image_size": image_size}
@@ -150,7 +381,8 @@ def add(
     """Add the checkpoint folder `run` to the zoo as `name`; returns the zoo folder.
 
     `planner`: the planner to measure and ship the model with (default: the
-    checkpoint's own). One that needs the latent policy head requires it in `run`.
+    checkpoint's own), written into the shipped config.json and recorded in the
+    card. One that needs the latent policy head requires it in `run`.
     """
     import envs  # noqa: F401  (registers lewm/*)
     from lewm_agent.data import load_dataset
@@ -194,44 +426,35 @@ def add(
     zoo.zoo_root().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=zoo.zoo_root(), prefix=".add-") as tmp:
         tmp_path = Path(tmp)
-        # Both dtypes go through the project's own save path (zoo.convert).
-        folders = {d: zoo.convert(run, tmp_path / d, d) for d in ("float32", "float16")}
+        # Both dtypes go through the project's own save path (convert), the planner
+        # written into their config.json.
+        folders = {d: convert(run, tmp_path / d, d, planner) for d in ("float32", "float16")}
         if with_head:  # the head in the same dtype, tied to the converted model
             for d, f in folders.items():
-                zoo.convert_policy_head(run, f, d, model_digest(load_checkpoint(f)[0]))
+                convert_policy_head(run, f, d, model_digest(load_checkpoint(f)[0]))
         results = {
-            d: _evaluate(env_id, folders[d], eps, image_size, f"{name} {d}", planner)
+            d: _evaluate(env_id, folders[d], eps, image_size, f"{name} {d}")
             for d in ("float32", "float16")
         }
         if dtype == "auto":
             keep = results["float16"]["successes"] >= results["float32"]["successes"] - max_drop
             dtype = "float16" if keep else "float32"
         shipped = folders[dtype]
-        zoo.write_episodes(
+        write_episodes(
             shipped / zoo.EPISODES_FILE,
-            {
-                "env_id": env_id,
-                "seed": seed,
-                "goal_offset": GOAL_OFFSET,
-                "budget": BUDGET,
-                "holdout_fraction": holdout,
-                "source": data_meta,
-                "episodes": [
-                    {
-                        "episode": e.episode,
-                        "start_step": e.start_step,
-                        "start_state": e.start_state,
-                        "goal_state": e.goal_state,
-                    }
-                    for e in eps
-                ],
-            },
+            eps,
+            env_id=env_id,
+            seed=seed,
+            goal_offset=GOAL_OFFSET,
+            budget=BUDGET,
+            holdout_fraction=holdout,
+            source=data_meta,
         )
         res = results[dtype]
         first = [c == "1" for c in res["per_episode"][:REGRESSION_EPISODES]]
         training = stats.get("training") or {}
         card = {
-            "card_version": zoo.CARD_VERSION,
+            "card_version": CARD_VERSION,
             "name": name,
             "env_id": env_id,
             "dtype": dtype,
@@ -244,8 +467,8 @@ def add(
                 "final": training.get("final"),
                 "train_config": config.get("train"),
             },
-            # The planner settings the results were measured with.
-            "plan": {**(config.get("plan") or {}), "planner": planner},
+            # The planner settings the results were measured with (the shipped config.json's).
+            "plan": json.loads((shipped / CONFIG_FILE).read_text())["plan"],
             **({"policy_head": _head_summary(head_meta)} if with_head else {}),
             "protocol": {
                 "episodes": episodes,
@@ -259,24 +482,11 @@ def add(
             "dtype_rule": f"float16 unless it solves more than {max_drop} fewer of the "
             f"{episodes} episodes than float32",
             "regression": regression_threshold(res["successes"], res["episodes"], first),
-            "size_bytes": {
-                d: (folders[d] / zoo.WEIGHTS_FILE).stat().st_size for d in ("float32", "float16")
-            },
-            **(
-                {
-                    "policy_head_size_bytes": {
-                        d: (folders[d] / HEAD_WEIGHTS_FILE).stat().st_size
-                        for d in ("float32", "float16")
-                    }
-                }
-                if with_head
-                else {}
-            ),
-            "files": zoo.file_records(
-                shipped, zoo.HASHED_FILES + (zoo.HEAD_FILES if with_head else ())
-            ),
+            "size_bytes": _sizes(folders, WEIGHTS_FILE),
+            **({"policy_head_size_bytes": _sizes(folders, HEAD_WEIGHTS_FILE)} if with_head else {}),
+            "files": file_records(shipped, HASHED_FILES + (HEAD_FILES if with_head else ())),
             "made_with": {
-                "torch": _torch_version(),
+                "torch": str(torch.__version__),
                 "python": platform.python_version(),
                 "date": time.strftime("%Y-%m-%d"),
             },
@@ -288,9 +498,14 @@ def add(
         if dst.exists():
             shutil.rmtree(dst)
         shipped.rename(dst)
-    zoo.verify(name)
+    verify(zoo.PREFIX + name)
     print(f"added zoo:{name} ({dtype}, planner {planner}) to {dst}")
     return dst
+
+
+def _sizes(folders: dict[str, Path], file: str) -> dict[str, int]:
+    """{dtype: bytes of `file`} over the converted folders."""
+    return {d: (f / file).stat().st_size for d, f in folders.items()}
 
 
 def _head_summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +528,7 @@ def _check_planner(run: str | os.PathLike[str], planner: str, model: Any) -> dic
 
     if planner not in PLANNER_NAMES:
         raise ValueError(f"unknown planner {planner!r}; one of {', '.join(PLANNER_NAMES)}")
-    if not zoo.needs_head(planner):
+    if not uses_policy(planner):
         return None
     fix = f"train it first: `lewm train-policy {run} --data DATA`"
     if not has_policy_head(run):
@@ -327,12 +542,6 @@ def _check_planner(run: str | os.PathLike[str], planner: str, model: Any) -> dic
     return meta
 
 
-def _torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)
-
-
 def card_readme(card: dict[str, Any]) -> str:
     """A human-readable README.md for a card (the card stays the source of truth)."""
     name, res = card["name"], card["results"]
@@ -344,7 +553,7 @@ def card_readme(card: dict[str, Any]) -> str:
         "```bash",
         card["commands"]["collect"],
         card["commands"]["train"],
-        card["commands"]["zoo_add"] + "  # + --collect-cmd/--train-cmd: this folder",
+        card["commands"]["zoo_add"],
         "```",
         "",
         f"Training wall time: {card['training']['seconds'] / 60:.1f} min "
@@ -352,12 +561,13 @@ def card_readme(card: dict[str, Any]) -> str:
         f"({card['size_bytes'][card['dtype']] / 1e6:.1f} MB; float32 "
         f"{card['size_bytes']['float32'] / 1e6:.1f} MB).",
         "",
-        *_planner_lines(card),
+        _planner_text(card),
+        "",
         f"Paper protocol, {card['protocol']['episodes']} episodes (seed "
         f"{card['protocol']['seed']}, shipped in episodes.json): "
         f"`{card['protocol']['command']}`",
         "",
-        f"| weights{' (model + head)' if zoo.needs_head(zoo.card_planner(card)) else ''} "
+        f"| weights{' (model + head)' if uses_policy(card['planner']) else ''} "
         "| success | 95% Wilson CI | mean steps |",
         "|---|---|---|---|",
     ]
@@ -373,16 +583,15 @@ def card_readme(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _planner_lines(card: dict[str, Any]) -> list[str]:
-    """The README's planner paragraph (none for a card without a planner)."""
-    planner = zoo.card_planner(card)
-    if planner is None:
-        return []
+def _planner_text(card: dict[str, Any]) -> str:
+    """The README's planner paragraph."""
+    planner = card["planner"]
     text = (
-        f"Measured and loaded with planner `{planner}` "
-        f'(`WorldModelAgent.load("zoo:{card["name"]}")` uses it; pass `planner=` for another).'
+        f"Measured with planner `{planner}`, which its config.json holds: "
+        f'`WorldModelAgent.load("zoo:{card["name"]}")`, or of a copy of this folder, '
+        "acts with it (pass `planner=` for another)."
     )
-    if zoo.needs_head(planner):
+    if uses_policy(planner):
         head = (card.get("policy_head_size_bytes") or {}).get(card["dtype"])
         size = f", {head / 1e6:.1f} MB" if head else ""
         text += (
@@ -395,12 +604,12 @@ def _planner_lines(card: dict[str, Any]) -> list[str]:
                 f" Head training: {trained['seconds'] / 60:.1f} min "
                 f"({card['policy_head'].get('steps')} steps) on the frozen model."
             )
-    return [text, ""]
+    return text
 
 
 def list_text(as_json: bool = False) -> str:
     """`lewm zoo list`: the zoo's models as a table (or JSON rows)."""
-    rows = zoo.table_rows()
+    rows = table_rows()
     if as_json:
         return json.dumps(rows, indent=2)
-    return zoo.format_table(rows) if rows else f"the zoo at {zoo.zoo_root()} is empty"
+    return format_table(rows) if rows else f"the zoo at {zoo.zoo_root()} is empty"

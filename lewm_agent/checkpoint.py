@@ -4,9 +4,11 @@ No pickle anywhere: weights are safetensors (a flat dict of tensors, safe to
 load from strangers), everything else is JSON. A folder carries its own
 configuration, so `load(path)` needs nothing else.
 
-Loading checks before it builds: file hashes (recorded in config.json at save),
-config types and ranges, the weights' header against the shapes the config
-implies, finite weights (`read_checkpoint`); only then `build_model` allocates.
+Loading checks before it builds: file hashes (recorded in config.json at save,
+covering every file of the folder's model: the policy head's too), config types
+and ranges, the weights' header against the shapes the config implies, finite
+weights (`read_checkpoint`), the agent's sections (`agent_sections`); only then
+`build_model` allocates.
 """
 
 from __future__ import annotations
@@ -19,14 +21,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from .atomic import atomic_write_bytes
-from .config import ModelConfig, from_dict
+from .config import ModelConfig, PlanConfig, TrainConfig, from_dict, to_dict
+from .data import ActionNormalizer
 from .model import LeWM
+from .validation import ConfigError, check_action_bounds, check_finite_vector
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -40,7 +45,9 @@ class CheckpointError(ValueError):
 
 HASHES_KEY = "sha256"
 """config.json key holding {file name: SHA-256 hex} of the folder's files. The entry for
-config.json itself is the hash of its canonical JSON without this key."""
+config.json itself is the hash of its canonical JSON without this key. Files besides
+the three core ones (a policy head) are listed by `record_file_hashes`."""
+CORE_FILES = (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)
 
 # safetensors dtype names and sizes of the dtypes a LeWM state dict holds.
 _DTYPE_NAMES = {
@@ -108,6 +115,27 @@ def save_checkpoint(
     return folder
 
 
+def record_file_hashes(path: str | os.PathLike, names: tuple[str, ...]) -> None:
+    """Add the SHA-256 of files `names` of checkpoint folder `path` to its config.json.
+
+    For files saved beside a checkpoint (the policy head), so that `read_checkpoint`
+    verifies them too and the folder stays self-contained wherever it is copied.
+    A name whose file is absent loses its entry.
+    """
+    folder = Path(path)
+    config = _read_json(folder / CONFIG_FILE)
+    hashes = dict(config.get(HASHES_KEY) or {})
+    for name in names:
+        file = folder / name
+        if file.is_file():
+            hashes[name] = hashlib.sha256(file.read_bytes()).hexdigest()
+        else:
+            hashes.pop(name, None)
+    config[HASHES_KEY] = hashes
+    hashes[CONFIG_FILE] = config_sha256(config)
+    write_json(folder / CONFIG_FILE, config)
+
+
 def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise CheckpointError(
@@ -147,6 +175,20 @@ def _check_hash(path: Path, actual: str, hashes: dict[str, Any]) -> None:
             "recorded when the checkpoint was saved (the file changed since); restore the "
             "folder from a good copy, re-save the agent or retrain"
         )
+
+
+def _check_listed_file(folder: Path, name: Any, hashes: dict[str, Any]) -> None:
+    """A file besides the core three that config.json lists: present and unchanged."""
+    config_path = folder / CONFIG_FILE
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name[0] == ".":
+        raise CheckpointError(f"{config_path}: {HASHES_KEY!r} lists {name!r}, not a file name")
+    file = folder / name
+    if not file.is_file():
+        raise CheckpointError(
+            f"{file} is missing: {config_path} lists it as part of this checkpoint; restore "
+            "the folder from a good copy or re-save the agent"
+        )
+    _check_hash(file, hashlib.sha256(_read_bytes(file)).hexdigest(), hashes)
 
 
 def _safetensors_header(data: bytes, path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -293,6 +335,8 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
         raise CheckpointError(f"{config_path}: {HASHES_KEY!r} must be an object of file hashes")
     _check_hash(config_path, config_sha256(config), hashes)
     _check_hash(stats_path, hashlib.sha256(stats_bytes).hexdigest(), hashes)
+    for name in sorted(set(hashes) - set(CORE_FILES)):
+        _check_listed_file(folder, name, hashes)
     if "model" not in config:
         raise CheckpointError(f"{config_path} has no 'model' section")
     try:
@@ -325,6 +369,91 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
             "damaged: retrain, or use an earlier checkpoint"
         )
     return CheckpointContents(folder, config, stats, model_cfg, tensors)
+
+
+@dataclass
+class AgentSections:
+    """The agent's parts of a checkpoint besides the model, each value checked."""
+
+    plan: PlanConfig
+    train: TrainConfig | None
+    env: dict[str, Any]
+    """config.json's env section: env_id, build (how the data's env was made), bounds."""
+    action_low: np.ndarray
+    action_high: np.ndarray
+    normalizer: ActionNormalizer
+
+
+def agent_config(
+    model: ModelConfig,
+    plan: PlanConfig,
+    train: TrainConfig | None,
+    env: dict[str, Any],
+    action_low: np.ndarray,
+    action_high: np.ndarray,
+) -> dict[str, Any]:
+    """The config.json body of an agent (what `agent_sections` reads back).
+
+    `env`: {"env_id", "build"} of the training data's env.
+    """
+    return {
+        "model": to_dict(model),
+        "plan": to_dict(plan),
+        "train": to_dict(train) if train else None,
+        "env": {
+            "env_id": env.get("env_id"),
+            "build": env.get("build"),
+            "action_low": action_low.tolist(),
+            "action_high": action_high.tolist(),
+        },
+    }
+
+
+def agent_sections(contents: CheckpointContents) -> AgentSections:
+    """The plan, train and env sections and the action normaliser of a read checkpoint.
+
+    Raises CheckpointError naming the file and field: a NaN bound or normaliser
+    statistic would otherwise turn every planned action into NaN.
+    """
+    config, stats = contents.config, contents.stats
+    a = contents.model_config.action_dim
+    config_path, stats_path = contents.folder / CONFIG_FILE, contents.folder / STATS_FILE
+    section = "plan"
+    try:
+        plan = config.get("plan")
+        plan_cfg = from_dict(PlanConfig, {} if plan is None else plan)
+        section = "train"
+        train = config.get("train")
+        train_cfg = None if train is None else from_dict(TrainConfig, train)
+        section = "env"
+        env = config.get("env")
+        if not isinstance(env, dict):
+            raise ConfigError(f"must be an object with action_low/action_high, got {env!r}")
+        if not isinstance(env.get("env_id"), str | None):
+            raise ConfigError(f"env_id must be a string or null, got {env.get('env_id')!r}")
+        build = env.get("build")  # how the data's env was made (envs/build.py); optional
+        if build is not None and not (isinstance(build, dict) and isinstance(build.get("id"), str)):
+            raise ConfigError(f"build must be null or an object with an 'id', got {build!r}")
+        low, high = check_action_bounds(
+            env.get("action_low"), env.get("action_high"), a, "action_low/action_high"
+        )
+    except ValueError as e:
+        raise CheckpointError(f"{config_path}: bad {section} section: {e}") from e
+    section = "action_normalizer"
+    try:
+        norm = stats.get("action_normalizer")
+        if not isinstance(norm, dict):
+            raise ConfigError(f"must be an object with mean and std, got {norm!r}")
+        mean = check_finite_vector(norm.get("mean"), a, "mean")
+        std = check_finite_vector(norm.get("std"), a, "std")
+        if np.any(std <= 0):
+            raise ConfigError(f"std must be positive, got {std.tolist()}")
+        section = "training"
+        if not isinstance(stats.get("training"), dict | None):
+            raise ConfigError(f"must be an object, got {stats.get('training')!r}")
+    except ValueError as e:
+        raise CheckpointError(f"{stats_path}: bad {section} section: {e}") from e
+    return AgentSections(plan_cfg, train_cfg, env, low, high, ActionNormalizer(mean, std))
 
 
 def build_model(contents: CheckpointContents, device: str | torch.device = "cpu") -> LeWM:

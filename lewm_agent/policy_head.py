@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .atomic import atomic_path
-from .checkpoint import CheckpointError, write_json
+from .checkpoint import CONFIG_FILE, HASHES_KEY, CheckpointError, record_file_hashes, write_json
 from .config import from_dict, to_dict
 from .data import ActionNormalizer, Dataset, HindsightSampler, load_dataset
 from .device import autocast_context
@@ -271,7 +271,21 @@ def save_policy_head(path: str | os.PathLike, head: PolicyHead, meta: dict[str, 
         **meta,
     }
     write_json(folder / HEAD_CONFIG_FILE, config)
+    # A checkpoint that lists the head's hashes (WorldModelAgent.save, the zoo) keeps
+    # them current, so a retrained head is not refused as a damaged one.
+    hashes = _listed_hashes(folder)
+    if HEAD_WEIGHTS_FILE in hashes or HEAD_CONFIG_FILE in hashes:
+        record_file_hashes(folder, (HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE))
     return folder / HEAD_WEIGHTS_FILE
+
+
+def _listed_hashes(folder: Path) -> dict[str, Any]:
+    """The file hashes of the checkpoint in `folder` (empty without one)."""
+    try:
+        hashes = json.loads((folder / CONFIG_FILE).read_text()).get(HASHES_KEY)
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return hashes if isinstance(hashes, dict) else {}
 
 
 def load_policy_head(

@@ -29,10 +29,13 @@ checks equality) but:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .device import autocast_context
 from .model import LeWM
 
 
@@ -152,6 +155,10 @@ class LatentRollout:
         return out.view(n * t, d)
 
     # -------------------------------------------------------------------- call
+    def bind(self, z_ctx: Tensor, past: Tensor | None, repeats: int) -> Callable[[Tensor], Tensor]:
+        """`plans (G*repeats, H, A) -> (G*repeats, D)` from this context: one plan's cost calls."""
+        return lambda plans: self(z_ctx, past, plans, repeats=repeats)
+
     @torch.inference_mode()
     def __call__(
         self, z_ctx: Tensor, past_actions: Tensor | None, plan: Tensor, repeats: int = 1
@@ -303,3 +310,37 @@ class LatentRollout:
                     xs = self._block_rest(xs, att_s.view(g * s, inner), mls, blk, g)
             emb[:, 1 + k] = model.pred_proj(self.final_norm(xu[:, -1]))  # (N, D)
         return emb[:, -1]
+
+
+class ReferenceRollout:
+    """`LeWM.rollout` under the device's autocast; returns the final predicted embedding.
+
+    The rollout for mixed precision (bf16 autocast on CUDA): LatentRollout's
+    preallocated float32 matmuls would bypass autocast there.
+    """
+
+    def __init__(self, model: LeWM, device: torch.device) -> None:
+        self.model, self.device = model, device
+
+    def bind(self, z_ctx: Tensor, past: Tensor | None, repeats: int) -> Callable[[Tensor], Tensor]:
+        """As `LatentRollout.bind`; the context is expanded once, for every cost call."""
+        z_rep = z_ctx.repeat_interleave(repeats, dim=0)  # (G*S, h0, D)
+        past_rep = past.repeat_interleave(repeats, dim=0) if past is not None else None
+        return lambda plans: self(z_rep, past_rep, plans)
+
+    def __call__(self, z_ctx: Tensor, past_actions: Tensor | None, plan: Tensor) -> Tensor:
+        """z_ctx (N, h0, D), past_actions (N, h0-1, A) or None, plan (N, H, A) -> (N, D)."""
+        with autocast_context(self.device):
+            return self.model.rollout(z_ctx, past_actions, plan)[:, -1].float()
+
+
+def make_rollout(model: LeWM, device: torch.device) -> LatentRollout | ReferenceRollout:
+    """The rollout for the precision `model` computes in on `device`.
+
+    LatentRollout (exact, fast) where the device computes in float32; the reference
+    rollout where the device's autocast runs mixed precision. The model must not
+    change weights afterwards (LatentRollout copies them).
+    """
+    with autocast_context(device):
+        mixed_precision = torch.is_autocast_enabled(device.type)
+    return ReferenceRollout(model, device) if mixed_precision else LatentRollout(model)

@@ -1,10 +1,10 @@
 """The zoo ships a model with the planner it was measured with (and its policy head).
 
-`lewm zoo add RUN --planner policy` copies RUN's latent policy head beside the
-model (converted with it), hashes it in the card and records the planner;
-`WorldModelAgent.load("zoo:NAME")` and `lewm eval --agent zoo:NAME` act with it.
-Cards without a planner (card_version 1: the shipped Two-Room and Reacher) load
-as before, with their checkpoint's planner.
+`lewm zoo add RUN --planner policy` writes the planner into the shipped config.json,
+copies RUN's latent policy head beside the model (converted with it, its hashes in
+config.json and the card) and records the planner in the card;
+`WorldModelAgent.load("zoo:NAME")`, a load of the folder (or of a copy of it) and
+`lewm eval --agent zoo:NAME` act with it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from lewm_agent import WorldModelAgent, zoo
+from eval import zoo as ezoo
+from lewm_agent import CheckpointError, WorldModelAgent, zoo
+from lewm_agent.controllers import Controller
+from lewm_agent.planning import uses_policy
 from lewm_agent.policy_head import HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE
 
 HEAD = {"steps": 30, "hidden": 32, "batch_size": 32}
@@ -66,18 +69,22 @@ def damaged(head_zoo, tmp_path, monkeypatch):
 
 
 def test_head_file_names_match_the_policy_head_module():
-    assert zoo.HEAD_FILES == (HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE)
+    assert ezoo.HEAD_FILES == (HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE)
 
 
 def test_add_with_planner_policy_ships_the_head_and_records_the_planner(in_head_zoo, head_run):
-    card = zoo.read_card("tinyhead")
-    assert card["card_version"] == zoo.CARD_VERSION == 2
+    card = ezoo.read_card("tinyhead")
+    assert card["card_version"] == ezoo.CARD_VERSION == 3
     assert card["planner"] == "policy" and card["plan"]["planner"] == "policy"
     assert "--planner policy" in card["commands"]["zoo_add"]
-    assert set(card["files"]) == {*zoo.HASHED_FILES, *zoo.HEAD_FILES}
+    assert set(card["files"]) == {*ezoo.HASHED_FILES, *ezoo.HEAD_FILES}
     folder = in_head_zoo / "tinyhead"
-    # The config.json the checkpoint saved is unchanged: the card carries the planner.
-    assert json.loads((folder / "config.json").read_text())["plan"]["planner"] == "cem"
+    # The shipped config.json holds the planner (the run's said "cem") and lists the
+    # head's hashes: the folder is self-contained.
+    config = json.loads((folder / "config.json").read_text())
+    assert json.loads((head_run / "config.json").read_text())["plan"]["planner"] == "cem"
+    assert config["plan"]["planner"] == "policy" and config["plan"] == card["plan"]
+    assert {HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE} <= set(config["sha256"])
     # The head is stored in the model's dtype and tied to the converted model.
     sizes = card["policy_head_size_bytes"]
     assert sizes["float16"] < 0.6 * sizes["float32"]
@@ -95,48 +102,50 @@ def test_add_with_planner_policy_ships_the_head_and_records_the_planner(in_head_
     assert "planner `policy`" in readme and "policy_head.safetensors" in readme
 
 
-def test_load_by_name_acts_with_the_cards_planner(in_head_zoo):
+def test_load_by_name_acts_with_the_shipped_planner(in_head_zoo):
     agent = WorldModelAgent.load("zoo:tinyhead", device="cpu")
     assert agent.plan_config.planner == "policy"
     assert agent.policy_head is not None
     assert all(p.dtype == torch.float32 for p in agent.policy_head.parameters())
-    # An explicit planner still wins, and plan overrides keep the card's planner.
+    # An explicit planner still wins, and plan overrides keep the shipped planner.
     assert WorldModelAgent.load("zoo:tinyhead", planner="cem").plan_config.planner == "cem"
     over = WorldModelAgent.load("zoo:tinyhead", samples=17).plan_config
     assert (over.planner, over.samples) == ("policy", 17)
 
 
-def test_a_zoo_folder_loaded_by_its_path_is_the_zoo_model(in_head_zoo):
-    """`load("zoo/NAME")` = `load("zoo:NAME")`: the card's planner, not the planner the
-    checkpoint's config.json kept ("cem"), and the same hash check."""
-    folder = in_head_zoo / "tinyhead"
-    assert json.loads((folder / "config.json").read_text())["plan"]["planner"] == "cem"
-    assert zoo.ref_of(folder) == zoo.ref_of(str(folder)) == "zoo:tinyhead"
-    assert WorldModelAgent.load(folder, device="cpu").plan_config.planner == "policy"
-    assert WorldModelAgent.load(folder, planner="cem").plan_config.planner == "cem"
+def test_a_copied_zoo_folder_is_the_zoo_model(in_head_zoo, tmp_path):
+    """`load(<copy of zoo/NAME>)` = `load("zoo:NAME")`: the shipped planner and head."""
+    copy = tmp_path / "anywhere" / "tinyhead"
+    shutil.copytree(in_head_zoo / "tinyhead", copy)
+    agent = WorldModelAgent.load(copy, device="cpu")
+    assert agent.plan_config == WorldModelAgent.load("zoo:tinyhead").plan_config
+    assert agent.plan_config.planner == "policy" and agent.policy_head is not None
+    assert WorldModelAgent.load(copy, planner="cem").plan_config.planner == "cem"
 
 
-def test_a_damaged_zoo_folder_loaded_by_its_path_is_refused(damaged):
-    weights = damaged / HEAD_WEIGHTS_FILE
+def test_a_damaged_head_in_a_copied_folder_is_refused(in_head_zoo, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(in_head_zoo / "tinyhead", copy)
+    weights = copy / HEAD_WEIGHTS_FILE
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    with pytest.raises(zoo.ZooError, match="damaged"):
-        WorldModelAgent.load(damaged)
+    with pytest.raises(CheckpointError, match="policy_head.safetensors is truncated or corrupt"):
+        WorldModelAgent.load(copy)
 
 
 def test_a_folder_outside_the_zoo_is_a_plain_checkpoint(head_run, in_head_zoo):
-    assert zoo.ref_of(head_run) is None
+    assert zoo.ref_of(head_run) is None  # no shipped episodes: `lewm eval` needs --data
     assert WorldModelAgent.load(head_run, device="cpu").plan_config.planner == "cem"
 
 
-def test_replay_with_the_cards_planner_reproduces_the_card(in_head_zoo):
+def test_replay_with_the_shipped_planner_reproduces_the_card(in_head_zoo):
     """What the regression test does: the card's result comes back episode by episode."""
     import envs  # noqa: F401
     from eval.protocol import run_protocol
     from eval.zoo import protocol_episodes
 
-    card = zoo.read_card("tinyhead")
+    card = ezoo.read_card("tinyhead")
     agent = WorldModelAgent.load("zoo:tinyhead", device="cpu")
     result, _ = run_protocol(
         card["env_id"],
@@ -149,22 +158,22 @@ def test_replay_with_the_cards_planner_reproduces_the_card(in_head_zoo):
     assert got == card["results"][card["dtype"]]["per_episode"]
 
 
-def test_cli_eval_and_list_use_the_cards_planner(in_head_zoo, monkeypatch, capsys):
+def test_cli_eval_and_list_use_the_shipped_planner(in_head_zoo, monkeypatch, capsys):
     from lewm_agent.cli import main
 
     calls = {"policy": 0, "plan": 0}
-    policy_group, plan_latent = WorldModelAgent._policy_group, WorldModelAgent.plan_latent
+    act_policy, plan = Controller.act_policy, Controller.plan
 
     def count_policy(self, *a, **k):
         calls["policy"] += 1
-        return policy_group(self, *a, **k)
+        return act_policy(self, *a, **k)
 
     def count_plan(self, *a, **k):
         calls["plan"] += 1
-        return plan_latent(self, *a, **k)
+        return plan(self, *a, **k)
 
-    monkeypatch.setattr(WorldModelAgent, "_policy_group", count_policy)
-    monkeypatch.setattr(WorldModelAgent, "plan_latent", count_plan)
+    monkeypatch.setattr(Controller, "act_policy", count_policy)
+    monkeypatch.setattr(Controller, "plan", count_plan)
     assert main(["eval", "--agent", "zoo:tinyhead", "--episodes", "1", "--device", "cpu"]) == 0
     assert calls["policy"] > 0 and calls["plan"] == 0
     assert main(["eval", "--agent", "zoo:tinyhead", "--episodes", "1", "--planner", "cem",
@@ -218,19 +227,24 @@ def test_a_flipped_byte_in_the_head_is_refused(damaged):
     data = bytearray(head.read_bytes())
     data[len(data) // 2] ^= 0x01
     head.write_bytes(bytes(data))
-    with pytest.raises(zoo.ZooError, match=r"policy_head.safetensors has SHA-256 .*damaged"):
+    match = "policy_head.safetensors is truncated or corrupt: its SHA-256"
+    with pytest.raises(CheckpointError, match=match):
         WorldModelAgent.load("zoo:tinyhead")
-    with pytest.raises(zoo.ZooError, match="policy_head.safetensors"):
+    with pytest.raises(CheckpointError, match=match):
         WorldModelAgent.load("zoo:tinyhead", planner="cem")  # the folder is checked whatever acts
+    with pytest.raises(zoo.ZooError, match=r"policy_head.safetensors has SHA-256 .*damaged"):
+        ezoo.verify("zoo:tinyhead")
 
 
 def test_an_edited_or_missing_head_config_is_refused(damaged):
     path = damaged / HEAD_CONFIG_FILE
     path.write_text(path.read_text().replace("1", "2", 1))
     with pytest.raises(zoo.ZooError, match=HEAD_CONFIG_FILE):
-        zoo.verify("tinyhead")
+        ezoo.verify("zoo:tinyhead")
+    with pytest.raises(CheckpointError, match=f"{HEAD_CONFIG_FILE} is truncated or corrupt"):
+        WorldModelAgent.load("zoo:tinyhead")
     path.unlink()
-    with pytest.raises(zoo.ZooError, match=f"{HEAD_CONFIG_FILE} is missing"):
+    with pytest.raises(CheckpointError, match=f"{HEAD_CONFIG_FILE} is missing"):
         WorldModelAgent.load("zoo:tinyhead")
 
 
@@ -240,48 +254,35 @@ def test_a_card_that_needs_a_head_must_list_it(damaged):
     del card["files"][HEAD_WEIGHTS_FILE]
     card_path.write_text(json.dumps(card))
     with pytest.raises(zoo.ZooError, match="lists no hash for.*policy_head.safetensors"):
-        WorldModelAgent.load("zoo:tinyhead")
+        ezoo.verify("zoo:tinyhead")
 
 
-def test_a_head_the_card_does_not_list_is_refused(damaged):
-    """A planner-less card with a head file dropped in: it would be attached unchecked."""
-    card_path = damaged / zoo.CARD_FILE
-    card = json.loads(card_path.read_text())
-    card["planner"] = "cem"
-    for f in zoo.HEAD_FILES:
-        del card["files"][f]
-    card_path.write_text(json.dumps(card))
-    with pytest.raises(zoo.ZooError, match="does not list"):
-        WorldModelAgent.load("zoo:tinyhead")
-    for f in zoo.HEAD_FILES:
-        (damaged / f).unlink()
-    assert WorldModelAgent.load("zoo:tinyhead").plan_config.planner == "cem"
+def test_retraining_a_listed_head_keeps_the_folder_loadable(head_zoo, tmp_path):
+    """A head saved into a folder whose config.json lists it updates the listing
+    (`lewm train-policy` on a copy of a zoo model), so it is not refused as damaged."""
+    from lewm_agent.policy_head import save_policy_head
+
+    copy = tmp_path / "copy"
+    shutil.copytree(head_zoo / "tinyhead", copy)
+    agent = WorldModelAgent.load(copy)
+    with torch.no_grad():
+        next(agent.policy_head.parameters()).add_(0.01)  # a "retrained" head
+    save_policy_head(copy, agent.policy_head, agent.policy_head_meta)
+    again = WorldModelAgent.load(copy)
+    assert again.plan_config.planner == "policy"
+    torch.testing.assert_close(
+        next(again.policy_head.parameters()), next(agent.policy_head.parameters())
+    )
 
 
-# --------------------------------------------------------- backward compatibility
-def test_a_version_1_card_acts_with_the_checkpoints_planner(damaged):
-    """Version 1 (before --planner): no planner; a stray `planner` key is not read."""
-    card_path = damaged / zoo.CARD_FILE
-    card = json.loads(card_path.read_text())
-    card["card_version"] = 1
-    card_path.write_text(json.dumps(card))
-    assert zoo.planner("tinyhead") is None
-    agent = WorldModelAgent.load("zoo:tinyhead")
-    assert agent.plan_config.planner == "cem"  # the checkpoint's config.json
-    assert agent.policy_head is not None  # the listed head still attaches
-    card["card_version"] = 3
-    card_path.write_text(json.dumps(card))
-    with pytest.raises(zoo.ZooError, match="card_version 3, this lewm-agent reads 1 and 2"):
-        WorldModelAgent.load("zoo:tinyhead")
-
-
-@pytest.mark.parametrize("name", [n for n in zoo.names() if n in ("tworoom", "reacher")])
-def test_shipped_version_1_cards_load_as_before(name, monkeypatch):
+@pytest.mark.parametrize("name", zoo.names())
+def test_shipped_cards_record_the_planner_their_config_holds(name, monkeypatch):
     monkeypatch.delenv(zoo.ROOT_ENV, raising=False)
-    card = zoo.read_card(name)
-    assert card["card_version"] == 1 and "planner" not in card
-    assert zoo.planner(name) is None
+    card = ezoo.read_card(name)
+    config = json.loads((zoo.folder(name) / "config.json").read_text())
+    assert card["card_version"] == ezoo.CARD_VERSION
+    assert card["planner"] == config["plan"]["planner"] and card["plan"] == config["plan"]
     agent = WorldModelAgent.load("zoo:" + name, device="cpu")
-    assert agent.plan_config.planner == card["plan"]["planner"] == zoo.effective_planner(card)
-    assert agent.policy_head is None
-    assert f"| zoo:{name} | {card['plan']['planner']} |" in zoo.format_table(zoo.table_rows())
+    assert agent.plan_config.planner == card["planner"]
+    assert (agent.policy_head is not None) == uses_policy(card["planner"])
+    assert f"| zoo:{name} | {card['planner']} |" in ezoo.format_table(ezoo.table_rows())

@@ -75,3 +75,32 @@ def test_shared_context_rollout_equals_reference_on_expanded_inputs(history, h0)
     torch.testing.assert_close(fast(z_rep, past_rep, plan), ref, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="repeats"):
         fast(z, past, plan, repeats=reps + 1)
+
+
+def test_the_rollout_follows_the_precision_not_the_device_name(monkeypatch):
+    """float32 compute gets the fast rollout; mixed precision (the device's autocast
+    enabled) the reference one, since the fast one's float32 matmuls bypass autocast."""
+    import lewm_agent.rollout as rollout_module
+    from lewm_agent.rollout import ReferenceRollout, make_rollout
+
+    model = _model(3)
+    cpu = torch.device("cpu")
+    assert isinstance(make_rollout(model, cpu), LatentRollout)
+    monkeypatch.setattr(
+        rollout_module,
+        "autocast_context",
+        lambda device: torch.autocast(device_type=device.type, dtype=torch.bfloat16),
+    )
+    mixed = make_rollout(model, cpu)
+    assert isinstance(mixed, ReferenceRollout)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 2, model.cfg.embed_dim, generator=g)
+    past = torch.randn(2, 1, model.cfg.action_block_dim, generator=g)
+    plans = torch.randn(6, 4, model.cfg.action_block_dim, generator=g)
+    with torch.no_grad():
+        out = mixed.bind(z, past, 3)(plans)  # (6, D), computed in bfloat16
+        ref = model.rollout(z.repeat_interleave(3, 0), past.repeat_interleave(3, 0), plans)
+    assert out.dtype == torch.float32 and out.shape == (6, model.cfg.embed_dim)
+    torch.testing.assert_close(out, ref[:, -1], rtol=0.1, atol=0.1)
+    fast = LatentRollout(model).bind(z, past, 3)(plans)
+    assert not torch.equal(out, fast)  # it really ran in another precision

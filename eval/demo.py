@@ -40,7 +40,8 @@ def demo(
     import envs  # noqa: F401  (registers lewm/*)
     from envs.collect import collect
     from envs.scripted import RandomPolicy
-    from eval.compare import compare, markdown_table, results_dict, write_results
+    from eval.compare import compare
+    from eval.compare_report import markdown_table, results_dict, write_results
     from eval.protocol import BUDGET, SEED, run_protocol, sample_episodes
     from eval.video import side_by_side_frames, write_video
     from lewm_agent import WorldModelAgent, load_dataset

@@ -20,6 +20,7 @@ import torch
 from safetensors import safe_open
 
 from eval import zoo as ezoo
+from eval import zoo_card
 from lewm_agent import WorldModelAgent, zoo
 from lewm_agent.checkpoint import WEIGHTS_FILE, CheckpointError, load_checkpoint
 
@@ -85,8 +86,8 @@ def test_add_writes_card_episodes_and_hashes(in_tiny_zoo, tworoom_data, tiny_age
     from eval.protocol import sample_episodes
     from lewm_agent.data import load_dataset
 
-    card = ezoo.read_card("tiny")
-    assert card["card_version"] == ezoo.CARD_VERSION
+    card = zoo_card.read_card("tiny")
+    assert card["card_version"] == zoo_card.CARD_VERSION
     assert card["dtype"] in ("float16", "float32")
     assert set(card["results"]) == {"float16", "float32"}
     for res in card["results"].values():
@@ -313,7 +314,7 @@ def test_the_zoo_ships_two_room_and_reacher():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_files_match_their_card(name):
     ezoo.verify("zoo:" + name)
-    card = ezoo.read_card(name)
+    card = zoo_card.read_card(name)
     assert card["dtype"] == "float16" or card["results"]["float16"]["successes"] < (
         card["results"]["float32"]["successes"] - 1
     )
@@ -326,7 +327,7 @@ def regression_successes(name: str, episodes: int = 10) -> tuple[int, int]:
     from eval.protocol import run_protocol
     from eval.zoo import protocol_episodes
 
-    card = ezoo.read_card(name)
+    card = zoo_card.read_card(name)
     agent = WorldModelAgent.load("zoo:" + name, device="cpu")  # the planner config.json holds
     assert agent.plan_config.planner == card["planner"]
     result, _ = run_protocol(

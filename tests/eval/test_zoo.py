@@ -23,6 +23,7 @@ from eval import zoo as ezoo
 from eval import zoo_card
 from lewm_agent import WorldModelAgent, zoo
 from lewm_agent.checkpoint import WEIGHTS_FILE, CheckpointError, load_checkpoint
+from tests.helpers.zoo import add_to_new_zoo
 
 # Two-Room must keep at least 9/10, whatever its card says.
 HARD_FLOORS = {"tworoom": 9}
@@ -58,22 +59,9 @@ def test_convert_rejects_unknown_dtype(tiny_agent_dir, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_zoo(tiny_agent_dir, tworoom_data, tmp_path_factory):
     """A zoo folder holding the tiny test agent as zoo:tiny (4 protocol episodes)."""
-    from eval.zoo import add
-
+    train_cmd = "WorldModelAgent.fit(preset='test', steps=40)"
     root = tmp_path_factory.mktemp("zoo")
-    # Only while adding: tests that want this zoo ask for `in_tiny_zoo`, the shipped
-    # models' tests must see the source tree's zoo.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(zoo.ROOT_ENV, str(root))
-        add(
-            tiny_agent_dir,
-            "tiny",
-            tworoom_data,
-            collect_cmd="collect(...) in tests/conftest.py",
-            train_cmd="WorldModelAgent.fit(preset='test', steps=40)",
-            episodes=4,
-        )
-    return root
+    return add_to_new_zoo(root, tiny_agent_dir, "tiny", tworoom_data, train_cmd=train_cmd)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from lewm_agent import CheckpointError, WorldModelAgent, zoo
 from lewm_agent.controllers import Controller
 from lewm_agent.planning import uses_policy
 from lewm_agent.policy_head import HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE
+from tests.helpers.zoo import add_to_new_zoo
 
 HEAD = {"steps": 30, "hidden": 32, "batch_size": 32}
 
@@ -37,21 +38,11 @@ def head_run(tiny_agent_dir, tworoom_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def head_zoo(head_run, tworoom_data, tmp_path_factory):
     """A zoo holding `head_run` as zoo:tinyhead, measured with planner "policy"."""
-    from eval.zoo import add
-
+    train_cmd = "fit(preset='test', steps=40) + fit_policy_head(steps=30)"
     root = tmp_path_factory.mktemp("headzoo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(zoo.ROOT_ENV, str(root))
-        add(
-            head_run,
-            "tinyhead",
-            tworoom_data,
-            collect_cmd="collect(...) in tests/conftest.py",
-            train_cmd="fit(preset='test', steps=40) + fit_policy_head(steps=30)",
-            episodes=4,
-            planner="policy",
-        )
-    return root
+    return add_to_new_zoo(
+        root, head_run, "tinyhead", tworoom_data, train_cmd=train_cmd, planner="policy"
+    )
 
 
 @pytest.fixture

@@ -24,13 +24,11 @@ Saved folders hold SB3's own ``model.zip`` plus a plain-JSON ``baseline.json``.
 Default budgets (env steps), chosen to finish in minutes on this 2-core CPU (reference
 costs: PPO ~1.4 ms per env step, SAC ~20 ms per gradient update, uncontended):
 
-- ``ppo`` state 100k (~2.5 min uncontended; 188 s measured with the CPU shared by
-  ~9 busy processes): the same 100k env steps as the reward-free data of the
-  Two-Room LeWM, so that comparison is at equal env steps.
+- ``ppo`` state 100k (~2.5 min uncontended): the same 100k env steps as the
+  reward-free data of the Two-Room LeWM, so that comparison is at equal env steps.
 - ``sac`` state 20k: one gradient update per env step -> ~7 min uncontended; an
   equal 100k would be ~35 min per env. Pass ``total_timesteps`` when time allows.
-- ``ppo`` pixels 50k: the CNN makes a step ~5-10x dearer than state PPO (17 ms per
-  env step measured under load) -> ~5-10 min.
+- ``ppo`` pixels 50k: the CNN makes a step ~5-10x dearer than state PPO -> ~5-10 min.
 """
 
 from __future__ import annotations
@@ -377,8 +375,8 @@ def train_baseline(
     previous = torch.get_num_threads()
     if threads:
         # SB3's MLPs and small CNN gain little from intra-op threads, and on a shared
-        # CPU extra OpenMP threads spin: SAC updates ran ~5x slower with 2 threads
-        # under load than with 1.
+        # CPU extra OpenMP threads spin at every barrier, which slows small updates
+        # several-fold.
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
     try:

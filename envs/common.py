@@ -273,3 +273,43 @@ class BatchedPolicy:
         self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
     ) -> tuple[np.ndarray, bool]:
         raise NotImplementedError
+
+
+# The dims of one (unbatched) item of each observation key: one more is a batch.
+ITEM_NDIM = {"observation": 1, "achieved_goal": 1, "desired_goal": 1, "pixels": 3, "goal": 3}
+
+
+def batch_info(observation: Any) -> tuple[int, bool]:
+    """``(batch size, batched?)`` of a (dict) observation, from its known keys' dims."""
+    if isinstance(observation, dict):
+        key = next((k for k in ITEM_NDIM if k in observation), None)
+        if key is None:
+            raise ValueError(f"unrecognised observation keys {sorted(observation)}")
+        arr, item_ndim = np.asarray(observation[key]), ITEM_NDIM[key]
+    else:
+        arr, item_ndim = np.asarray(observation), 1
+    if arr.ndim == item_ndim:
+        return 1, False
+    if arr.ndim == item_ndim + 1:
+        return arr.shape[0], True
+    raise ValueError(
+        f"observation has shape {arr.shape}: expected {item_ndim} or {item_ndim + 1} dims"
+    )
+
+
+def state_rows(observation: Any, key: str, dim: int, n: int) -> np.ndarray:
+    """``observation[key]`` as a float64 ``(n, dim)`` array, with a clear error otherwise."""
+    arr = observation.get(key) if isinstance(observation, dict) else observation
+    if arr is None:
+        raise ValueError(f"the observation has no {key!r}: use the env's obs_mode='state'")
+    arr = np.asarray(arr, dtype=np.float64).reshape(-1, np.shape(arr)[-1])
+    if arr.shape != (n, dim):
+        raise ValueError(f"observation[{key!r}] must hold {dim}-dim rows, got {arr.shape}")
+    return arr
+
+
+def episode_starts(episode_start: Any, n: int) -> np.ndarray:
+    """``episode_start`` (None, a bool or one per env) as a bool ``(n,)`` array."""
+    if episode_start is None:
+        return np.zeros(n, dtype=bool)
+    return np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (n,)).copy()

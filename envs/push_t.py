@@ -30,7 +30,7 @@ at the block pose (position error < 20 px and angle error < pi/9), the pusher in
 goal state only decides where the goal image shows it.
 
 One env (physics, rendering, spaces, reset options); its data policies are
-`envs/experts.py` and `envs/push_t_expert.py`.
+`envs/push_t_pusher.py` and `envs/push_t_expert.py`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A goal-directed Push-T expert: pushes chosen by simulating them on the true physics.
 
-The coverage pusher (:class:`envs.experts.PushTPusher`) moves the block around;
+The coverage pusher (:class:`envs.push_t_pusher.PushTPusher`) moves the block around;
 this expert brings it to a goal pose. It keeps the pusher's state machine (walk to a
 contact without touching the block, push, back off) and replaces how the next push is
 chosen: it samples candidate pushes (a contact point on the T's outline, a push
@@ -35,21 +35,7 @@ from typing import Any
 import numpy as np
 from pymunk._chipmunk import lib as _lib
 
-from envs.experts import (
-    _CELL,
-    _CLEARANCE,
-    _EDGE_LEN,
-    _EDGES,
-    _NEW,
-    _PUSH,
-    PushTPusher,
-    _batch_info,
-    _in_arena,
-    _Plan,
-    _rot,
-    _rows,
-    _starts,
-)
+from envs.common import batch_info, episode_starts, state_rows
 from envs.push_t import (
     DT,
     KP,
@@ -62,6 +48,18 @@ from envs.push_t import (
     SUCCESS_POS_PX,
     WORLD_SIZE,
     _build_space,
+)
+from envs.push_t_pusher import (
+    _CELL,
+    _CLEARANCE,
+    _EDGE_LEN,
+    _EDGES,
+    _NEW,
+    _PUSH,
+    PushTPusher,
+    _in_arena,
+    _Plan,
+    _rot,
 )
 
 __all__ = ["PushTExpert", "pose_cost"]
@@ -216,16 +214,16 @@ class PushTExpert(PushTPusher):
     ) -> tuple[np.ndarray, bool]:
         """Actions for a state-mode observation; ``deterministic`` drops noise and
         random segments."""
-        n, batched = _batch_info(observation)
-        obs = _rows(observation, "observation", 10, n)
+        n, batched = batch_info(observation)
+        obs = state_rows(observation, "observation", 10, n)
         if n != self._n:
             self._alloc(n)
-        starts = _starts(episode_start, n)
+        starts = episode_starts(episode_start, n)
         self._phase[starts] = _NEW
         if self.targets == "goal":
             if not (isinstance(observation, dict) and "desired_goal" in observation):
                 raise ValueError("PushTExpert(targets='goal') needs 'desired_goal' in the obs")
-            g = _rows(observation, "desired_goal", 4, n)
+            g = state_rows(observation, "desired_goal", 4, n)
             self._target = np.stack(
                 [g[:, 0] * WORLD_SIZE, g[:, 1] * WORLD_SIZE, np.arctan2(g[:, 2], g[:, 3])], axis=1
             )

@@ -10,7 +10,7 @@ from envs.spec import EnvSpec, PhysicsSpec
 
 
 def _scripted(action_space: Any, seed: int | None) -> Any:
-    from envs.experts import PushTPusher
+    from envs.push_t_pusher import PushTPusher
 
     return PushTPusher(seed=seed)
 

@@ -8,7 +8,7 @@ from envs.spec import EnvSpec
 
 
 def _scripted(action_space: Any, seed: int | None) -> Any:
-    from envs.experts import ReacherOU
+    from envs.reacher_policy import ReacherOU
 
     return ReacherOU(seed=seed)
 

@@ -13,7 +13,7 @@ Where a spec lives: in a small module beside its env, ``envs/<env>_spec.py``
 (``envs/push_t_spec.py`` next to ``envs/push_t.py``), named by one line of
 ``envs/__init__.py``. Not in the env module itself because ``import envs`` registers
 every env, so it imports every spec: the env modules import pygame, pymunk and MuJoCo
-(the four together roughly double ``import envs``, ~0.13 s -> ~0.27 s here, in every
+(the four together roughly double ``import envs``, in every
 collection worker and every process that makes one env), and MuJoCo with the
 ``MUJOCO_GL=egl`` the MuJoCo envs set refuses to import where EGL is not available,
 which would break ``import envs`` for the pure-numpy Two-Room too. A spec module

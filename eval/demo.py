@@ -40,9 +40,11 @@ def demo(
     import envs  # noqa: F401  (registers lewm/*)
     from envs.collect import collect
     from envs.scripted import RandomPolicy
-    from eval.compare import compare, markdown_table, results_dict, write_results
+    from eval.compare import compare
+    from eval.compare_report import markdown_table, results_dict, write_results
     from eval.protocol import BUDGET, SEED, run_protocol, sample_episodes
-    from eval.video import side_by_side_frames, write_video
+    from eval.video import write_video
+    from eval.video_frames import side_by_side_frames
     from lewm_agent import WorldModelAgent, load_dataset
     from lewm_agent.heldout import load_heldout, trained_holdout
 

@@ -267,9 +267,10 @@ def _trained_agents_and_episodes(
 
 
 def stage_compare(plan: EnvPlan, p: Paths, progress: bool, seed: int) -> dict[str, Any]:
-    """`eval.compare.compare` of the trained agents, written by `eval.compare.write_results`."""
+    """`eval.compare.compare` of the trained agents, written by `eval.compare_report.write_results`."""
     from agents import training_info
-    from eval.compare import compare, results_dict, write_results
+    from eval.compare import compare
+    from eval.compare_report import results_dict, write_results
 
     agents, episodes, counts = _trained_agents_and_episodes(plan, p, seed, plan.eval_episodes)
     results = compare(
@@ -357,7 +358,7 @@ def _verdict(env_id: str, table: dict[str, dict[str, Any]]) -> str:
 
 def write_summary(root: Path, presets: dict[str, EnvPlan], preset_name: str) -> Path:
     """ROOT/outputs/suite/results.md: one section per env, from its results.json."""
-    from eval.compare import CHART_FILE, markdown_table
+    from eval.compare_report import CHART_FILE, markdown_table
 
     lines = [
         "# LeWM vs stable-baselines3 (`make bench-suite`)",

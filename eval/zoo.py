@@ -1,4 +1,4 @@
-"""The model zoo: `lewm zoo list | add`, the cards, and checking a model against its card.
+"""The model zoo: `lewm zoo add`, converting a run, and checking a model against its card.
 
     lewm zoo list
     lewm zoo add runs/pusht --name pusht --data data/pusht \
@@ -11,7 +11,8 @@ policy head's files when that planner acts with the head), plus `card.json`, a
 record of how it was made and measured with the SHA-256 of every file (`verify`),
 and `episodes.json`, its protocol episodes (`lewm eval --agent zoo:NAME` needs no
 dataset). `lewm_agent/zoo.py` resolves `zoo:NAME` for `load`; the folder format
-is in docs/formats.md.
+is in docs/formats.md; reading a card, its README and `lewm zoo list` are
+`eval.zoo_card`.
 
 `add` draws the paper protocol's episodes from the run's held-out data exactly as
 `lewm eval --data` does (same split, seed 42), evaluates the run in float32 AND
@@ -61,10 +62,8 @@ from lewm_agent.policy_head import (
 from lewm_agent.stats import wilson_interval
 
 from .protocol import BUDGET, EPISODES, GOAL_OFFSET, SEED, ProtocolEpisode, run_protocol
+from .zoo_card import CARD_VERSION, card_folder, card_readme, read_card
 
-CARD_VERSION = 3
-"""The card format `add` writes and this module reads: the planner is recorded, and
-config.json holds it."""
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE, STATS_FILE)
 HASHED_FILES = (*CHECKPOINT_FILES, zoo.EPISODES_FILE)
 """Files whose SHA-256 every card records (the card itself is the index, not hashed)."""
@@ -74,33 +73,6 @@ REGRESSION_EPISODES = 10
 """Episodes of the fast regression test (tests/eval/test_zoo.py): the first 10 shipped."""
 
 _DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-# --------------------------------------------------------------------------- cards
-def card_folder(ref: str | os.PathLike[str]) -> Path:
-    """The folder of `zoo:NAME` or of a zoo model's folder given by its path."""
-    return zoo.folder(ref) if zoo.is_zoo_ref(ref) else Path(ref)
-
-
-def read_card(ref: str | os.PathLike[str]) -> dict[str, Any]:
-    """The card.json of a zoo model (`zoo:NAME`, bare NAME, or its folder)."""
-    if isinstance(ref, str) and not zoo.is_zoo_ref(ref) and not Path(ref).is_dir():
-        ref = zoo.PREFIX + ref  # a bare name
-    path = card_folder(ref) / zoo.CARD_FILE
-    try:
-        card = json.loads(path.read_text())
-    except OSError as e:
-        raise zoo.ZooError(f"{path} cannot be read ({e}): not a zoo model's folder") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise zoo.ZooError(f"{path} is not valid JSON ({e})") from e
-    if card.get("card_version") != CARD_VERSION:
-        raise zoo.ZooError(
-            f"{path}: card_version {card.get('card_version')!r}, this lewm-agent reads "
-            f"{CARD_VERSION}; re-add the model (`lewm zoo add`)"
-        )
-    if not isinstance(card.get("planner"), str):
-        raise zoo.ZooError(f"{path}: planner {card.get('planner')!r} is not a planner name")
-    return card
 
 
 def sha256(path: Path) -> str:
@@ -262,46 +234,6 @@ def protocol_episodes(ref: str, n: int = EPISODES, seed: int = SEED) -> list[Pro
         ProtocolEpisode(ep["episode"], int(ep["start_step"]), ep["start_state"], ep["goal_state"])
         for ep in have[:n]
     ]
-
-
-# ------------------------------------------------------------------------- listing
-def table_rows() -> list[dict[str, Any]]:
-    """One row per zoo model for `lewm zoo list`."""
-    rows = []
-    for name in zoo.names():
-        card = read_card(zoo.PREFIX + name)
-        res = card["results"][card["dtype"]]
-        rows.append(
-            {
-                "name": zoo.PREFIX + name,
-                "env_id": card["env_id"],
-                "planner": card["planner"],
-                "dtype": card["dtype"],
-                "bytes": sum(r["bytes"] for r in card["files"].values()),
-                "successes": res["successes"],
-                "episodes": res["episodes"],
-                "success_rate": res["success_rate"],
-                "ci95": res["success_ci95"],
-                "card": str(zoo.zoo_root() / name / zoo.CARD_FILE),
-            }
-        )
-    return rows
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table of `table_rows()`."""
-    lines = [
-        "| env | name | planner | weights | size | success | 95% CI | card |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lo, hi = r["ci95"]
-        lines.append(
-            f"| {r['env_id']} | {r['name']} | {r['planner']} | {r['dtype']} | {r['bytes'] / 1e6:.1f} MB "
-            f"| {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
-            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['card']} |"
-        )
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------- add
@@ -540,76 +472,3 @@ def _check_planner(run: str | os.PathLike[str], planner: str, model: Any) -> dic
     if meta.get("model_digest") != model_digest(model):
         raise zoo.ZooError(f"the policy head in {run} was trained on another world model; {fix}")
     return meta
-
-
-def card_readme(card: dict[str, Any]) -> str:
-    """A human-readable README.md for a card (the card stays the source of truth)."""
-    name, res = card["name"], card["results"]
-    lines = [
-        f"# zoo:{name} ({card['env_id']})",
-        "",
-        "Made with:",
-        "",
-        "```bash",
-        card["commands"]["collect"],
-        card["commands"]["train"],
-        card["commands"]["zoo_add"],
-        "```",
-        "",
-        f"Training wall time: {card['training']['seconds'] / 60:.1f} min "
-        f"({card['training']['steps']} steps). Weights stored as {card['dtype']} "
-        f"({card['size_bytes'][card['dtype']] / 1e6:.1f} MB; float32 "
-        f"{card['size_bytes']['float32'] / 1e6:.1f} MB).",
-        "",
-        _planner_text(card),
-        "",
-        f"Paper protocol, {card['protocol']['episodes']} episodes (seed "
-        f"{card['protocol']['seed']}, shipped in episodes.json): "
-        f"`{card['protocol']['command']}`",
-        "",
-        f"| weights{' (model + head)' if uses_policy(card['planner']) else ''} "
-        "| success | 95% Wilson CI | mean steps |",
-        "|---|---|---|---|",
-    ]
-    for d in ("float32", "float16"):
-        r = res[d]
-        lo, hi = r["success_ci95"]
-        lines.append(
-            f"| {d} | {100 * r['success_rate']:.0f}% ({r['successes']}/{r['episodes']}) "
-            f"| {100 * lo:.0f}-{100 * hi:.0f}% | {r['mean_steps']:.1f} |"
-        )
-    if card.get("note"):
-        lines += ["", card["note"]]
-    return "\n".join(lines) + "\n"
-
-
-def _planner_text(card: dict[str, Any]) -> str:
-    """The README's planner paragraph."""
-    planner = card["planner"]
-    text = (
-        f"Measured with planner `{planner}`, which its config.json holds: "
-        f'`WorldModelAgent.load("zoo:{card["name"]}")`, or of a copy of this folder, '
-        "acts with it (pass `planner=` for another)."
-    )
-    if uses_policy(planner):
-        head = (card.get("policy_head_size_bytes") or {}).get(card["dtype"])
-        size = f", {head / 1e6:.1f} MB" if head else ""
-        text += (
-            f" It acts with the latent policy head shipped beside the model "
-            f"(policy_head.safetensors + policy_head.json, {card['dtype']}{size})."
-        )
-        trained = (card.get("policy_head") or {}).get("training") or {}
-        if trained.get("seconds") is not None:
-            text += (
-                f" Head training: {trained['seconds'] / 60:.1f} min "
-                f"({card['policy_head'].get('steps')} steps) on the frozen model."
-            )
-    return text
-
-
-def list_text(as_json: bool = False) -> str:
-    """`lewm zoo list`: the zoo's models as a table (or JSON rows)."""
-    rows = table_rows()
-    if as_json:
-        return json.dumps(rows, indent=2)
-    return format_table(rows) if rows else f"the zoo at {zoo.zoo_root()} is empty"

@@ -5,7 +5,7 @@ incomplete beta function by its continued fraction (modified Lentz). scipy is on
 installed here as a dependency of ogbench; declaring it for one special function
 would add a runtime dependency without changing a reported number.
 
-Users: `eval.compare` (success-rate intervals of every results table), `eval.zoo`,
+Users: `eval.compare_report` (success-rate intervals of every results table), `eval.zoo`,
 the benchmarks, and `lewm probe surprise` (`paired_test`).
 """
 

@@ -13,7 +13,7 @@ from tests.helpers import TEST_IMAGE  # noqa: E402
 
 # The test models are tiny: one thread is as fast as two, and it keeps the suite's
 # time stable on a loaded machine (two OpenMP threads that lose a core to another
-# process wait at every barrier: measured 5x slower at load 8).
+# process wait at every barrier).
 torch.set_num_threads(1)
 
 

@@ -18,7 +18,7 @@ from .results import (
 
 
 def suite_page(res: Results) -> str:
-    from eval.compare import markdown_table
+    from eval.compare_report import markdown_table
 
     out = [
         "# LeWM vs behaviour cloning and stable-baselines3 (`lewm suite`)",

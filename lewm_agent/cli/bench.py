@@ -182,7 +182,8 @@ def _quality_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_quality(args: argparse.Namespace) -> int:
-    from eval.bench_quality import markdown, planning_quality, quality_chart
+    from eval.bench_quality import planning_quality
+    from eval.bench_quality_report import markdown, quality_chart
 
     if args.episodes < 1:
         raise SystemExit("--episodes must be >= 1")

@@ -393,7 +393,7 @@ def _zoo_list_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_zoo_list(args: argparse.Namespace) -> int:
-    from eval.zoo import list_text
+    from eval.zoo_card import list_text
 
     print(list_text(as_json=args.json))
     return 0

@@ -140,6 +140,21 @@ def _load_small(path: Path, *, with_pixels: bool) -> dict[str, Any]:
         return {k: z[k] for k in keys}
 
 
+def _load_checked(path: Path, steps: int, meta: dict[str, Any]) -> dict[str, Any]:
+    """Every array of an episode file (CRC-checked), checked against ``meta`` and against
+    the ``steps`` its headers gave (a file replaced in between is caught here)."""
+    arrs = _load_small(path, with_pixels=True)
+    t_read = _check_shapes(
+        {k: np.shape(v) for k, v in arrs.items()},
+        {k: np.asarray(v).dtype for k, v in arrs.items()},
+        meta,
+    )
+    if t_read != steps:
+        raise _CorruptEpisode(f"headers say {steps} steps, arrays hold {t_read}")
+    _check_values(arrs, meta)
+    return arrs
+
+
 def _ensure_open_file_limit(num_files: int) -> None:
     """Raise the soft open-file limit so ``num_files`` memory maps fit.
 
@@ -257,15 +272,7 @@ def load_dataset(
         pos = 0
         for path, _, t in headers:
             try:
-                arrs = _load_small(path, with_pixels=True)
-                t_read = _check_shapes(
-                    {k: np.shape(v) for k, v in arrs.items()},
-                    {k: np.asarray(v).dtype for k, v in arrs.items()},
-                    meta,
-                )
-                if t_read != t:
-                    raise _CorruptEpisode(f"file changed while loading ({t} -> {t_read} steps)")
-                _check_values(arrs, meta)
+                arrs = _load_checked(path, t, meta)
             except _READ_ERRORS as e:
                 corrupt(path, e)
                 continue

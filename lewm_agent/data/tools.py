@@ -22,12 +22,11 @@ from .format import (
     DatasetError,
     _check_shapes,
     _check_values,
-    _CorruptEpisode,
     _episode_files,
     _npz_headers,
     _read_meta,
 )
-from .reader import Episode, _load_small
+from .reader import Episode, _load_checked, _load_small
 from .writer import EpisodeWriter
 
 
@@ -188,15 +187,7 @@ def verify_dataset(root: str | os.PathLike[str]) -> VerifyReport:
             t = _check_shapes(
                 {k: v[0] for k, v in h.items()}, {k: v[1] for k, v in h.items()}, meta
             )
-            arrs = _load_small(path, with_pixels=True)  # reads every byte: CRC-checked
-            t_read = _check_shapes(
-                {k: np.shape(v) for k, v in arrs.items()},
-                {k: np.asarray(v).dtype for k, v in arrs.items()},
-                meta,
-            )
-            if t_read != t:
-                raise _CorruptEpisode(f"headers say {t} steps, arrays hold {t_read}")
-            _check_values(arrs, meta)
+            arrs = _load_checked(path, t, meta)  # reads every byte: CRC-checked
         except _READ_ERRORS as e:
             bad[path.name] = f"{type(e).__name__}: {e}"
             continue

@@ -1,4 +1,4 @@
-"""Push-T env (envs/push_t.py) and its scripted data policy (envs/experts.py)."""
+"""Push-T env (envs/push_t.py) and its scripted data policy (envs/push_t_pusher.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from envs.experts import PushTPusher  # noqa: E402
 from envs.push_t import (  # noqa: E402
     PUSHER_RADIUS,
     STATE_DIM,
@@ -19,6 +18,7 @@ from envs.push_t import (  # noqa: E402
     distance_to_block,
     simulate_step,
 )
+from envs.push_t_pusher import PushTPusher  # noqa: E402
 from tests.helpers.envs import assert_check_env_clean, assert_time_limit  # noqa: E402
 
 GOAL = np.array([100.0, 100.0, 256.0, 256.0, 0.5, 0, 0, 0, 0, 0], dtype=np.float32)

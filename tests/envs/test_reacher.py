@@ -1,4 +1,4 @@
-"""Reacher env (envs/reacher.py) and its OU data policy (envs/experts.py)."""
+"""Reacher env (envs/reacher.py) and its OU data policy (envs/reacher_policy.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from envs.experts import ReacherOU  # noqa: E402
 from envs.reacher import ELBOW_LIMIT, SUCCESS_TOL, ReacherEnv  # noqa: E402
+from envs.reacher_policy import ReacherOU  # noqa: E402
 from tests.helpers.envs import assert_check_env_clean, assert_time_limit  # noqa: E402
 
 GOAL = np.array([0.5, -1.0, 0.0, 0.0], dtype=np.float32)

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401
-from eval.compare import compare, markdown_table, results_dict, wilson_interval, write_results
+from eval.compare import compare
+from eval.compare_report import markdown_table, results_dict, write_results
 from eval.protocol import GOAL_OFFSET, run_protocol, sample_episodes
 from lewm_agent import load_dataset
+from lewm_agent.stats import wilson_interval
 from tests.helpers.agents import DoNothing, PixelOracle
 
 

@@ -9,15 +9,8 @@ import pytest
 
 import agents
 import envs  # noqa: F401
-from eval.compare import (
-    CHART_FILE,
-    bar_chart,
-    compare,
-    env_slug,
-    markdown_table,
-    results_dict,
-    write_results,
-)
+from eval.compare import compare, env_slug
+from eval.compare_report import CHART_FILE, bar_chart, markdown_table, results_dict, write_results
 from eval.protocol import agent_env_kwargs, run_protocol, sample_episodes
 from lewm_agent import load_dataset
 from lewm_agent.cli import main as lewm

@@ -1,4 +1,4 @@
-"""Tests for eval/video.py: exact frame counts, layout, header text, grid, record_episode."""
+"""Tests for eval/video.py and eval/video_frames.py: exact frame counts, layout, header text, grid, record_episode."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 
-from eval.video import (
-    _clip_duration,
-    count_frames,
-    grid_frames,
-    record_episode,
-    side_by_side_frames,
-    write_video,
-)
+from eval.video import _clip_duration, count_frames, record_episode, write_video
+from eval.video_frames import grid_frames, side_by_side_frames
 
 SUCCESS_GREEN = np.array([40, 200, 70], dtype=np.uint8)
 

@@ -20,8 +20,10 @@ import torch
 from safetensors import safe_open
 
 from eval import zoo as ezoo
+from eval import zoo_card
 from lewm_agent import WorldModelAgent, zoo
 from lewm_agent.checkpoint import WEIGHTS_FILE, CheckpointError, load_checkpoint
+from tests.helpers.zoo import add_to_new_zoo
 
 # Two-Room must keep at least 9/10, whatever its card says.
 HARD_FLOORS = {"tworoom": 9}
@@ -57,22 +59,9 @@ def test_convert_rejects_unknown_dtype(tiny_agent_dir, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_zoo(tiny_agent_dir, tworoom_data, tmp_path_factory):
     """A zoo folder holding the tiny test agent as zoo:tiny (4 protocol episodes)."""
-    from eval.zoo import add
-
+    train_cmd = "WorldModelAgent.fit(preset='test', steps=40)"
     root = tmp_path_factory.mktemp("zoo")
-    # Only while adding: tests that want this zoo ask for `in_tiny_zoo`, the shipped
-    # models' tests must see the source tree's zoo.
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(zoo.ROOT_ENV, str(root))
-        add(
-            tiny_agent_dir,
-            "tiny",
-            tworoom_data,
-            collect_cmd="collect(...) in tests/conftest.py",
-            train_cmd="WorldModelAgent.fit(preset='test', steps=40)",
-            episodes=4,
-        )
-    return root
+    return add_to_new_zoo(root, tiny_agent_dir, "tiny", tworoom_data, train_cmd=train_cmd)
 
 
 @pytest.fixture
@@ -85,8 +74,8 @@ def test_add_writes_card_episodes_and_hashes(in_tiny_zoo, tworoom_data, tiny_age
     from eval.protocol import sample_episodes
     from lewm_agent.data import load_dataset
 
-    card = ezoo.read_card("tiny")
-    assert card["card_version"] == ezoo.CARD_VERSION
+    card = zoo_card.read_card("tiny")
+    assert card["card_version"] == zoo_card.CARD_VERSION
     assert card["dtype"] in ("float16", "float32")
     assert set(card["results"]) == {"float16", "float32"}
     for res in card["results"].values():
@@ -313,7 +302,7 @@ def test_the_zoo_ships_two_room_and_reacher():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_files_match_their_card(name):
     ezoo.verify("zoo:" + name)
-    card = ezoo.read_card(name)
+    card = zoo_card.read_card(name)
     assert card["dtype"] == "float16" or card["results"]["float16"]["successes"] < (
         card["results"]["float32"]["successes"] - 1
     )
@@ -326,7 +315,7 @@ def regression_successes(name: str, episodes: int = 10) -> tuple[int, int]:
     from eval.protocol import run_protocol
     from eval.zoo import protocol_episodes
 
-    card = ezoo.read_card(name)
+    card = zoo_card.read_card(name)
     agent = WorldModelAgent.load("zoo:" + name, device="cpu")  # the planner config.json holds
     assert agent.plan_config.planner == card["planner"]
     result, _ = run_protocol(

@@ -17,10 +17,12 @@ import torch
 from safetensors import safe_open
 
 from eval import zoo as ezoo
+from eval import zoo_card
 from lewm_agent import CheckpointError, WorldModelAgent, zoo
 from lewm_agent.controllers import Controller
 from lewm_agent.planning import uses_policy
 from lewm_agent.policy_head import HEAD_CONFIG_FILE, HEAD_WEIGHTS_FILE
+from tests.helpers.zoo import add_to_new_zoo
 
 HEAD = {"steps": 30, "hidden": 32, "batch_size": 32}
 
@@ -36,21 +38,11 @@ def head_run(tiny_agent_dir, tworoom_data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def head_zoo(head_run, tworoom_data, tmp_path_factory):
     """A zoo holding `head_run` as zoo:tinyhead, measured with planner "policy"."""
-    from eval.zoo import add
-
+    train_cmd = "fit(preset='test', steps=40) + fit_policy_head(steps=30)"
     root = tmp_path_factory.mktemp("headzoo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(zoo.ROOT_ENV, str(root))
-        add(
-            head_run,
-            "tinyhead",
-            tworoom_data,
-            collect_cmd="collect(...) in tests/conftest.py",
-            train_cmd="fit(preset='test', steps=40) + fit_policy_head(steps=30)",
-            episodes=4,
-            planner="policy",
-        )
-    return root
+    return add_to_new_zoo(
+        root, head_run, "tinyhead", tworoom_data, train_cmd=train_cmd, planner="policy"
+    )
 
 
 @pytest.fixture
@@ -73,8 +65,8 @@ def test_head_file_names_match_the_policy_head_module():
 
 
 def test_add_with_planner_policy_ships_the_head_and_records_the_planner(in_head_zoo, head_run):
-    card = ezoo.read_card("tinyhead")
-    assert card["card_version"] == ezoo.CARD_VERSION == 3
+    card = zoo_card.read_card("tinyhead")
+    assert card["card_version"] == zoo_card.CARD_VERSION == 3
     assert card["planner"] == "policy" and card["plan"]["planner"] == "policy"
     assert "--planner policy" in card["commands"]["zoo_add"]
     assert set(card["files"]) == {*ezoo.HASHED_FILES, *ezoo.HEAD_FILES}
@@ -145,7 +137,7 @@ def test_replay_with_the_shipped_planner_reproduces_the_card(in_head_zoo):
     from eval.protocol import run_protocol
     from eval.zoo import protocol_episodes
 
-    card = ezoo.read_card("tinyhead")
+    card = zoo_card.read_card("tinyhead")
     agent = WorldModelAgent.load("zoo:tinyhead", device="cpu")
     result, _ = run_protocol(
         card["env_id"],
@@ -278,11 +270,11 @@ def test_retraining_a_listed_head_keeps_the_folder_loadable(head_zoo, tmp_path):
 @pytest.mark.parametrize("name", zoo.names())
 def test_shipped_cards_record_the_planner_their_config_holds(name, monkeypatch):
     monkeypatch.delenv(zoo.ROOT_ENV, raising=False)
-    card = ezoo.read_card(name)
+    card = zoo_card.read_card(name)
     config = json.loads((zoo.folder(name) / "config.json").read_text())
-    assert card["card_version"] == ezoo.CARD_VERSION
+    assert card["card_version"] == zoo_card.CARD_VERSION
     assert card["planner"] == config["plan"]["planner"] and card["plan"] == config["plan"]
     agent = WorldModelAgent.load("zoo:" + name, device="cpu")
     assert agent.plan_config.planner == card["planner"]
     assert (agent.policy_head is not None) == uses_policy(card["planner"])
-    assert f"| zoo:{name} | {card['planner']} |" in ezoo.format_table(ezoo.table_rows())
+    assert f"| zoo:{name} | {card['planner']} |" in zoo_card.format_table(zoo_card.table_rows())

@@ -1,4 +1,4 @@
-"""Hostile input (issue 12): bad input never gives a silent wrong answer.
+"""Hostile input: bad input never gives a silent wrong answer.
 
 Each case below was a silent wrong answer or an unreadable failure: damaged or
 hand-edited checkpoints, datasets with NaN/huge/forged content, calls to

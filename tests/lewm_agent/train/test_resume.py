@@ -90,7 +90,7 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
         stderr=subprocess.PIPE,
     )
     # The reference run goes on meanwhile: waiting for it first let the victim finish
-    # before it could be killed on a loaded machine (load 9 on 2 cores).
+    # before it could be killed on a loaded machine.
     ref_log = tmp_path / "ref.log"
     with open(ref_log, "w") as log:
         reference = subprocess.Popen(

@@ -1,14 +1,12 @@
-"""Data-collection policies for Push-T and Reacher (stable-baselines3 ``predict`` signature).
+"""The data policy of ``lewm/PushT-v0`` (stable-baselines3 ``predict`` signature).
 
-A world model only learns the physics it sees, so these policies are built for
-coverage, not for return: the Push-T pusher keeps making contact with the block from
-many sides (translations and rotations), and the Reacher policy sweeps the joint
-space with smooth random torques. Both act on the env's *state*-mode observation (a
-GoalEnv dict), single or batched with a leading batch dim, and keep per-env internal
-state arrays sized to the batch; ``episode_start`` resets the matching entries.
-
-Most of the module is the Push-T pusher: its state machine and path planner are
-one policy; the Reacher policy is short.
+A world model only learns the physics it sees, so this policy is built for coverage,
+not for return: the pusher keeps making contact with the block from many sides
+(translations and rotations), with a state machine (walk to a contact without
+touching the block, push, back off) and a path planner over the free space. It acts
+on the env's *state*-mode observation (a GoalEnv dict), single or batched with a
+leading batch dim, and keeps per-env internal state arrays sized to the batch;
+``episode_start`` resets the matching entries.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.common import BatchedPolicy
+from envs.common import BatchedPolicy, batch_info, episode_starts, state_rows
 from envs.push_t import (
     BLOCK_BOXES_LOCAL,
     BLOCK_MASS,
@@ -33,48 +31,9 @@ from envs.push_t import (
     distance_to_block,
 )
 
-__all__ = ["PushTPusher", "ReacherOU"]
+__all__ = ["PushTPusher"]
 
 
-_ITEM_NDIM = {"observation": 1, "achieved_goal": 1, "desired_goal": 1, "pixels": 3, "goal": 3}
-
-
-def _batch_info(observation: Any) -> tuple[int, bool]:
-    """``(batch size, batched?)`` of a (dict) observation, from its known keys' dims."""
-    if isinstance(observation, dict):
-        key = next((k for k in _ITEM_NDIM if k in observation), None)
-        if key is None:
-            raise ValueError(f"unrecognised observation keys {sorted(observation)}")
-        arr, item_ndim = np.asarray(observation[key]), _ITEM_NDIM[key]
-    else:
-        arr, item_ndim = np.asarray(observation), 1
-    if arr.ndim == item_ndim:
-        return 1, False
-    if arr.ndim == item_ndim + 1:
-        return arr.shape[0], True
-    raise ValueError(
-        f"observation has shape {arr.shape}: expected {item_ndim} or {item_ndim + 1} dims"
-    )
-
-
-def _rows(observation: Any, key: str, dim: int, n: int) -> np.ndarray:
-    """``observation[key]`` as a float64 ``(n, dim)`` array, with a clear error otherwise."""
-    arr = observation.get(key) if isinstance(observation, dict) else observation
-    if arr is None:
-        raise ValueError(f"the observation has no {key!r}: use the env's obs_mode='state'")
-    arr = np.asarray(arr, dtype=np.float64).reshape(-1, np.shape(arr)[-1])
-    if arr.shape != (n, dim):
-        raise ValueError(f"observation[{key!r}] must hold {dim}-dim rows, got {arr.shape}")
-    return arr
-
-
-def _starts(episode_start: Any, n: int) -> np.ndarray:
-    if episode_start is None:
-        return np.zeros(n, dtype=bool)
-    return np.broadcast_to(np.asarray(episode_start, dtype=bool).reshape(-1), (n,)).copy()
-
-
-# ------------------------------------------------------------------ Push-T
 def _t_edges() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Pushable edges of the T: (start, end, outward normal) in the block frame.
 
@@ -293,13 +252,13 @@ class PushTPusher(BatchedPolicy):
         self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
     ) -> tuple[np.ndarray, bool]:
         """Actions for a state-mode observation; ``deterministic`` drops the Gaussian noise."""
-        n, batched = _batch_info(observation)
-        obs = _rows(observation, "observation", 10, n)
+        n, batched = batch_info(observation)
+        obs = state_rows(observation, "observation", 10, n)
         has_goal = isinstance(observation, dict) and "desired_goal" in observation
-        goal = _rows(observation, "desired_goal", 4, n) if has_goal else None
+        goal = state_rows(observation, "desired_goal", 4, n) if has_goal else None
         if n != self._n:
             self._alloc(n)
-        self._phase[_starts(episode_start, n)] = _NEW
+        self._phase[episode_starts(episode_start, n)] = _NEW
         actions = np.zeros((n, 2))
         for i in range(n):
             actions[i] = self._act(i, obs[i], None if goal is None else goal[i])
@@ -466,48 +425,3 @@ def _toward(pusher: np.ndarray, target: np.ndarray, speed: float) -> np.ndarray:
     a = (target - pusher) / MAX_STEP
     m = float(np.abs(a).max())
     return a * (speed / m) if m > speed else a
-
-
-# ------------------------------------------------------------------ Reacher
-class ReacherOU(BatchedPolicy):
-    """Smoothed random torques for ``lewm/Reacher-v0`` (Ornstein-Uhlenbeck process).
-
-    ``x <- x - theta * x + sigma * N(0, 1)`` per env step, clipped to [-1, 1]. The
-    correlation time 1/theta makes the arm sweep through large joint-space arcs
-    (white noise would only jitter in place), which is what covers the joint space.
-
-    Args:
-        theta: mean reversion per step (0.15 -> ~7-step correlation).
-        sigma: noise scale per step (stationary std sigma / sqrt(2 theta - theta^2)).
-        seed: seed of the policy's own random generator.
-    """
-
-    def __init__(self, theta: float = 0.15, sigma: float = 0.3, seed: int | None = None) -> None:
-        if not 0.0 < theta <= 1.0:
-            raise ValueError(f"theta must be in (0, 1], got {theta}")
-        if sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
-        self.theta, self.sigma = float(theta), float(sigma)
-        self.rng = np.random.default_rng(seed)
-        self._x = np.zeros((0, 2))
-        self._stationary_std = self.sigma / math.sqrt(2 * self.theta - self.theta**2)
-
-    def reset(self, indices: np.ndarray | None = None) -> None:
-        """Redraw the process of the given envs (all if ``None``) from its stationary law."""
-        idx = np.arange(len(self._x)) if indices is None else np.asarray(indices)
-        self._x[idx] = self.rng.normal(0.0, self._stationary_std, size=(np.size(idx), 2))
-
-    def _actions(
-        self, observation: Any, episode_start: np.ndarray | None, deterministic: bool
-    ) -> tuple[np.ndarray, bool]:
-        """Next torques; the observation only sets the batch size (``deterministic`` ignored:
-        the randomness is the point of a data policy)."""
-        n, batched = _batch_info(observation)
-        if n != len(self._x):
-            self._x = np.zeros((n, 2))
-            self.reset()
-        starts = np.flatnonzero(_starts(episode_start, n))
-        if starts.size:
-            self.reset(starts)
-        self._x += -self.theta * self._x + self.sigma * self.rng.normal(size=self._x.shape)
-        return self._x, batched  # predict clips a copy

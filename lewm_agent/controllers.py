@@ -3,8 +3,9 @@
 Three controllers, picked by `PlanConfig.planner`:
 
 - "cem" / "mppi": sampling-based search (`planning.py`) over action sequences,
-  each scored by the squared distance between the predictor's final embedding
-  and the goal's;
+  each scored by `PlanConfig.cost` (`Controller.plan_cost`): the squared distance
+  between the predictor's final embedding and the goal's, or the learned cost
+  head's estimate of the env steps between them (`cost_head.py`);
 - "policy": the latent policy head alone, one block per decision;
 - "cem-prior" / "mppi-prior": the search, seeded with the policy head's own
   plan rolled out through the predictor (TD-MPC2's policy prior).

@@ -132,7 +132,9 @@ class CostHead(nn.Module):
 
         The planner's "learned" cost; saturates near `max_gap` for far pairs."""
         scale = math.log1p(self.cfg.max_gap)
-        return torch.expm1(self.forward(z, goal) * scale)  # (N,)
+        # float32 before the exponential: under bf16 autocast the steps would be
+        # quantised to ~3 significant digits and CEM's ranking would tie.
+        return torch.expm1(self.forward(z, goal).float() * scale)  # (N,)
 
 
 def target_of(steps: np.ndarray | Tensor, max_gap: int) -> Tensor:

@@ -215,10 +215,10 @@ def _predicted_pool(
     frame = np.concatenate([b.frame for b in draws])
     m = rng.integers(1, cfg.pred_blocks + 1, size=len(t))  # (N,) rolled blocks
     ok = (t >= (hist - 1) * fs) & (k >= m * fs) & (t + m * fs <= lengths[ep])
-    ep, t, k, frame, m = ep[ok], t[ok], k[ok], frame[ok], m[ok]
-    if len(t) == 0:
+    # shuffled before the cut: the draws are near ones first, then far ones
+    keep = rng.permutation(np.flatnonzero(ok))[: cfg.pred_pool]
+    if len(keep) == 0:
         return None
-    keep = slice(0, cfg.pred_pool)
     ep, t, k, frame, m = ep[keep], t[keep], k[keep], frame[keep], m[keep]
     action_off = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # (E,)
     a = actions.shape[1]

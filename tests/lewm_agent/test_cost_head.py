@@ -190,3 +190,18 @@ def test_cli_train_cost_writes_the_files(tiny_agent_dir, tworoom_data, tmp_path,
     assert agent.cost_head_meta["training"]["log"][-1]["step"] == 4
     args = build_parser().parse_args(["eval", "--agent", str(run), "--cost", "learned"])
     assert args.plan_cost == "learned"
+
+
+def test_predicted_pairs_cover_near_and_far_goals(cost_agent, tworoom_data):
+    """The predicted starts are paired with goals at or after the frame they stand for,
+    near ones and, with far pairs, ones beyond max_gap (clipped targets)."""
+    split = load_dataset(tworoom_data).split(0.1)[0]
+    cfg = CostHeadConfig(pred_pool=512, far_fraction=0.5)
+    pairs = _pairs(
+        split, cost_agent.model, cost_agent.normalizer, cfg, np.random.default_rng(0),
+        torch.device("cpu"), False,
+    )  # fmt: skip
+    z, goal_rows, steps = pairs.pred
+    assert z.shape == (512, cost_agent.model_config.embed_dim) and torch.isfinite(z).all()
+    assert (steps >= 0).all() and (steps < cfg.max_gap).any() and (steps > cfg.max_gap).any()
+    assert (goal_rows < len(pairs.emb)).all()

@@ -34,7 +34,13 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import ModelConfig, PlanConfig, TrainConfig, get_preset, replace
-from .controllers import Controller, RolloutFn, block_bounds, saved_policy_head
+from .controllers import (
+    Controller,
+    RolloutFn,
+    block_bounds,
+    saved_cost_head,
+    saved_policy_head,
+)
 from .data import ActionNormalizer, Dataset
 from .device import autocast_context, resolve_device
 from .memory import (
@@ -96,6 +102,8 @@ class WorldModelAgent:
         self.memory = EnvMemory(self.plan_config.seed, self.device, self.model_config.history, fs)
         self._manual_goal: np.ndarray | None = None
         self.policy_head_meta: dict[str, Any] = {}
+        self.cost_head_meta: dict[str, Any] = {}
+        """The JSON meta of `controller.cost_head` (costs "learned", "latent+learned")."""
         self.decisions: list[dict[str, float]] | None = None
         """Set to [] to log every planning call: {"envs", "seconds", "rollouts"} (per env)."""
         if not 1 <= self.plan_config.receding_horizon <= self.plan_config.horizon:
@@ -221,6 +229,10 @@ class WorldModelAgent:
 
             save_policy_head(folder, self.policy_head, self.policy_head_meta)
             record_file_hashes(folder, (HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE))
+        if self.controller.cost_head is not None:
+            from .cost_head import save_cost_head
+
+            save_cost_head(folder, self.controller.cost_head, self.cost_head_meta)
         return folder
 
     @classmethod
@@ -273,6 +285,9 @@ class WorldModelAgent:
         found = saved_policy_head(path, agent.model, plan_cfg.planner, dev)
         if found is not None:
             agent.policy_head, agent.policy_head_meta = found
+        found = saved_cost_head(path, agent.model, plan_cfg.cost, dev)
+        if found is not None:
+            agent.controller.cost_head, agent.cost_head_meta = found
         return agent
 
     # ------------------------------------------------------------ policy head

@@ -143,6 +143,12 @@ class PlanConfig:
     """"-prior" planners: sampling std around the policy's proposal (normalised action units)."""
     policy_steps_left: int = 0
     """Steps-left input of the policy head acting alone (0 = one block: move as fast as the data does)."""
+    cost: str = "latent"
+    """Plan cost: "latent" (squared embedding distance to the goal), "learned" (the cost head: env steps to the goal) or "latent+learned"."""
+    cost_weight: float = 1.0
+    """"latent+learned": weight of the learned cost (env steps) added to the latent one."""
+    cost_horizon_sum: bool = False
+    """Score every predicted block's embedding against the goal (summed), not only the last."""
 
     def __post_init__(self) -> None:
         check_config_fields(self)  # a bad value fails here, naming the field

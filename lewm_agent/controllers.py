@@ -3,8 +3,9 @@
 Three controllers, picked by `PlanConfig.planner`:
 
 - "cem" / "mppi": sampling-based search (`planning.py`) over action sequences,
-  each scored by the squared distance between the predictor's final embedding
-  and the goal's;
+  each scored by `PlanConfig.cost` (`Controller.plan_cost`): the squared distance
+  between the predictor's final embedding and the goal's, or the learned cost
+  head's estimate of the env steps between them (`cost_head.py`);
 - "policy": the latent policy head alone, one block per decision;
 - "cem-prior" / "mppi-prior": the search, seeded with the policy head's own
   plan rolled out through the predictor (TD-MPC2's policy prior).
@@ -73,6 +74,8 @@ class Controller:
         self.planner = make_planner(cfg, low, high, model.cfg.action_dim)
         self.policy_head: Any = None
         """A `policy_head.PolicyHead` (needed by "policy" and the "-prior" planners)."""
+        self.cost_head: Any = None
+        """A `cost_head.CostHead` (needed by the costs "learned" and "latent+learned")."""
         self._rollout: LatentRollout | ReferenceRollout | None = None
 
     @property
@@ -135,6 +138,48 @@ class Controller:
                 acts.append(block)
         return torch.stack(blocks, dim=1)  # (G, H, fs*A)
 
+    # -------------------------------------------------------------------- cost
+    def plan_cost(self, embs: Tensor, goal: Tensor) -> Tensor:
+        """Cost (N,) of predicted embeddings embs (N, K, D) (K: 1, or every block) vs goal (N, D).
+
+        `PlanConfig.cost`: "latent" the squared embedding distance, "learned" the cost
+        head's estimate of env steps to the goal, "latent+learned" their sum with
+        `cost_weight` on the learned part; summed over the K embeddings.
+        """
+        cost = self.cfg.cost
+        n, k, d = embs.shape
+        total = embs.new_zeros(n)
+        if cost in ("latent", "latent+learned"):
+            total = total + (embs - goal.unsqueeze(1)).square().sum(dim=-1).sum(dim=1)
+        if cost in ("learned", "latent+learned"):
+            if self.cost_head is None:
+                raise ValueError(
+                    f"cost {cost!r} needs a cost head: call agent.fit_cost_head(data) or "
+                    "`lewm train-cost RUN --data DATA`"
+                )
+            flat_goal = goal.repeat_interleave(k, dim=0)  # (N*K, D)
+            with autocast_context(self.device):
+                steps = self.cost_head.distance(embs.reshape(n * k, d), flat_goal).float()
+            weight = self.cfg.cost_weight if cost == "latent+learned" else 1.0
+            total = total + weight * steps.view(n, k).sum(dim=1)
+        return total  # (N,)
+
+    def _all_blocks(
+        self, z_ctx: Tensor, past: Tensor | None, repeats: int
+    ) -> Callable[[Tensor], Tensor]:
+        """`plans (G*S, H, fs*A) -> (G*S, H, D)`: every block's predicted embedding.
+
+        For `cost_horizon_sum`: the model's own rollout (the fast one keeps only the
+        last embedding), under the device's autocast."""
+        z_rep = z_ctx.repeat_interleave(repeats, dim=0)  # (G*S, h0, D)
+        past_rep = past.repeat_interleave(repeats, dim=0) if past is not None else None
+
+        def embs_of(plans: Tensor) -> Tensor:
+            with autocast_context(self.device):
+                return self.model.rollout(z_rep, past_rep, plans).float()  # (G*S, H, D)
+
+        return embs_of
+
     # ------------------------------------------------------------------- search
     @torch.inference_mode()
     def plan(
@@ -158,15 +203,21 @@ class Controller:
         """
         cfg = self.cfg
         goal_rep = goal.repeat_interleave(cfg.samples, dim=0)  # (G*S, D), once per plan
-        final_of = self.rollout.bind(z_ctx, past, cfg.samples)  # (G*S, H, fs*A) -> (G*S, D)
+        if cfg.cost_horizon_sum:
+            embs_of = self._all_blocks(z_ctx, past, cfg.samples)  # -> (G*S, H, D)
+        else:
+            final_of = self.rollout.bind(z_ctx, past, cfg.samples)  # (G*S, H, fs*A) -> (G*S, D)
+
+            def embs_of(plans: Tensor) -> Tensor:
+                return final_of(plans).unsqueeze(1)  # (G*S, 1, D)
+
         finite: list[Tensor] = []  # one flag per call; checked once (no per-call CUDA sync)
         calls = [0]
         warm = init_mean is not None and cfg.warm_iterations > 0
         iterations = cfg.warm_iterations if warm else cfg.iterations
 
         def cost_fn(plans: Tensor) -> Tensor:  # (G*S, H, fs*A) -> (G*S,)
-            final = final_of(plans)  # (G*S, D)
-            cost = (final - goal_rep).square().sum(dim=-1)
+            cost = self.plan_cost(embs_of(plans), goal_rep)  # (G*S,)
             finite.append(torch.isfinite(cost).all())
             if callback is not None:  # one call per planner iteration
                 calls[0] += 1
@@ -209,6 +260,39 @@ def saved_policy_head(
     head, meta = load_policy_head(path, device=device)
     if meta.get("model_digest") != model_digest(model):
         msg = f"the policy head in {path} was trained on another world model; {fix}"
+        if needed:
+            raise CheckpointError(msg)
+        warnings.warn(msg + "; it is ignored", RuntimeWarning, stacklevel=3)
+        return None
+    return head, meta
+
+
+def uses_cost_head(cost: str) -> bool:
+    """Whether the plan cost `cost` (PlanConfig.cost) needs the checkpoint's cost head."""
+    return cost in ("learned", "latent+learned")
+
+
+def saved_cost_head(
+    path: str | os.PathLike, model: LeWM, cost: str, device: torch.device
+) -> tuple[Any, dict[str, Any]] | None:
+    """(head, meta) of checkpoint folder `path` if it has a cost head trained on `model`.
+
+    As `saved_policy_head`: a cost that needs the head (`uses_cost_head`) makes a
+    missing or mismatched head a CheckpointError; otherwise a mismatched head is
+    ignored with a warning (a present head is loaded either way, so `save` keeps it).
+    """
+    from .cost_head import TRAIN_HINT, has_cost_head, load_cost_head
+    from .policy_head import model_digest
+
+    needed = uses_cost_head(cost)
+    fix = f"train one: `{TRAIN_HINT}` (RUN: {path})"
+    if not has_cost_head(path):
+        if needed:
+            raise CheckpointError(f"cost {cost!r} needs a cost head and {path} has none; {fix}")
+        return None
+    head, meta = load_cost_head(path, device=device)
+    if meta.get("model_digest") != model_digest(model):
+        msg = f"the cost head in {path} was trained on another world model; {fix}"
         if needed:
             raise CheckpointError(msg)
         warnings.warn(msg + "; it is ignored", RuntimeWarning, stacklevel=3)

@@ -78,10 +78,29 @@ FIELD_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "prior_fraction": (0.0, 0.99),
         "prior_std": (POSITIVE, math.inf),
         "policy_steps_left": (0, math.inf),
+        "cost_weight": (0.0, math.inf),
+    },
+    "CostHeadConfig": {
+        "hidden": (1, math.inf),
+        "layers": (1, math.inf),
+        "max_gap": (1, math.inf),
+        "far_fraction": (0.0, 1.0),
+        "same_fraction": (0.0, 1.0),
+        "predicted_fraction": (0.0, 1.0),
+        "pred_blocks": (1, 1000),
+        "pred_pool": (1, math.inf),
+        "steps": (0, math.inf),
+        "batch_size": (1, math.inf),
+        "lr": (0.0, math.inf),
+        "weight_decay": (0.0, math.inf),
+        "seed": (0, 2**63 - 1),
+        "holdout_fraction": (0.0, 0.99),
+        "train_episodes": (0, math.inf),
     },
 }
 FIELD_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
     "ModelConfig": {"encoder": ("vit", "cnn")},
+    "PlanConfig": {"cost": ("latent", "learned", "latent+learned")},
 }
 
 

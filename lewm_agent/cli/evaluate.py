@@ -49,6 +49,13 @@ def eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--planner", default=None, choices=PLANNERS)
+    p.add_argument(
+        "--cost",
+        dest="plan_cost",
+        default=None,
+        choices=["latent", "learned", "latent+learned"],
+        help="plan cost (the same as --plan-cost); learned needs `lewm train-cost RUN --data DATA`",
+    )
     p.add_argument("--random", action="store_true", help="also run a random agent")
     p.add_argument(
         "--expert",

@@ -1,4 +1,4 @@
-"""`lewm train`, `lewm train-policy`, `lewm info`: train the world model and its policy head.
+"""`lewm train`, `lewm train-policy`, `lewm train-cost`, `lewm info`: the world model and its heads.
 
 Training and planning options are generated from the config dataclasses (their field
 comments are the help texts). `lewm train` has one code path (`cmd_train`: the
@@ -66,6 +66,49 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         if v is not None
     }
     fit_and_save_policy_head(agent, args.data, out, **over)
+    return 0
+
+
+def cmd_train_cost(args: argparse.Namespace) -> int:
+    """`lewm train-cost RUN --data DATA`: add a learned planning cost to a checkpoint."""
+    from ..agent import WorldModelAgent
+    from ..checkpoint import agent_sections, read_checkpoint
+    from ..config import replace
+    from ..cost_head import fit_cost_head, save_cost_head
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    out = args.out or args.run
+    if args.out is None and is_zoo_folder(args.run):
+        raise SystemExit(
+            f"{args.run} is a zoo model's folder (its card records its files' hashes): pass "
+            "--out DIR, a new checkpoint folder that gets the model and the new cost head"
+        )
+    # Loaded with the latent cost: a checkpoint whose config already asks for the
+    # learned one has no head yet; a copy to --out keeps the cost its config names.
+    agent = WorldModelAgent.load(args.run, planner="cem", device=args.device, cost="latent")
+    if out != args.run:
+        saved_cost = agent_sections(read_checkpoint(args.run)).plan.cost
+        agent.plan_config = replace(agent.plan_config, cost=saved_cost)
+        agent.save(out)  # the model (and a policy head it has), then the cost head beside it
+    over = {
+        k: v
+        for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
+        if v is not None
+    }
+    head, meta = fit_cost_head(agent, args.data, **over)
+    save_cost_head(out, head, meta)
+    t = meta["training"]
+    held, rho = t["heldout_loss"], t["heldout_spearman"]
+    print(
+        f"saved cost head to {out} ({t['seconds']:.0f} s; loss {t['first_loss']:.3f} -> "
+        f"{t['final_loss']:.3f}, held-out {'-' if held is None else f'{held:.3f}'}, "
+        f"rank correlation with steps {'-' if rho is None else f'{rho:.2f}'}); plan with "
+        f"`lewm eval {out} --plan-cost learned` or "
+        f'WorldModelAgent.load("{out}", cost="learned")'
+    )
     return 0
 
 
@@ -329,6 +372,30 @@ def train_policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
 
 
+def train_cost_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train the learned planning cost of an existing checkpoint (its world model frozen): "
+        "env steps between two frames, for `--plan-cost learned`."
+    )
+    p.set_defaults(func=cmd_train_cost)
+    p.add_argument(
+        "run",
+        type=agent_path,
+        help="checkpoint folder (from `lewm train`; the head is saved into it) or zoo:NAME",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="save the model and its new cost head here instead of into RUN (needed for zoo:NAME)",
+    )
+    p.add_argument("--data", required=True, help="the dataset the world model was trained on")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 256")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    p.add_argument("--device", default="auto")
+
+
 def info_options(p: argparse.ArgumentParser) -> None:
     p.description = "Parameter counts by part of a preset or a checkpoint."
     p.set_defaults(func=cmd_info)
@@ -347,6 +414,10 @@ COMMANDS = {
     "train-policy": (
         "train the latent policy head of an existing checkpoint (frozen world model)",
         train_policy_options,
+    ),
+    "train-cost": (
+        "train the learned planning cost of an existing checkpoint (frozen world model)",
+        train_cost_options,
     ),
     "info": ("parameter counts by part of a preset or checkpoint", info_options),
 }

@@ -223,6 +223,12 @@ class WorldModelAgent:
             record_file_hashes(folder, (HEAD_WEIGHTS_FILE, HEAD_CONFIG_FILE))
         return folder
 
+    def export(self, path: str | os.PathLike) -> Path:
+        """ONNX graphs + agent.json for the torch-free `onnx_agent.OnnxAgent` (export.py)."""
+        from .export import export_agent
+
+        return export_agent(self, path)
+
     @classmethod
     def load(
         cls,

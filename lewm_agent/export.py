@@ -36,12 +36,11 @@ from torch import Tensor, nn
 from .config import to_dict
 from .controllers import UNBOUNDED_LIMIT
 from .model import LeWM
+from .onnx_agent import AGENT_FILE, EXPORT_FORMAT_VERSION, description_sha256
 
 if TYPE_CHECKING:
     from .agent import WorldModelAgent
 
-AGENT_FILE = "agent.json"
-EXPORT_FORMAT_VERSION = 1
 OPSET = 17
 ENCODER_FILE = "encoder.onnx"
 POLICY_FILE = "policy_head.onnx"
@@ -125,6 +124,10 @@ def export_agent(
     """
     from .agent import WorldModelAgent
 
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export writes the graphs through it)
+    except ImportError:
+        raise ImportError("exporting needs onnx: pip install 'lewm-agent[onnx]'") from None
     agent = (
         agent_or_path
         if isinstance(agent_or_path, WorldModelAgent)
@@ -194,6 +197,7 @@ def _write_export(agent: WorldModelAgent, folder: Path) -> None:
         "files": files,
         "sha256": {name: _sha256(folder / name) for name in graph_files},
     }
+    meta["sha256"][AGENT_FILE] = description_sha256(meta)
     (folder / AGENT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -498,6 +498,14 @@ class OnnxAgent:
         return mean, np.clip(np.sqrt(var), cfg.min_std, cfg.max_std)
 
 
+def description_sha256(meta: dict[str, Any]) -> str:
+    """SHA-256 of agent.json's content without its own entry (canonical JSON), so a
+    changed plan config, bound or normaliser is refused like a changed graph."""
+    hashes = {k: v for k, v in meta.get("sha256", {}).items() if k != AGENT_FILE}
+    body = json.dumps({**meta, "sha256": hashes}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
 def read_export(folder: str | os.PathLike) -> dict[str, Any]:
     """agent.json of an export folder, after checking every listed file's SHA-256."""
     folder = Path(folder)
@@ -524,6 +532,10 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
     for name in needed:
         if name not in hashes:
             raise ExportError(f"{path} lists no SHA-256 for {name!r}: export again")
+    if hashes.pop(AGENT_FILE, None) != description_sha256(meta):
+        raise ExportError(
+            f"{path} does not match its own SHA-256: it was edited after export; export again"
+        )
     for name, digest in hashes.items():
         file = folder / name
         if Path(name).name != name or not file.is_file():
@@ -536,4 +548,10 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
     return meta
 
 
-__all__ = ["OnnxAgent", "ExportError", "read_export", "white_or_coloured_noise"]
+__all__ = [
+    "OnnxAgent",
+    "ExportError",
+    "description_sha256",
+    "read_export",
+    "white_or_coloured_noise",
+]

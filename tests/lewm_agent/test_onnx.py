@@ -131,6 +131,7 @@ def test_export_writes_graphs_and_hashes(tiny_export):
     assert set(meta["files"]["predictor"]) == {"1", "2", "3"}
     assert meta["files"]["policy_head"] == "policy_head.onnx"
     assert set(meta["sha256"]) == {
+        "agent.json",
         "encoder.onnx",
         "policy_head.onnx",
         "predictor_t1.onnx",
@@ -146,6 +147,18 @@ def test_export_refuses_a_non_empty_folder(tiny_export, tmp_path):
     with pytest.raises(FileExistsError, match="not an empty folder"):
         WorldModelAgent.load(run).export(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]
+
+
+def test_edited_description_is_refused(tiny_export, tmp_path):
+    import shutil
+
+    _, export = tiny_export
+    copy = Path(shutil.copytree(export, tmp_path / "copy"))
+    meta = json.loads((copy / "agent.json").read_text())
+    meta["action_high"] = [5.0, 5.0]  # wider bounds than the env's
+    (copy / "agent.json").write_text(json.dumps(meta))
+    with pytest.raises(ExportError, match="edited after export"):
+        OnnxAgent.load(copy)
 
 
 @pytest.mark.parametrize("damage", ["tamper", "delete"])

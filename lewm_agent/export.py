@@ -19,6 +19,7 @@ frameskip, history) and the SHA-256 of every graph file, checked at load.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -26,20 +27,18 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .config import to_dict
-from .controllers import UNBOUNDED_LIMIT
+from .config import PlanConfig, to_dict
+from .controllers import UNBOUNDED_LIMIT, saved_policy_head
 from .model import LeWM
 from .onnx_agent import AGENT_FILE, EXPORT_FORMAT_VERSION, description_sha256
-
-if TYPE_CHECKING:
-    from .agent import WorldModelAgent
 
 OPSET = 17
 ENCODER_FILE = "encoder.onnx"
@@ -113,33 +112,83 @@ def _bounds_json(values: np.ndarray) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
 
 
-def export_agent(
-    agent_or_path: WorldModelAgent | str | os.PathLike, out_dir: str | os.PathLike
-) -> Path:
-    """Write the ONNX graphs and agent.json of an agent (or a checkpoint folder / `zoo:NAME`).
+@dataclass
+class _Parts:
+    """What an export needs of an agent: a `WorldModelAgent`'s, or a checkpoint folder's."""
+
+    model: LeWM
+    policy_head: nn.Module | None
+    plan: PlanConfig
+    env_id: str | None
+    action_low: np.ndarray
+    action_high: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def _folder_parts(path: str | os.PathLike) -> _Parts:
+    """A checkpoint folder (or `zoo:NAME`), checked as `WorldModelAgent.load` checks it.
+
+    Read here rather than through `WorldModelAgent.load`: agent.py's `export` calls
+    this module, which must not import agent.py back.
+    """
+    from . import zoo
+    from .checkpoint import agent_sections, build_model, read_checkpoint
+
+    path = zoo.resolve(path)
+    contents = read_checkpoint(path)
+    parts = agent_sections(contents)
+    model = build_model(contents, device="cpu").eval()
+    found = saved_policy_head(path, model, parts.plan.planner, torch.device("cpu"))
+    return _Parts(
+        model,
+        found[0] if found else None,
+        parts.plan,
+        parts.env.get("env_id"),
+        parts.action_low,
+        parts.action_high,
+        parts.normalizer.mean,
+        parts.normalizer.std,
+    )
+
+
+def _agent_parts(agent: Any) -> _Parts:
+    return _Parts(
+        agent.model,
+        agent.policy_head,
+        agent.plan_config,
+        agent.env_id,
+        agent.action_low,
+        agent.action_high,
+        agent.normalizer.mean,
+        agent.normalizer.std,
+    )
+
+
+def export_agent(agent_or_path: Any, out_dir: str | os.PathLike) -> Path:
+    """Write the ONNX graphs and agent.json of a `WorldModelAgent`, or of a checkpoint
+    folder or `zoo:NAME` (checked as loading it checks it).
 
     The folder is written beside its destination and moved into place at the end,
     so a failed export leaves nothing behind; an existing non-empty `out_dir` is
     refused rather than mixed with other files.
     """
-    from .agent import WorldModelAgent
-
     try:
         import onnx  # noqa: F401  (torch.onnx.export writes the graphs through it)
     except ImportError:
         raise ImportError("exporting needs onnx: pip install 'lewm-agent[onnx]'") from None
-    agent = (
-        agent_or_path
-        if isinstance(agent_or_path, WorldModelAgent)
-        else WorldModelAgent.load(agent_or_path, device="cpu")
-    )
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder: export to a new folder")
+    parts = (
+        _folder_parts(agent_or_path)
+        if isinstance(agent_or_path, str | os.PathLike)
+        else _agent_parts(agent_or_path)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        _write_export(agent, tmp)
+        _write_export(parts, tmp)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -149,17 +198,16 @@ def export_agent(
     return out
 
 
-def _write_export(agent: WorldModelAgent, folder: Path) -> None:
-    cfg = agent.model_config
+def _write_export(parts: _Parts, folder: Path) -> None:
+    cfg = parts.model.cfg
     # A CPU float32 copy: the graphs must not depend on where or how the agent trained.
     model = LeWM(cfg)
-    model.load_state_dict(
-        {k: v.detach().cpu().float() for k, v in agent.model.state_dict().items()}
-    )
+    state = parts.model.state_dict()
+    model.load_state_dict({k: v.detach().cpu().float() for k, v in state.items()})
     model.eval()
     size, d, block = cfg.image_size, cfg.embed_dim, cfg.action_block_dim
     batch = 2  # > 1, so tracing cannot specialise on a batch of one
-    files = {"encoder": ENCODER_FILE, "predictor": {}, "policy_head": None}
+    files: dict[str, Any] = {"encoder": ENCODER_FILE, "predictor": {}, "policy_head": None}
     with torch.no_grad():
         frames = torch.zeros(batch, size, size, 3, dtype=torch.uint8)
         _export(_Encoder(model), (frames,), folder / ENCODER_FILE, ["frames"])
@@ -167,19 +215,23 @@ def _write_export(agent: WorldModelAgent, folder: Path) -> None:
             z, a = torch.zeros(batch, t, d), torch.zeros(batch, t, block)
             _export(_PredictorStep(model), (z, a), folder / predictor_file(t), ["z", "actions"])
             files["predictor"][str(t)] = predictor_file(t)
-        if agent.policy_head is not None:
-            head = agent.policy_head.to("cpu").float().eval()
+        if parts.policy_head is not None:
+            head = copy.deepcopy(parts.policy_head).to("cpu").float().eval()
             args = (torch.zeros(batch, d), torch.zeros(batch, d), torch.ones(batch))
             _export(_Policy(head), args, folder / POLICY_FILE, ["z", "goal", "steps_left"])
-            agent.policy_head.to(agent.device)
             files["policy_head"] = POLICY_FILE
     graph_files = [ENCODER_FILE, *files["predictor"].values()]
     if files["policy_head"]:
         graph_files.append(POLICY_FILE)
-    low_n, high_n = (b.detach().cpu().numpy() for b in (agent._low_n, agent._high_n))
+    # The bounds of one block (fs*A,) in normalised units, as controllers.block_bounds.
+    low, high = (np.asarray(b, dtype=np.float64) for b in (parts.action_low, parts.action_high))
+    mean, std = (np.asarray(v, dtype=np.float32).reshape(-1) for v in (parts.mean, parts.std))
+    low_n = np.where(np.isfinite(low), (low - mean) / std, -UNBOUNDED_LIMIT).astype(np.float32)
+    high_n = np.where(np.isfinite(high), (high - mean) / std, UNBOUNDED_LIMIT).astype(np.float32)
+    low_n, high_n = np.tile(low_n, cfg.frameskip), np.tile(high_n, cfg.frameskip)
     meta: dict[str, Any] = {
         "format_version": EXPORT_FORMAT_VERSION,
-        "env_id": agent.env_id,
+        "env_id": parts.env_id,
         "model": {
             "image_size": size,
             "embed_dim": d,
@@ -187,10 +239,10 @@ def _write_export(agent: WorldModelAgent, folder: Path) -> None:
             "frameskip": cfg.frameskip,
             "history": cfg.history,
         },
-        "plan": to_dict(agent.plan_config),
-        "action_low": _bounds_json(agent.action_low),
-        "action_high": _bounds_json(agent.action_high),
-        "action_normalizer": {"mean": agent._mean.tolist(), "std": agent._std.tolist()},
+        "plan": to_dict(parts.plan),
+        "action_low": _bounds_json(low),
+        "action_high": _bounds_json(high),
+        "action_normalizer": {"mean": mean.tolist(), "std": std.tolist()},
         "block_low": low_n.tolist(),
         "block_high": high_n.tolist(),
         "unbounded_limit": UNBOUNDED_LIMIT,

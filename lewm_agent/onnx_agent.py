@@ -214,25 +214,39 @@ class OnnxAgent:
             self.slots[i].clear()
 
     # ---------------------------------------------------------------- predict
+    supports_env_indices = True
+    """`predict` takes `env_indices`: act for a subset of the envs it tracks."""
+
     def predict(
         self,
         observation: dict[str, np.ndarray] | np.ndarray,
         state: Any = None,
         episode_start: np.ndarray | None = None,
         deterministic: bool = True,
+        env_indices: list[int] | None = None,
     ) -> tuple[np.ndarray, None]:
         """Next action(s) (A,) or (N, A) in the env's units, clipped to its bounds.
 
         As `WorldModelAgent.predict`: `observation` is {"pixels", "goal"} (one or a
         batch) or the pixels alone after `set_goal`; `episode_start` (N,) clears
-        those envs' memory; `state` and `deterministic` are accepted for SB3.
+        those envs' memory; `env_indices` names the tracked envs the N observations
+        belong to (default 0..N-1); `state` and `deterministic` are accepted for SB3.
         """
         pixels, goals, batched = self._parse(observation)
         n = pixels.shape[0]
+        ids = self._env_indices(env_indices, n)
         starts = self._episode_start(episode_start, n)
-        if len(self.slots) != n:  # another batch size: a new (vector) env
-            self.slots = [_Slot(np.random.default_rng(self.plan_config.seed + i)) for i in range(n)]
-        slots = self.slots
+
+        def new_slot(i: int) -> _Slot:  # env i plans with seed + i, batched or not
+            return _Slot(np.random.default_rng(self.plan_config.seed + i))
+
+        if env_indices is None:
+            if len(self.slots) != n:  # another batch size: a new (vector) env
+                self.slots = [new_slot(i) for i in range(n)]
+        else:
+            while len(self.slots) <= max(ids):
+                self.slots.append(new_slot(len(self.slots)))
+        slots = [self.slots[i] for i in ids]
         for j in np.flatnonzero(starts):
             slots[j].clear()
         changed = [
@@ -295,6 +309,18 @@ class OnnxAgent:
         if goals.shape[0] != pixels.shape[0]:
             raise ValueError(f"{goals.shape[0]} goal images for {pixels.shape[0]} observations")
         return pixels, goals, batched
+
+    @staticmethod
+    def _env_indices(env_indices: Any, n: int) -> list[int]:
+        if env_indices is None:
+            return list(range(n))
+        items = list(np.asarray(env_indices, dtype=object).reshape(-1))
+        if not all(isinstance(i, int | np.integer) and not isinstance(i, bool) for i in items):
+            raise ValueError(f"env_indices must be integers, got {env_indices!r}")
+        ids = [int(i) for i in items]
+        if len(ids) != n or len(set(ids)) != n or min(ids) < 0:
+            raise ValueError(f"env_indices must be {n} distinct non-negative ints, got {ids}")
+        return ids
 
     @staticmethod
     def _episode_start(episode_start: Any, n: int) -> np.ndarray:

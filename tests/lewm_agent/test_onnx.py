@@ -295,6 +295,24 @@ def test_batched_predict_equals_per_env(tiny_export):
         assert np.abs(batched[0] - batched[1]).max() > 1e-3
 
 
+def test_env_indices_act_for_a_subset_of_the_tracked_envs(tiny_export):
+    """Env 2 alone, given a new goal, plans what it plans inside the batch of 3."""
+    _, export = tiny_export
+    obs = _observations(TEST_IMAGE, 3, seed=3)
+    first = {k: np.stack([o[k] for o in obs]) for k in obs[0]}
+    second = {k: v.copy() for k, v in first.items()}
+    second["goal"][2] = _observations(TEST_IMAGE, 1, seed=9)[0]["goal"]  # env 2 replans
+    together = OnnxAgent.load(export, planner="cem")
+    subset = OnnxAgent.load(export, planner="cem")
+    together.predict(first)
+    subset.predict(first)
+    want = together.predict(second)[0][2]
+    got = subset.predict({k: v[2:] for k, v in second.items()}, env_indices=[2])[0][0]
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="distinct non-negative"):
+        subset.predict(second, env_indices=[0, 0, 1])
+
+
 def test_goal_from_set_goal_and_bad_input(tiny_export):
     _, export = tiny_export
     agent = OnnxAgent.load(export, planner="policy")

@@ -64,6 +64,19 @@ class _Slot:
         self.warm = None
 
 
+def colour_noise(white: np.ndarray, beta: float) -> np.ndarray:
+    """iCEM's 1/f^beta colouring of white noise (S, per, steps) along its last axis,
+    rescaled to unit std, as `planning.Planner.noise` colours it (beta 0: unchanged)."""
+    steps = white.shape[-1]
+    if beta <= 0 or steps <= 1:
+        return white
+    freqs = np.fft.rfftfreq(steps).astype(np.float32)  # (steps//2+1,)
+    freqs[0] = freqs[1]  # keep a finite DC component
+    spectrum = np.fft.rfft(white, axis=-1) * freqs ** (-beta / 2)
+    out = np.fft.irfft(spectrum, n=steps, axis=-1).astype(np.float32)
+    return out / out.std(ddof=1)  # torch's std is the unbiased one
+
+
 def white_or_coloured_noise(
     rngs: Sequence[np.random.Generator], shape: tuple[int, int, int], step_dim: int, beta: float
 ) -> np.ndarray:
@@ -73,13 +86,8 @@ def white_or_coloured_noise(
     out = []
     for rng in rngs:
         white = rng.standard_normal((s, per, steps)).astype(np.float32)
-        if beta > 0 and steps > 1:
-            freqs = np.fft.rfftfreq(steps).astype(np.float32)  # (steps//2+1,)
-            freqs[0] = freqs[1]  # keep a finite DC component
-            spectrum = np.fft.rfft(white, axis=-1) * freqs ** (-beta / 2)
-            white = np.fft.irfft(spectrum, n=steps, axis=-1).astype(np.float32)
-            white = white / white.std(ddof=1)  # torch's std is the unbiased one
-        out.append(white.transpose(0, 2, 1).reshape(s, h, a))  # time-major blocks
+        coloured = colour_noise(white, beta)  # (S, per, steps)
+        out.append(coloured.transpose(0, 2, 1).reshape(s, h, a))  # time-major blocks
     return np.stack(out)
 
 
@@ -577,6 +585,7 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
 __all__ = [
     "OnnxAgent",
     "ExportError",
+    "colour_noise",
     "description_sha256",
     "read_export",
     "white_or_coloured_noise",

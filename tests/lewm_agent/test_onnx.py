@@ -19,7 +19,11 @@ from lewm_agent import WorldModelAgent  # noqa: E402
 from lewm_agent.config import PlanConfig, get_preset, replace  # noqa: E402
 from lewm_agent.data import ActionNormalizer  # noqa: E402
 from lewm_agent.model import LeWM  # noqa: E402
-from lewm_agent.onnx_agent import ExportError, OnnxAgent, white_or_coloured_noise  # noqa: E402
+from lewm_agent.onnx_agent import (  # noqa: E402
+    ExportError,
+    OnnxAgent,
+    white_or_coloured_noise,
+)
 from lewm_agent.policy_head import PolicyHead, PolicyHeadConfig, model_digest  # noqa: E402
 from tests.helpers import TEST_IMAGE  # noqa: E402
 
@@ -106,7 +110,7 @@ def test_runtime_loads_and_acts_without_torch(tiny_export):
     code = f"""
 import sys
 import numpy as np
-from lewm_agent.onnx_agent import OnnxAgent
+from lewm_agent import OnnxAgent
 for planner in ("cem-prior", "policy"):
     agent = OnnxAgent.load({str(export)!r}, planner=planner)
     rng = np.random.default_rng(0)
@@ -268,6 +272,20 @@ def test_cem_parity_on_zoo_tworoom(tmp_path):
     _assert_same_actions(torch_agent, onnx_agent, obs, 1e-4)
 
 
+@pytest.mark.parametrize("beta", [0.0, 2.0])
+def test_numpy_colouring_is_the_planners(beta):
+    """Given the planner's white draws, numpy's colouring gives the planner's noise."""
+    from lewm_agent.onnx_agent import colour_noise
+    from lewm_agent.planning import make_planner
+
+    low, high = -torch.ones(10), torch.ones(10)
+    planner = make_planner(replace(PLAN, noise_beta=beta), low, high, step_dim=2)
+    want = planner.noise([torch.Generator().manual_seed(4)], (24, 3, 10))[0]  # (S, H, A)
+    white = torch.randn((24, 2, 15), generator=torch.Generator().manual_seed(4)).numpy()
+    got = colour_noise(white, beta).transpose(0, 2, 1).reshape(24, 3, 10)
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-5)
+
+
 def test_numpy_noise_matches_the_planners_statistics():
     rngs = [np.random.default_rng(0), np.random.default_rng(1)]
     white = white_or_coloured_noise(rngs, (400, 5, 10), 2, 0.0)
@@ -338,3 +356,30 @@ def test_evaluate_policy_runs(tiny_export):
     )
     mean, std = evaluate_policy(agent, env, n_eval_episodes=3, warn=False)
     assert np.isfinite(mean) and np.isfinite(std)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cube", "tworoom", "reacher"])
+def test_zoo_regression_episodes_through_onnx(name, tmp_path):
+    """The zoo's regression episodes (first 10 shipped) clear the card's threshold
+    through OnnxAgent, with the planner the model ships with (numpy's noise)."""
+    from eval import zoo_card
+    from eval.protocol import run_protocol
+    from eval.zoo import protocol_episodes
+    from lewm_agent import zoo
+    from lewm_agent.export import export_agent
+
+    if name not in zoo.names():
+        pytest.skip(f"zoo:{name} is not shipped")
+    card = zoo_card.read_card(name)
+    agent = OnnxAgent.load(export_agent("zoo:" + name, tmp_path / "export"))
+    result, _ = run_protocol(
+        card["env_id"],
+        agent,
+        protocol_episodes("zoo:" + name, n=10),
+        env_kwargs={"image_size": agent.image_size},
+        progress=False,
+    )
+    threshold = card["regression"]["min_successes"]
+    print(f"zoo:{name} through OnnxAgent: {result.successes}/10 (threshold {threshold})")
+    assert result.successes >= threshold

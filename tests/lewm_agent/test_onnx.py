@@ -260,12 +260,16 @@ def test_search_picks_the_same_plan_given_the_same_noise(tiny_export, planner, a
     _assert_same_actions(torch_agent, onnx_agent, _observations(TEST_IMAGE, 25), atol)
 
 
-def test_cem_parity_on_zoo_tworoom(tmp_path):
+@pytest.mark.parametrize(
+    ("name", "planner"), [("tworoom", "cem"), ("reacher", "cem"), ("cube", "cem-prior")]
+)
+def test_search_parity_on_the_zoo(tmp_path, name, planner):
+    """The shipped models (coloured noise, beta 2) at a small budget: the same plans."""
     from lewm_agent.export import export_agent
 
-    export = export_agent("zoo:tworoom", tmp_path / "export")
-    plan = {"planner": "cem", "samples": 30, "iterations": 2, "elites": 5}
-    torch_agent = WorldModelAgent.load("zoo:tworoom", device="cpu", **plan)
+    export = export_agent("zoo:" + name, tmp_path / "export")
+    plan = {"planner": planner, "samples": 30, "iterations": 2, "elites": 5}
+    torch_agent = WorldModelAgent.load("zoo:" + name, device="cpu", **plan)
     onnx_agent = OnnxAgent.load(export, **plan)
     onnx_agent.noise_fn = _torch_noise(torch_agent, [torch_agent.plan_config.seed])
     obs = _observations(torch_agent.model_config.image_size, 12)

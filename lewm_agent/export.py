@@ -88,8 +88,10 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, names: list
     """Trace `module` to ONNX at `path` with every input's and the output's axis 0 dynamic."""
     axes = {n: {0: "batch"} for n in [*names, "out"]}
     with warnings.catch_warnings():
-        # The TorchScript exporter warns that it is deprecated in favour of dynamo; it is
-        # kept because it needs no extra package and traces these small graphs exactly.
+        # Silenced: the TorchScript exporter's deprecation notice (kept: it needs no
+        # onnxscript and traces these small graphs exactly) and tracer warnings about
+        # Python branches on the window length, which is fixed per predictor graph
+        # (one graph per length; tests/lewm_agent/test_onnx.py checks each against torch).
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,

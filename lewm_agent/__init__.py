@@ -11,6 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "WorldModelAgent": "agent",
+    "OnnxAgent": "onnx_agent",
     "LeWM": "model",
     "ModelConfig": "config",
     "TrainConfig": "config",

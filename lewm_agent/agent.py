@@ -235,6 +235,12 @@ class WorldModelAgent:
             save_cost_head(folder, self.controller.cost_head, self.cost_head_meta)
         return folder
 
+    def export(self, path: str | os.PathLike) -> Path:
+        """ONNX graphs + agent.json for the torch-free `onnx_agent.OnnxAgent` (export.py)."""
+        from .export import export_agent
+
+        return export_agent(self, path)
+
     @classmethod
     def load(
         cls,

@@ -251,6 +251,28 @@ def cmd_paper_prior(args: argparse.Namespace) -> int:
     return 0
 
 
+def _onnx_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.bench_onnx")
+    p.set_defaults(func=cmd_onnx)
+    p.add_argument("run", type=agent_path, help="checkpoint folder or zoo:NAME")
+    p.add_argument(
+        "--planners", type=comma_list, default=["policy", "cem-prior"], help="policy,cem-prior,cem"
+    )
+    p.add_argument("--threads", type=comma_list, default=["1", "2"], help="thread counts")
+    p.add_argument("--rounds", type=count, default=3)
+    p.add_argument("--json", default=None)
+
+
+def cmd_onnx(args: argparse.Namespace) -> int:
+    from eval.bench_onnx import bench_onnx, markdown
+
+    threads = [int(t) for t in args.threads]
+    result = bench_onnx(args.run, args.planners, threads, rounds=args.rounds)
+    print(markdown(result))
+    _write_json(args.json, result)
+    return 0
+
+
 def cmd_bench_default(args: argparse.Namespace) -> int:
     """`lewm bench` alone (`make bench`): `planning` with its defaults."""
     planning = argparse.ArgumentParser(prog="lewm bench planning")
@@ -279,6 +301,11 @@ def bench_options(p: argparse.ArgumentParser) -> None:
             "paper-prior",
             "seconds per plan of the paper preset's CEM vs the policy prior",
             _paper_prior_options,
+        ),
+        (
+            "onnx",
+            "ms per action (policy head) and s per decision (CEM 30 x 2): onnxruntime vs torch",
+            _onnx_options,
         ),
     ):
         options(sub.add_parser(name, help=help))

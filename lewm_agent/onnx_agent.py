@@ -193,6 +193,14 @@ class OnnxAgent:
             raise TypeError("planner must be a planner name (e.g. 'cem'), a PlanConfig or None")
         if plan_overrides:
             plan_cfg = replace(plan_cfg, **plan_overrides)
+        if plan_cfg.cost != "latent" or plan_cfg.cost_horizon_sum:
+            # The export holds no cost-head graph: planning with another cost here
+            # would silently score plans differently from the torch agent.
+            raise ExportError(
+                f"the ONNX runtime plans with cost 'latent' on the final embedding only, not "
+                f"cost {plan_cfg.cost!r} (horizon sum {plan_cfg.cost_horizon_sum}): load with "
+                "cost='latent', cost_horizon_sum=False"
+            )
         opts = ort.SessionOptions()
         if threads is not None:
             opts.intra_op_num_threads = int(threads)

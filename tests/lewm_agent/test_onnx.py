@@ -193,6 +193,14 @@ def test_planner_needing_a_head_is_refused_without_one(tmp_path):
     OnnxAgent.load(export, planner="cem")  # the search alone needs no head
 
 
+def test_a_cost_the_export_does_not_hold_is_refused(tiny_export):
+    """The export has no cost-head graph: another cost must not silently become latent."""
+    with pytest.raises(ExportError, match="cost 'learned'"):
+        OnnxAgent.load(tiny_export, cost="learned")
+    with pytest.raises(ExportError, match="horizon sum True"):
+        OnnxAgent.load(tiny_export, cost_horizon_sum=True)
+
+
 # ------------------------------------------------------------------------ parity
 def test_graphs_match_the_torch_model(tiny_export):
     """Encoder, every predictor window and the head agree with torch to float rounding."""

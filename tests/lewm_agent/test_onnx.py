@@ -195,10 +195,11 @@ def test_planner_needing_a_head_is_refused_without_one(tmp_path):
 
 def test_a_cost_the_export_does_not_hold_is_refused(tiny_export):
     """The export has no cost-head graph: another cost must not silently become latent."""
+    _, export = tiny_export
     with pytest.raises(ExportError, match="cost 'learned'"):
-        OnnxAgent.load(tiny_export, cost="learned")
+        OnnxAgent.load(export, cost="learned")
     with pytest.raises(ExportError, match="horizon sum True"):
-        OnnxAgent.load(tiny_export, cost_horizon_sum=True)
+        OnnxAgent.load(export, cost_horizon_sum=True)
 
 
 # ------------------------------------------------------------------------ parity

@@ -296,44 +296,24 @@ class WorldModelAgent:
             agent.controller.cost_head, agent.cost_head_meta = found
         return agent
 
-    # ------------------------------------------------------------ policy head
+    # ------------------------------------------------------------ trained heads
     def fit_policy_head(
-        self,
-        dataset: Dataset | str | os.PathLike,
-        *,
-        progress: bool = True,
-        **head_config: Any,
+        self, dataset: Dataset | str | os.PathLike, *, progress: bool = True, **head_config: Any
     ) -> dict[str, Any]:
-        """Train the latent policy head on this (frozen) world model's embeddings.
+        """Train the latent policy head on this frozen model (`policy_head.fit_policy_head`:
+        `PolicyHeadConfig` fields as keywords), attach it (`save` writes it); returns its meta."""
+        from .policy_head import fit_policy_head
 
-        Hindsight goals up to `max_offset` env steps ahead in the training split
-        of `dataset` (the one LeWM trained on: same held-out episodes). Keyword
-        arguments are `policy_head.PolicyHeadConfig` fields (steps, hidden, ...).
-        The head is attached to the agent and saved by `save`. Returns its meta.
-        """
-        from .policy_head import PolicyHeadConfig, train_policy_head
+        return fit_policy_head(self, dataset, progress=progress, **head_config)
 
-        tc = self.train_config
-        cfg = PolicyHeadConfig(
-            holdout_fraction=tc.holdout_fraction if tc else 0.1,
-            train_episodes=tc.train_episodes if tc else 0,
-        )
-        cfg = replace(cfg, **head_config)
-        result = train_policy_head(
-            self.model, self.normalizer, dataset, cfg, device=self.device, progress=progress
-        )
-        self.policy_head = result.head
-        self.policy_head_meta = {
-            "model_digest": result.digest,
-            "training": {
-                "seconds": result.seconds,
-                "final_loss": result.log[-1]["loss"] if result.log else None,
-                "first_loss": result.log[0]["loss"] if result.log else None,
-                "heldout_loss": result.heldout_loss,
-                "log": result.log,
-            },
-        }
-        return self.policy_head_meta
+    def fit_cost_head(
+        self, dataset: Dataset | str | os.PathLike, *, progress: bool = True, **head_config: Any
+    ) -> dict[str, Any]:
+        """Train the learned planning cost on this frozen model (`cost_head.fit_cost_head`:
+        `CostHeadConfig` fields as keywords), attach it (`save` writes it); returns its meta."""
+        from .cost_head import fit_cost_head
+
+        return fit_cost_head(self, dataset, progress=progress, **head_config)[1]
 
     # ------------------------------------------------------------------ goals
     def set_goal(self, image: np.ndarray) -> None:
@@ -482,10 +462,3 @@ class WorldModelAgent:
                 "weights are likely corrupt (retrain or reload it)"
             )
         return z
-
-
-def agent_from_result(
-    result: TrainResult, plan_cfg: Any, device: str | torch.device
-) -> WorldModelAgent:
-    """`WorldModelAgent.from_train_result(result, plan_cfg, device)` (the older name)."""
-    return WorldModelAgent.from_train_result(result, plan_cfg, device)

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_path
 from .checkpoint import CONFIG_FILE, HASHES_KEY, CheckpointError, record_file_hashes, write_json
-from .config import from_dict, to_dict
+from .config import from_dict, replace, to_dict
 from .data import ActionNormalizer, Dataset, HindsightSampler, load_dataset
 from .device import autocast_context
 from .model import LeWM
@@ -249,6 +249,41 @@ def train_policy_head(
 
 
 # ------------------------------------------------------------------------ files
+
+
+def fit_policy_head(
+    agent: Any, dataset: Dataset | str | os.PathLike, *, progress: bool = True, **head_config: Any
+) -> dict[str, Any]:
+    """Train the latent policy head for a `WorldModelAgent` (its frozen model) and attach it.
+
+    Hindsight goals up to `max_offset` env steps ahead in the training split of
+    `dataset` (the one LeWM trained on: same held-out episodes). Keyword arguments
+    are `PolicyHeadConfig` fields (steps, hidden, ...). The head becomes
+    `agent.policy_head` and `agent.save` writes it. Returns its meta.
+    """
+    tc = agent.train_config
+    cfg = PolicyHeadConfig(
+        holdout_fraction=tc.holdout_fraction if tc else 0.1,
+        train_episodes=tc.train_episodes if tc else 0,
+    )
+    cfg = replace(cfg, **head_config)
+    result = train_policy_head(
+        agent.model, agent.normalizer, dataset, cfg, device=agent.device, progress=progress
+    )
+    agent.policy_head = result.head
+    agent.policy_head_meta = {
+        "model_digest": result.digest,
+        "training": {
+            "seconds": result.seconds,
+            "final_loss": result.log[-1]["loss"] if result.log else None,
+            "first_loss": result.log[0]["loss"] if result.log else None,
+            "heldout_loss": result.heldout_loss,
+            "log": result.log,
+        },
+    }
+    return agent.policy_head_meta
+
+
 def has_policy_head(path: str | os.PathLike) -> bool:
     folder = Path(path)
     return (folder / HEAD_WEIGHTS_FILE).is_file() and (folder / HEAD_CONFIG_FILE).is_file()

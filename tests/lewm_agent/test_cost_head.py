@@ -19,7 +19,6 @@ from lewm_agent.cost_head import (
     CostHead,
     CostHeadConfig,
     _pairs,
-    fit_cost_head,
     has_cost_head,
     heldout_check,
     replace_pred,
@@ -44,7 +43,8 @@ UNTRAINED_MARGIN = 0.2
 @pytest.fixture(scope="module")
 def cost_agent(tworoom_data):
     agent = WorldModelAgent.fit(tworoom_data, preset="test", steps=MODEL_STEPS, progress=False)
-    fit_cost_head(agent, tworoom_data, progress=False, **HEAD)
+    meta = agent.fit_cost_head(tworoom_data, progress=False, **HEAD)
+    assert meta is agent.cost_head_meta and agent.controller.cost_head is not None
     return agent
 
 

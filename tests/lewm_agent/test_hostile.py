@@ -531,7 +531,6 @@ def test_hostile_episodes_are_named_by_verify_and_skipped_by_training(square_dat
     """NaN actions, a 1e30 action, NaN states and an npy header declaring T = 1e9:
     verify names each (without a terabyte allocation), training skips each, names
     it, and still writes the model."""
-    from lewm_agent.agent import agent_from_result
     from lewm_agent.train import train
 
     eps = square_data / "episodes"
@@ -563,7 +562,9 @@ def test_hostile_episodes_are_named_by_verify_and_skipped_by_training(square_dat
     msgs = " ".join(str(w.message) for w in caught)
     assert all(f"00000{i}.npz" in msgs for i in (1, 2, 3, 4))
     assert result.dataset_meta["num_episodes"] == 2
-    agent_from_result(result, get_preset("test").plan, "cpu").save(tmp_path / "agent")
+    WorldModelAgent.from_train_result(result, get_preset("test").plan, "cpu").save(
+        tmp_path / "agent"
+    )
     assert WorldModelAgent.load(tmp_path / "agent").action_low.tolist() == [-1.0, -1.0]
 
 

@@ -58,6 +58,7 @@ from .data import Dataset, HindsightSampler
 from .device import autocast_context
 from .heads import (
     HeadFiles,
+    HeadTrainConfig,
     embed_frames,
     has_head,
     head_config,
@@ -81,8 +82,8 @@ TRAIN_HINT = f"{COST_HEAD_FILES.command} RUN --data DATA"
 
 
 @dataclass(frozen=True)
-class CostHeadConfig:
-    """Architecture and training of the learned goal-distance cost."""
+class CostHeadConfig(HeadTrainConfig):
+    """Architecture and training of the learned goal-distance cost (training: HeadTrainConfig)."""
 
     hidden: int = 256
     """Width of the MLP's hidden layers."""
@@ -100,25 +101,6 @@ class CostHeadConfig:
     """Predicted starts are rolled 1..pred_blocks action blocks (the planning horizon)."""
     pred_pool: int = 16384
     """Predicted (embedding, goal, steps) triples computed once before training."""
-    steps: int = 2000
-    """Optimiser steps."""
-    batch_size: int = 256
-    """Pairs per step."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (cosine decay to 0, short warm-up)."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    seed: int = 0
-    """Seed of the weights and the sampled pairs."""
-    holdout_fraction: float = 0.1
-    """Episodes held out (the last ones, as LeWM's split); set from the world model's."""
-    train_episodes: int = 0
-    """Only the first N training episodes (0 = all): the world model's `train_episodes`."""
-
-    def __post_init__(self) -> None:
-        from .validation import check_config_fields
-
-        check_config_fields(self)
 
 
 class CostHead(nn.Module):

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,10 +66,29 @@ class HeadFiles:
         return f"`{self.command} {folder} --data DATA`"
 
 
-class _TrainConfig(Protocol):
-    steps: int
-    lr: float
-    weight_decay: float
+@dataclass(frozen=True)
+class HeadTrainConfig:
+    """How a head is trained: the fields every head's config shares (its own add the network's)."""
+
+    steps: int = 2000
+    """Optimiser steps."""
+    batch_size: int = 256
+    """Training examples per step."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate (cosine decay to 0, short warm-up)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    seed: int = 0
+    """Seed of the weights and the sampled training examples."""
+    holdout_fraction: float = 0.1
+    """Episodes held out (the last ones, as LeWM's split); set from the world model's."""
+    train_episodes: int = 0
+    """Only the first N training episodes (0 = all): the world model's `train_episodes`."""
+
+    def __post_init__(self) -> None:
+        from .validation import check_config_fields
+
+        check_config_fields(self)
 
 
 def model_digest(model: LeWM) -> str:
@@ -124,7 +143,7 @@ def training_split(
     return train_split, heldout
 
 
-def head_config(agent: Any, cls: type, **overrides: Any) -> Any:
+def head_config(agent: Any, cls: type[HeadTrainConfig], **overrides: Any) -> Any:
     """A head config `cls` on the split of `agent`'s training config, with `overrides` fields."""
     tc = agent.train_config
     cfg = cls(
@@ -136,7 +155,7 @@ def head_config(agent: Any, cls: type, **overrides: Any) -> Any:
 
 def train_loop(
     head: nn.Module,
-    cfg: _TrainConfig,
+    cfg: HeadTrainConfig,
     batch_loss: Callable[[], Tensor],
     *,
     t0: float,
@@ -305,6 +324,7 @@ def saved_head(
 
 __all__ = [
     "HeadFiles",
+    "HeadTrainConfig",
     "embed_frames",
     "has_head",
     "head_config",

@@ -33,6 +33,7 @@ from .data import ActionNormalizer, Dataset, HindsightSampler
 from .device import autocast_context
 from .heads import (
     HeadFiles,
+    HeadTrainConfig,
     embed_frames,
     has_head,
     head_config,
@@ -53,34 +54,17 @@ HEAD_FORMAT_VERSION = POLICY_FILES.format_version
 
 
 @dataclass(frozen=True)
-class PolicyHeadConfig:
-    """Architecture and training of the latent policy head."""
+class PolicyHeadConfig(HeadTrainConfig):
+    """Architecture and training of the latent policy head (training fields: HeadTrainConfig)."""
 
+    steps: int = 3000
+    """Optimiser steps."""
     hidden: int = 512
     """Width of the MLP's hidden layers."""
     layers: int = 3
     """Hidden layers (3 x 512 as in le-wm issue #74: ~0.83M parameters at D = 192)."""
     max_offset: int = 50
     """Hindsight goals are 1..max_offset env steps ahead; steps left is scaled by it."""
-    steps: int = 3000
-    """Optimiser steps."""
-    batch_size: int = 256
-    """(state, goal, action block) triples per step."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (cosine decay to 0, short warm-up)."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    seed: int = 0
-    """Seed of the weights and the sampled triples."""
-    holdout_fraction: float = 0.1
-    """Episodes held out (the last ones, as LeWM's split); set from the world model's."""
-    train_episodes: int = 0
-    """Only the first N training episodes (0 = all): the world model's `train_episodes`."""
-
-    def __post_init__(self) -> None:
-        from .validation import check_config_fields
-
-        check_config_fields(self)
 
 
 class PolicyHead(nn.Module):

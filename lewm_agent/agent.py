@@ -43,15 +43,9 @@ from .controllers import (
 )
 from .data import ActionNormalizer, Dataset
 from .device import autocast_context, resolve_device
-from .memory import (
-    EnvMemory,
-    EnvSlot,
-    check_env_indices,
-    check_episode_start,
-    check_images,
-    parse_observation,
-)
+from .memory import EnvMemory
 from .model import LeWM
+from .observations import EnvSlot, check_images, parse_predict
 from .planning import Planner, PlanResult
 from .train import TrainResult, run_meta, train
 from .validation import check_action_bounds
@@ -356,29 +350,11 @@ class WorldModelAgent:
         # Every argument is checked before any per-env memory changes, so a rejected
         # call leaves the agent exactly as it was.
         size = self.model_config.image_size
-        pixels, goals, batched = parse_observation(observation, size, self._manual_goal)
-        n = pixels.shape[0]
-        if n == 0:
-            raise ValueError(
-                "the observation batch is empty (0 observations): pass one observation "
-                "(H, W, 3) or a batch (N, H, W, 3) with N >= 1"
-            )
-        ids = check_env_indices(env_indices, n)
-        starts = check_episode_start(episode_start, n)
+        call = parse_predict(observation, size, self._manual_goal, episode_start, env_indices)
 
-        memory = self.memory
-        slots = memory.select(ids, explicit=env_indices is not None)
-        for j in np.flatnonzero(starts):
-            slots[j].clear()
-        changed = memory.changed_goals(slots, goals)
-        if changed:  # each goal is encoded once, when it changes
-            memory.set_goals(slots, changed, goals, self._encode(goals[changed]))  # (C, D)
-        at = memory.at_boundary(slots)
-        if at:  # the frames that start a new action block join the context
-            memory.observe(slots, at, self._encode(pixels[at]))  # (K, D)
-        self._plan([sl for sl in slots if not sl.queue])
-        actions = memory.pop(slots, self.model_config.action_dim)  # (N, A)
-        return (actions if batched else actions[0]), None
+        explicit = env_indices is not None
+        action_dim = self.model_config.action_dim
+        return self.memory.act(call, explicit, self._encode, self._plan, action_dim), None
 
     def _plan(self, slots: list[EnvSlot]) -> None:
         """Fill the queues of `slots`, envs with the same context planned in one call."""

@@ -17,7 +17,6 @@ The rollout that scores plans is picked by the precision the model computes in
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import CheckpointError
 from .config import PlanConfig
 from .device import autocast_context
 from .model import LeWM
@@ -247,24 +245,14 @@ def saved_policy_head(
     A planner that needs the head (`uses_policy`) makes a missing or mismatched head
     a CheckpointError; otherwise a mismatched head is ignored with a warning.
     """
-    from .policy_head import has_policy_head, load_policy_head, model_digest
+    from .heads import saved_head
+    from .policy_head import POLICY_FILES, load_policy_head
 
-    needed = uses_policy(planner)
     fix = f"train one: `lewm train-policy {path} --data DATA` (or agent.fit_policy_head)"
-    if not has_policy_head(path):
-        if needed:
-            raise CheckpointError(
-                f"planner {planner!r} needs a policy head and {path} has none; {fix}"
-            )
-        return None
-    head, meta = load_policy_head(path, device=device)
-    if meta.get("model_digest") != model_digest(model):
-        msg = f"the policy head in {path} was trained on another world model; {fix}"
-        if needed:
-            raise CheckpointError(msg)
-        warnings.warn(msg + "; it is ignored", RuntimeWarning, stacklevel=3)
-        return None
-    return head, meta
+    needed_by = f"planner {planner!r}" if uses_policy(planner) else None
+    return saved_head(
+        path, model, POLICY_FILES, load_policy_head, needed_by=needed_by, fix=fix, device=device
+    )
 
 
 def uses_cost_head(cost: str) -> bool:
@@ -281,20 +269,11 @@ def saved_cost_head(
     missing or mismatched head a CheckpointError; otherwise a mismatched head is
     ignored with a warning (a present head is loaded either way, so `save` keeps it).
     """
-    from .cost_head import TRAIN_HINT, has_cost_head, load_cost_head
-    from .policy_head import model_digest
+    from .cost_head import COST_HEAD_FILES, TRAIN_HINT, load_cost_head
+    from .heads import saved_head
 
-    needed = uses_cost_head(cost)
     fix = f"train one: `{TRAIN_HINT}` (RUN: {path})"
-    if not has_cost_head(path):
-        if needed:
-            raise CheckpointError(f"cost {cost!r} needs a cost head and {path} has none; {fix}")
-        return None
-    head, meta = load_cost_head(path, device=device)
-    if meta.get("model_digest") != model_digest(model):
-        msg = f"the cost head in {path} was trained on another world model; {fix}"
-        if needed:
-            raise CheckpointError(msg)
-        warnings.warn(msg + "; it is ignored", RuntimeWarning, stacklevel=3)
-        return None
-    return head, meta
+    needed_by = f"cost {cost!r}" if uses_cost_head(cost) else None
+    return saved_head(
+        path, model, COST_HEAD_FILES, load_cost_head, needed_by=needed_by, fix=fix, device=device
+    )

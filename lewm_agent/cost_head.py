@@ -41,7 +41,6 @@ refused when the cost needs it). No pickle.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -53,28 +52,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from .atomic import atomic_path
-from .checkpoint import CONFIG_FILE, CheckpointError, record_file_hashes, write_json
-from .config import from_dict, replace, to_dict
-from .data import Dataset, HindsightSampler, load_dataset
+from .config import from_dict, replace
+from .data import Dataset, HindsightSampler
 from .device import autocast_context
+from .heads import (
+    HeadFiles,
+    HeadTrainConfig,
+    embed_frames,
+    has_head,
+    head_config,
+    load_head,
+    model_digest,
+    save_head,
+    split_frames,
+    train_loop,
+    training_meta,
+    training_split,
+)
 from .model import LeWM
 from .networks import mlp_stack
-from .policy_head import _embed_frames, model_digest
 
-COST_WEIGHTS_FILE = "cost_head.safetensors"
-COST_CONFIG_FILE = "cost_head.json"
-COST_FILES = (COST_WEIGHTS_FILE, COST_CONFIG_FILE)
-COST_FORMAT_VERSION = 1
-TRAIN_HINT = "lewm train-cost RUN --data DATA"
+COST_HEAD_FILES = HeadFiles("cost_head", "cost head", 1, "lewm train-cost")
+COST_FILES = COST_HEAD_FILES.names
+COST_WEIGHTS_FILE, COST_CONFIG_FILE = COST_FILES
+COST_FORMAT_VERSION = COST_HEAD_FILES.format_version
+TRAIN_HINT = f"{COST_HEAD_FILES.command} RUN --data DATA"
 """The command that makes a cost head (named by every error about a missing one)."""
 
 
 @dataclass(frozen=True)
-class CostHeadConfig:
-    """Architecture and training of the learned goal-distance cost."""
+class CostHeadConfig(HeadTrainConfig):
+    """Architecture and training of the learned goal-distance cost (training: HeadTrainConfig)."""
 
     hidden: int = 256
     """Width of the MLP's hidden layers."""
@@ -92,25 +101,6 @@ class CostHeadConfig:
     """Predicted starts are rolled 1..pred_blocks action blocks (the planning horizon)."""
     pred_pool: int = 16384
     """Predicted (embedding, goal, steps) triples computed once before training."""
-    steps: int = 2000
-    """Optimiser steps."""
-    batch_size: int = 256
-    """Pairs per step."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate (cosine decay to 0, short warm-up)."""
-    weight_decay: float = 1e-4
-    """AdamW weight decay."""
-    seed: int = 0
-    """Seed of the weights and the sampled pairs."""
-    holdout_fraction: float = 0.1
-    """Episodes held out (the last ones, as LeWM's split); set from the world model's."""
-    train_episodes: int = 0
-    """Only the first N training episodes (0 = all): the world model's `train_episodes`."""
-
-    def __post_init__(self) -> None:
-        from .validation import check_config_fields
-
-        check_config_fields(self)
 
 
 class CostHead(nn.Module):
@@ -258,12 +248,7 @@ def _pairs(
     lengths = np.asarray([len(e) for e in split.episodes], dtype=np.int64)  # (E,)
     near = HindsightSampler(lengths, fs, cfg.max_gap)
     far = HindsightSampler(lengths, fs, max(cfg.max_gap, int(lengths.max())))
-    frames = (
-        split.frames[split.frame_offsets[0] : split.frame_offsets[-1] + len(split[-1]) + 1]
-        if split.frames is not None and split.frame_offsets is not None
-        else np.concatenate([e.pixels for e in split.episodes])
-    )  # (N_frames, H, W, 3): the split's episodes are contiguous in the shared buffer
-    emb = _embed_frames(model, frames, device, progress=progress)  # (N_frames, D)
+    emb = embed_frames(model, split_frames(split), device, progress=progress)  # (N_frames, D)
     pred = None
     if cfg.predicted_fraction > 0:
         actions = np.concatenate([e.actions for e in split.episodes])  # (N_actions, A)
@@ -326,43 +311,29 @@ def train_cost_head(
     """
     cfg = cfg or CostHeadConfig()
     dev = torch.device(device)
-    data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset, skip_corrupt=True)
-    train_split, heldout = data.split(cfg.holdout_fraction) if len(data) > 1 else (data, None)
-    if cfg.train_episodes > 0:
-        train_split = train_split.head(cfg.train_episodes)
+    train_split, heldout = training_split(dataset, cfg.holdout_fraction, cfg.train_episodes)
     t0 = time.perf_counter()
     rng = np.random.default_rng(cfg.seed)
     model.eval()
     pairs = _pairs(train_split, model, normalizer, cfg, rng, dev, progress)
     torch.manual_seed(cfg.seed)
     head = CostHead(model.cfg.embed_dim, cfg).to(dev)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, min(100, cfg.steps // 10))
-    log: list[dict[str, float]] = []
-    bar = tqdm(range(cfg.steps), desc="train cost head", disable=not progress, unit="step")
-    head.train()
-    for step in bar:
-        lr = cfg.lr * min(1.0, (step + 1) / warmup)
-        lr *= 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
+
+    def batch_loss() -> Tensor:
         z, g, steps = pairs.sample(rng, cfg.batch_size)  # (B, D) (B, D) (B,)
         with autocast_context(dev):
             pred = head(z, g)  # (B,)
-        loss = F.mse_loss(pred.float(), target_of(steps, cfg.max_gap).to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % log_every == 0 or step == cfg.steps - 1:
-            row = {
-                "step": step,
-                "loss": float(loss.detach()),
-                "lr": lr,
-                "seconds": time.perf_counter() - t0,
-            }
-            log.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}")
-    head.eval()
+        return F.mse_loss(pred.float(), target_of(steps, cfg.max_gap).to(dev))
+
+    log = train_loop(
+        head,
+        cfg,
+        batch_loss,
+        t0=t0,
+        desc="train cost head",
+        progress=progress,
+        log_every=log_every,
+    )
     held_loss = held_rho = None
     if heldout is not None and len(heldout):
         try:
@@ -388,7 +359,7 @@ def fit_cost_head(
     dataset: Dataset | str | os.PathLike,
     *,
     progress: bool = True,
-    **head_config: Any,
+    **head_config_fields: Any,
 ) -> tuple[CostHead, dict[str, Any]]:
     """Train a cost head for a `WorldModelAgent` (its frozen model) and attach it.
 
@@ -397,89 +368,51 @@ def fit_cost_head(
     fields. The head becomes the agent's controller's `cost_head` (so plans with
     cost "learned" use it at once) and `agent.save` writes it. Returns (head, meta).
     """
-    tc = agent.train_config
-    cfg = CostHeadConfig(
-        holdout_fraction=tc.holdout_fraction if tc else 0.1,
-        train_episodes=tc.train_episodes if tc else 0,
-    )
-    cfg = replace(cfg, **head_config)
+    cfg = head_config(agent, CostHeadConfig, **head_config_fields)
     result = train_cost_head(
         agent.model, agent.normalizer, dataset, cfg, device=agent.device, progress=progress
     )
-    meta = {
-        "model_digest": result.digest,
-        "training": {
-            "seconds": result.seconds,
-            "final_loss": result.log[-1]["loss"] if result.log else None,
-            "first_loss": result.log[0]["loss"] if result.log else None,
-            "heldout_loss": result.heldout_loss,
-            "heldout_spearman": result.heldout_spearman,
-            "log": result.log,
-        },
-    }
+    meta = training_meta(
+        result.digest,
+        result.seconds,
+        result.log,
+        heldout_loss=result.heldout_loss,
+        heldout_spearman=result.heldout_spearman,
+    )
     agent.controller.cost_head, agent.cost_head_meta = result.head, meta
     return result.head, meta
 
 
 # ------------------------------------------------------------------------ files
 def has_cost_head(path: str | os.PathLike) -> bool:
-    folder = Path(path)
-    return all((folder / name).is_file() for name in COST_FILES)
+    return has_head(path, COST_HEAD_FILES)
 
 
 def save_cost_head(path: str | os.PathLike, head: CostHead, meta: dict[str, Any]) -> Path:
     """Write cost_head.safetensors then cost_head.json (the config, last) into `path`.
 
-    A checkpoint whose config.json lists the head's hashes keeps them current
-    (as `save_policy_head`); `WorldModelAgent.save` lists them."""
-    from safetensors.torch import save_file
+    Unlike the policy head's, the hashes are recorded in any checkpoint folder, not
+    only one that lists them already: the cost decides what the planner optimises,
+    so a changed cost file must be refused at load wherever the head came from."""
+    sizes = {"embed_dim": head.embed_dim}
+    return save_head(path, COST_HEAD_FILES, head, sizes, meta, always_record_hashes=True)
 
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
-    with atomic_path(folder / COST_WEIGHTS_FILE) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt"})
-    config = {
-        "format_version": COST_FORMAT_VERSION,
-        "config": to_dict(head.cfg),
-        "embed_dim": head.embed_dim,
-        **meta,
-    }
-    write_json(folder / COST_CONFIG_FILE, config)
-    # Unlike the policy head's, the hashes are recorded in any checkpoint folder, not
-    # only one that lists them already: the cost decides what the planner optimises,
-    # so a changed cost file must be refused at load wherever the head came from.
-    if (folder / CONFIG_FILE).is_file():
-        record_file_hashes(folder, COST_FILES)
-    return folder / COST_WEIGHTS_FILE
+
+def _build(meta: dict[str, Any]) -> CostHead:
+    return CostHead(int(meta["embed_dim"]), from_dict(CostHeadConfig, meta["config"]))
 
 
 def load_cost_head(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[CostHead, dict[str, Any]]:
     """(head in eval mode, its JSON meta) from a checkpoint folder, or a CheckpointError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    folder = Path(path)
-    try:
-        meta = json.loads((folder / COST_CONFIG_FILE).read_text())
-        if meta.get("format_version") != COST_FORMAT_VERSION:
-            raise ValueError(f"format_version {meta.get('format_version')!r}")
-        cfg = from_dict(CostHeadConfig, meta["config"])
-        head = CostHead(int(meta["embed_dim"]), cfg)
-        head.load_state_dict(load_file(str(folder / COST_WEIGHTS_FILE), device="cpu"))
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as e:
-        raise CheckpointError(
-            f"cost head in {folder} is missing or corrupt ({e}); retrain it with "
-            f"`lewm train-cost {folder} --data DATA`"
-        ) from e
-    return head.to(device).eval(), meta
+    return load_head(path, COST_HEAD_FILES, _build, device)
 
 
 __all__ = [
     "COST_CONFIG_FILE",
     "COST_FILES",
+    "COST_HEAD_FILES",
     "COST_WEIGHTS_FILE",
     "CostHead",
     "CostHeadConfig",

@@ -1,121 +1,34 @@
-"""What the agent remembers per environment of a (vector) env, and what `predict` receives.
+"""The per-env memory of `WorldModelAgent`: `observations.SlotMemory` with torch state.
 
-For each env: its goal (image and embedding), the embeddings of the last
-`history` block-boundary frames with the action blocks executed between them
-(the predictor's context), the queue of planned actions still to execute, the
-previous plan shifted by what was executed (the warm start) and its own
-planning noise generator. `episode_start` or a new goal clears what no longer
-holds. Everything here is bookkeeping and argument checks: encoding frames and
-deciding actions are the agent's and the controllers' jobs.
+The bookkeeping (slots, goals, frame history, plan queue) is the torch-free
+`observations.SlotMemory`, which `OnnxAgent` uses as it is; here the slots'
+noise generators are torch ones on the agent's device, executed blocks become
+tensors there, and the planner's inputs are stacked from them.
 """
 
 from __future__ import annotations
-
-import numbers
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-
-@dataclass
-class EnvSlot:
-    """What the agent remembers about one environment of a (vector) env."""
-
-    generator: torch.Generator
-    queue: deque = field(default_factory=deque)  # (env action (A,), normalised action (A,))
-    z_hist: list[Tensor] = field(default_factory=list)  # block-boundary embeddings (D,)
-    a_hist: list[Tensor] = field(default_factory=list)  # executed normalised blocks (fs*A,)
-    current_block: list[np.ndarray] = field(default_factory=list)
-    warm: Tensor | None = None  # (H, fs*A) shifted previous plan
-    goal_image: np.ndarray | None = None
-    goal_z: Tensor | None = None
-
-    def clear(self) -> None:
-        """Forget the episode: plan queue, frame history, warm start (not the goal)."""
-        self.queue.clear()
-        self.z_hist.clear()
-        self.a_hist.clear()
-        self.current_block.clear()
-        self.warm = None
+from .observations import EnvSlot, SlotMemory
 
 
-class EnvMemory:
-    """The slots of all envs an agent acts for, and the bookkeeping between calls."""
+class EnvMemory(SlotMemory):
+    """The slots of all envs a `WorldModelAgent` acts for, with tensors on `device`."""
 
     def __init__(self, seed: int, device: torch.device, history: int, frameskip: int) -> None:
-        self.seed, self.device = seed, device
-        self.history, self.frameskip = history, frameskip
-        self.slots: list[EnvSlot] = []
+        super().__init__(seed, history, frameskip)
+        self.device = device
 
     def _new_slot(self, index: int) -> EnvSlot:
         gen = torch.Generator(device=self.device)
         gen.manual_seed(self.seed + index)  # env i plans with seed + i, batched or not
         return EnvSlot(generator=gen)
 
-    def select(self, ids: list[int], explicit: bool) -> list[EnvSlot]:
-        """The slots of envs `ids`, creating missing ones.
-
-        Without explicit env indices, a batch of another size than the tracked envs is
-        a new (vector) env: every slot starts fresh.
-        """
-        if not explicit:
-            if len(self.slots) != len(ids):
-                self.slots = [self._new_slot(i) for i in range(len(ids))]
-        else:
-            while len(self.slots) <= max(ids):
-                self.slots.append(self._new_slot(len(self.slots)))
-        return [self.slots[i] for i in ids]
-
-    def reset(self, env_indices: list[int] | None = None) -> None:
-        indices = range(len(self.slots)) if env_indices is None else env_indices
-        for i in indices:
-            self.slots[i].clear()
-
-    @staticmethod
-    def changed_goals(slots: list[EnvSlot], goals: np.ndarray) -> list[int]:
-        """Positions of the slots whose goal image differs from the one they plan for."""
-        return [
-            j
-            for j, s in enumerate(slots)
-            if s.goal_image is None or not np.array_equal(s.goal_image, goals[j])
-        ]
-
-    @staticmethod
-    def set_goals(slots: list[EnvSlot], changed: list[int], goals: np.ndarray, z: Tensor) -> None:
-        """New goals (z: (C, D), one per changed slot) invalidate the plan and its warm start."""
-        for k, j in enumerate(changed):
-            slot = slots[j]
-            slot.goal_image, slot.goal_z = goals[j].copy(), z[k]
-            slot.queue.clear()
-            slot.warm = None
-
-    @staticmethod
-    def at_boundary(slots: list[EnvSlot]) -> list[int]:
-        """Positions of the slots at an action-block boundary (their frame joins the context)."""
-        return [j for j, s in enumerate(slots) if not s.current_block]
-
-    def observe(self, slots: list[EnvSlot], at: list[int], z: Tensor) -> None:
-        """Push the boundary frames' embeddings z (K, D) into the slots at positions `at`."""
-        for k, j in enumerate(at):
-            slot = slots[j]
-            slot.z_hist.append(z[k])
-            del slot.z_hist[: -self.history]
-            keep = len(slot.z_hist) - 1  # blocks between the remembered frames
-            slot.a_hist[:] = slot.a_hist[len(slot.a_hist) - keep :] if keep else []
-
-    @staticmethod
-    def groups(slots: list[EnvSlot], split_warm: bool) -> list[list[EnvSlot]]:
-        """The slots that can be planned in one call: same context length (one rollout)
-        and, with `split_warm`, the same warm/cold state."""
-        groups: dict[tuple[int, bool], list[EnvSlot]] = {}
-        for slot in slots:
-            key = (len(slot.z_hist), split_warm and slot.warm is not None)
-            groups.setdefault(key, []).append(slot)
-        return list(groups.values())
+    def _block(self, steps: list[np.ndarray]) -> Tensor:
+        return torch.as_tensor(np.concatenate(steps), device=self.device)  # (fs*A,)
 
     @staticmethod
     def context(
@@ -157,106 +70,5 @@ class EnvMemory:
                 else None
             )
 
-    @staticmethod
-    def enqueue(slots: list[EnvSlot], env_steps: np.ndarray, norm_steps: np.ndarray) -> None:
-        """Queue each slot's actions: env_steps (G, T, A) in env units, norm_steps normalised."""
-        for j, sl in enumerate(slots):
-            sl.queue.extend(zip(env_steps[j].astype(np.float32), norm_steps[j], strict=True))
 
-    def pop(self, slots: list[EnvSlot], action_dim: int) -> np.ndarray:
-        """Each slot's next queued action (N, A); a completed block joins its history."""
-        actions = np.empty((len(slots), action_dim), dtype=np.float32)
-        for j, slot in enumerate(slots):
-            env_action, norm_action = slot.queue.popleft()
-            actions[j] = env_action
-            slot.current_block.append(norm_action)
-            if len(slot.current_block) == self.frameskip:  # a whole block executed
-                block = torch.as_tensor(np.concatenate(slot.current_block), device=self.device)
-                slot.a_hist.append(block)
-                del slot.a_hist[: -self.history]
-                slot.current_block.clear()
-        return actions
-
-
-def check_env_indices(env_indices: Any, n: int) -> list[int]:
-    """`predict`'s env_indices as a list of n distinct non-negative ints (default 0..n-1)."""
-    if env_indices is None:
-        return list(range(n))
-    items = list(np.asarray(env_indices, dtype=object).reshape(-1))
-    if not all(
-        isinstance(i, numbers.Integral) and not isinstance(i, bool | np.bool_) for i in items
-    ):
-        raise ValueError(f"env_indices must be integers, got {env_indices!r}")
-    ids = [int(i) for i in items]
-    if len(ids) != n or len(set(ids)) != n or min(ids) < 0:
-        raise ValueError(f"env_indices must be {n} distinct non-negative ints, got {ids}")
-    return ids
-
-
-def check_episode_start(episode_start: Any, n: int) -> np.ndarray:
-    """`predict`'s episode_start as n bools (default all False).
-
-    Only booleans (or the integers 0 and 1) are accepted: np.asarray(["False"],
-    dtype=bool) is True, which would silently wipe that env's memory.
-    """
-    if episode_start is None:
-        return np.zeros(n, dtype=bool)
-    starts = np.asarray(episode_start)
-    if starts.dtype != np.bool_:
-        if starts.dtype.kind not in "iu" or not np.isin(starts, (0, 1)).all():
-            raise ValueError(
-                f"episode_start must be booleans, one per env, got {starts.dtype} "
-                f"{starts.tolist()!r}"
-            )
-        starts = starts.astype(bool)
-    starts = starts.reshape(-1)
-    if starts.shape[0] != n:
-        raise ValueError(f"episode_start has {starts.shape[0]} entries for {n} envs")
-    return starts
-
-
-def check_images(images: np.ndarray, size: int, what: str) -> np.ndarray:
-    """uint8 images (H, W, 3) or (N, H, W, 3) of the model's size, as (N, H, W, 3)."""
-    if images.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8 RGB (0-255), got dtype {images.dtype}")
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise ValueError(
-            f"{what} has shape {images.shape}; this model expects ({size}, {size}, 3) or "
-            f"(N, {size}, {size}, 3): make the env with image_size={size}"
-        )
-    return images
-
-
-def parse_observation(
-    obs: Any, size: int, manual_goal: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(pixels (N, H, W, 3), goals (N, H, W, 3), batched) of one or N observations.
-
-    The goal is the observation's "goal" image, else `manual_goal` (`set_goal`).
-    """
-    if isinstance(obs, dict):
-        if "pixels" not in obs:
-            raise ValueError(
-                f"observation dict has keys {sorted(obs)}; expected 'pixels' "
-                "(and 'goal'): wrap the env with envs.wrappers.PixelGoal"
-            )
-        raw, goal = np.asarray(obs["pixels"]), obs.get("goal")
-    else:
-        raw, goal = np.asarray(obs), None
-    batched = raw.ndim == 4
-    pixels = check_images(raw, size, "observation pixels")
-    if goal is not None:
-        goals = check_images(np.asarray(goal), size, "observation goal")
-    elif manual_goal is not None:
-        goals = manual_goal
-    else:
-        raise ValueError(
-            "no goal: pass observations with a 'goal' image or call agent.set_goal(image) first"
-        )
-    if goals.shape[0] == 1 and pixels.shape[0] > 1:
-        goals = np.broadcast_to(goals, pixels.shape)
-    if goals.shape[0] != pixels.shape[0]:
-        raise ValueError(f"{goals.shape[0]} goal images for {pixels.shape[0]} observations")
-    return pixels, goals, batched
+__all__ = ["EnvMemory", "EnvSlot"]

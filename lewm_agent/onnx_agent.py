@@ -1,8 +1,9 @@
 """OnnxAgent: a `lewm export` folder acting with numpy + onnxruntime, without torch.
 
-The same decisions as `WorldModelAgent.predict` (agent.py, memory.py,
-controllers.py, planning.py), re-written in numpy over the exported graphs
-(export.py): per-env goal, frame history, plan queue and warm start; the
+The same decisions as `WorldModelAgent.predict` (agent.py, controllers.py,
+planning.py), in numpy over the exported graphs (export.py). The argument
+checks and the per-env memory (goal, frame history, plan queue, warm start)
+are the agent's own, from observations.py; re-written here are the
 planners "policy" (the head alone), "cem"/"mppi" and "cem-prior"/"mppi-prior"
 (the head's plan rolled out through the predictor graph as the sampler's
 prior). Given the same sampling noise (`noise_fn`), the search picks the plan
@@ -10,7 +11,8 @@ the torch planner picks; its default noise is numpy's, so plans differ from
 torch's run to run only through the draws.
 
 This module must stay importable without torch: it imports numpy, onnxruntime
-(at load) and `lewm_agent.config` (pure Python), nothing else of the package.
+(at load), `lewm_agent.config` and `lewm_agent.observations` (both torch-free),
+nothing else of the package.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import PlanConfig, from_dict, replace
+from .observations import EnvSlot, SlotMemory, check_images, parse_predict
 
 AGENT_FILE = "agent.json"
 EXPORT_FORMAT_VERSION = 1
@@ -41,27 +42,6 @@ class ExportError(ValueError):
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@dataclass
-class _Slot:
-    """What the agent remembers about one env (memory.EnvSlot in numpy)."""
-
-    rng: np.random.Generator
-    queue: deque = field(default_factory=deque)  # (env action (A,), normalised action (A,))
-    z_hist: list[np.ndarray] = field(default_factory=list)  # block-boundary embeddings (D,)
-    a_hist: list[np.ndarray] = field(default_factory=list)  # executed normalised blocks (fs*A,)
-    current_block: list[np.ndarray] = field(default_factory=list)
-    warm: np.ndarray | None = None  # (H, fs*A) shifted previous plan
-    goal_image: np.ndarray | None = None
-    goal_z: np.ndarray | None = None
-
-    def clear(self) -> None:
-        self.queue.clear()
-        self.z_hist.clear()
-        self.a_hist.clear()
-        self.current_block.clear()
-        self.warm = None
 
 
 def colour_noise(white: np.ndarray, beta: float) -> np.ndarray:
@@ -89,20 +69,6 @@ def white_or_coloured_noise(
         coloured = colour_noise(white, beta)  # (S, per, steps)
         out.append(coloured.transpose(0, 2, 1).reshape(s, h, a))  # time-major blocks
     return np.stack(out)
-
-
-def _check_images(images: np.ndarray, size: int, what: str) -> np.ndarray:
-    """uint8 (H, W, 3) or (N, H, W, 3) of the model's size, as (N, H, W, 3)."""
-    if images.dtype != np.uint8:
-        raise ValueError(f"{what} must be uint8 RGB (0-255), got dtype {images.dtype}")
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[1:] != (size, size, 3):
-        raise ValueError(
-            f"{what} has shape {images.shape}; this model expects ({size}, {size}, 3) or "
-            f"(N, {size}, {size}, 3): make the env with image_size={size}"
-        )
-    return images
 
 
 class OnnxAgent:
@@ -143,7 +109,7 @@ class OnnxAgent:
             rngs, shape, self.action_dim, self.plan_config.noise_beta
         )
         """Unit planning noise (B, S, H, A); replace it to share noise with another planner."""
-        self.slots: list[_Slot] = []
+        self.memory = SlotMemory(plan_config.seed, self.history, self.frameskip)
         self._manual_goal: np.ndarray | None = None
         cfg = plan_config
         if cfg.planner not in ("policy", "cem", "mppi", "cem-prior", "mppi-prior"):
@@ -222,12 +188,11 @@ class OnnxAgent:
     # ------------------------------------------------------------------ goals
     def set_goal(self, image: np.ndarray) -> None:
         """Goal image (H, W, 3) or one per env (N, H, W, 3) for observations without a goal."""
-        self._manual_goal = _check_images(np.asarray(image), self.image_size, "goal image")
+        self._manual_goal = check_images(np.asarray(image), self.image_size, "goal image")
 
     def reset(self, env_indices: list[int] | None = None) -> None:
         """Forget plans, frame history and warm starts (of some envs, or all)."""
-        for i in range(len(self.slots)) if env_indices is None else env_indices:
-            self.slots[i].clear()
+        self.memory.reset(env_indices)
 
     # ---------------------------------------------------------------- predict
     supports_env_indices = True
@@ -248,121 +213,25 @@ class OnnxAgent:
         those envs' memory; `env_indices` names the tracked envs the N observations
         belong to (default 0..N-1); `state` and `deterministic` are accepted for SB3.
         """
-        pixels, goals, batched = self._parse(observation)
-        n = pixels.shape[0]
-        ids = self._env_indices(env_indices, n)
-        starts = self._episode_start(episode_start, n)
+        call = parse_predict(
+            observation, self.image_size, self._manual_goal, episode_start, env_indices
+        )
+        explicit = env_indices is not None
+        return self.memory.act(call, explicit, self.encode, self._plan, self.action_dim), None
 
-        def new_slot(i: int) -> _Slot:  # env i plans with seed + i, batched or not
-            return _Slot(np.random.default_rng(self.plan_config.seed + i))
-
-        if env_indices is None:
-            if len(self.slots) != n:  # another batch size: a new (vector) env
-                self.slots = [new_slot(i) for i in range(n)]
-        else:
-            while len(self.slots) <= max(ids):
-                self.slots.append(new_slot(len(self.slots)))
-        slots = [self.slots[i] for i in ids]
-        for j in np.flatnonzero(starts):
-            slots[j].clear()
-        changed = [
-            j
-            for j, s in enumerate(slots)
-            if s.goal_image is None or not np.array_equal(s.goal_image, goals[j])
-        ]
-        if changed:
-            z = self.encode(goals[changed])  # (C, D)
-            for k, j in enumerate(changed):
-                slots[j].goal_image, slots[j].goal_z = goals[j].copy(), z[k]
-                slots[j].queue.clear()
-                slots[j].warm = None
-        at = [j for j, s in enumerate(slots) if not s.current_block]
-        if at:
-            z = self.encode(pixels[at])  # (K, D)
-            for k, j in enumerate(at):
-                sl = slots[j]
-                sl.z_hist.append(z[k])
-                del sl.z_hist[: -self.history]
-                keep = len(sl.z_hist) - 1
-                sl.a_hist[:] = sl.a_hist[len(sl.a_hist) - keep :] if keep else []
-        self._plan([sl for sl in slots if not sl.queue])
-        actions = np.empty((n, self.action_dim), dtype=np.float32)
-        for j, sl in enumerate(slots):
-            env_action, norm_action = sl.queue.popleft()
-            actions[j] = env_action
-            sl.current_block.append(norm_action)
-            if len(sl.current_block) == self.frameskip:
-                sl.a_hist.append(np.concatenate(sl.current_block))
-                del sl.a_hist[: -self.history]
-                sl.current_block.clear()
-        return (actions if batched else actions[0]), None
-
-    def _parse(self, obs: Any) -> tuple[np.ndarray, np.ndarray, bool]:
-        size = self.image_size
-        if isinstance(obs, dict):
-            if "pixels" not in obs:
-                raise ValueError(
-                    f"observation dict has keys {sorted(obs)}; expected 'pixels' "
-                    "(and 'goal'): wrap the env with envs.wrappers.PixelGoal"
-                )
-            raw, goal = np.asarray(obs["pixels"]), obs.get("goal")
-        else:
-            raw, goal = np.asarray(obs), None
-        batched = raw.ndim == 4
-        pixels = _check_images(raw, size, "observation pixels")
-        if pixels.shape[0] == 0:
-            raise ValueError("the observation batch is empty (0 observations)")
-        if goal is not None:
-            goals = _check_images(np.asarray(goal), size, "observation goal")
-        elif self._manual_goal is not None:
-            goals = self._manual_goal
-        else:
-            raise ValueError(
-                "no goal: pass observations with a 'goal' image or call agent.set_goal(image) first"
-            )
-        if goals.shape[0] == 1 and pixels.shape[0] > 1:
-            goals = np.broadcast_to(goals, pixels.shape)
-        if goals.shape[0] != pixels.shape[0]:
-            raise ValueError(f"{goals.shape[0]} goal images for {pixels.shape[0]} observations")
-        return pixels, goals, batched
-
-    @staticmethod
-    def _env_indices(env_indices: Any, n: int) -> list[int]:
-        if env_indices is None:
-            return list(range(n))
-        items = list(np.asarray(env_indices, dtype=object).reshape(-1))
-        if not all(isinstance(i, int | np.integer) and not isinstance(i, bool) for i in items):
-            raise ValueError(f"env_indices must be integers, got {env_indices!r}")
-        ids = [int(i) for i in items]
-        if len(ids) != n or len(set(ids)) != n or min(ids) < 0:
-            raise ValueError(f"env_indices must be {n} distinct non-negative ints, got {ids}")
-        return ids
-
-    @staticmethod
-    def _episode_start(episode_start: Any, n: int) -> np.ndarray:
-        if episode_start is None:
-            return np.zeros(n, dtype=bool)
-        starts = np.asarray(episode_start)
-        if starts.dtype != np.bool_:
-            if starts.dtype.kind not in "iu" or not np.isin(starts, (0, 1)).all():
-                raise ValueError(f"episode_start must be booleans, one per env, got {starts!r}")
-            starts = starts.astype(bool)
-        starts = starts.reshape(-1)
-        if starts.shape[0] != n:
-            raise ValueError(f"episode_start has {starts.shape[0]} entries for {n} envs")
-        return starts
+    @property
+    def slots(self) -> list[EnvSlot]:
+        """The per-env memory, one slot per tracked env."""
+        return self.memory.slots
 
     # --------------------------------------------------------------- decisions
-    def _plan(self, slots: list[_Slot]) -> None:
-        cfg = self.plan_config
-        split_warm = cfg.warm_iterations > 0 and cfg.warm_start
-        groups: dict[tuple[int, bool], list[_Slot]] = {}
-        for sl in slots:
-            groups.setdefault((len(sl.z_hist), split_warm and sl.warm is not None), []).append(sl)
-        for group in groups.values():
+    def _plan(self, slots: list[EnvSlot]) -> None:
+        """Fill the queues of `slots`, envs with the same context planned in one call."""
+        split_warm = self.plan_config.warm_iterations > 0 and self.plan_config.warm_start
+        for group in SlotMemory.groups(slots, split_warm):
             self._decide(group)
 
-    def _decide(self, slots: list[_Slot]) -> None:
+    def _decide(self, slots: list[EnvSlot]) -> None:
         cfg = self.plan_config
         goal = np.stack([sl.goal_z for sl in slots])  # (G, D)
         if cfg.planner == "policy":  # one block from the newest frame
@@ -382,7 +251,7 @@ class OnnxAgent:
         if cfg.warm_start and any(sl.warm is not None for sl in slots):
             zeros = np.zeros((cfg.horizon, self.block_dim), dtype=np.float32)
             init = np.stack([sl.warm if sl.warm is not None else zeros for sl in slots])
-        plans = self.plan_latent(z_ctx, past, goal, [sl.rng for sl in slots], init)
+        plans = self.plan_latent(z_ctx, past, goal, [sl.generator for sl in slots], init)
         if not np.isfinite(plans).all():
             raise FloatingPointError(
                 "the planner produced NaN actions: the export's weights are likely corrupt"
@@ -396,13 +265,12 @@ class OnnxAgent:
                 else None
             )
 
-    def _enqueue(self, slots: list[_Slot], blocks: np.ndarray) -> None:
+    def _enqueue(self, slots: list[EnvSlot], blocks: np.ndarray) -> None:
         """Queue blocks (G, k, fs*A) as k*fs env actions each, in env units and clipped."""
         steps = blocks.shape[1] * self.frameskip
         norm = blocks.reshape(len(slots), steps, self.action_dim).astype(np.float32)
         env = np.clip(norm * self._std + self._mean, self.action_low, self.action_high)
-        for j, sl in enumerate(slots):
-            sl.queue.extend(zip(env[j].astype(np.float32), norm[j], strict=True))
+        SlotMemory.enqueue(slots, env, norm)
 
     # ------------------------------------------------------------------ graphs
     def encode(self, images: np.ndarray) -> np.ndarray:

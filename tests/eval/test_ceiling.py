@@ -155,3 +155,18 @@ def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="start and goal states"):
         ceiling(PUSHT, [ProtocolEpisode("s", 0, None, None, seed=1)], "block_pose", SMALL)
     assert CEILING_PLAN.samples == 200 and CEILING_PLAN.iterations == 8
+
+
+def test_protocol_episodes_match_the_held_out_split(tworoom_data) -> None:
+    from eval.ceiling import protocol_episodes
+    from eval.protocol import sample_episodes
+    from lewm_agent.heldout import load_heldout
+
+    ours = protocol_episodes(tworoom_data, 12, seed=42)
+    ref = sample_episodes(load_heldout(tworoom_data).heldout, 12, seed=42)
+    assert [(e.episode, e.start_step) for e in ours] == [(e.episode, e.start_step) for e in ref]
+    for a, b in zip(ours, ref, strict=True):
+        np.testing.assert_array_equal(a.start_state, b.start_state)
+        np.testing.assert_array_equal(a.goal_state, b.goal_state)
+    out = ceiling("lewm/TwoRoom-v0", ours[:3], "distance", SMALL)
+    assert out["successes"] == 3

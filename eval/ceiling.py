@@ -19,7 +19,8 @@ privileged goal expert on the same episodes, the reference rate.
 Plug in an env: a :class:`Dynamics` (``rollout(state (S,), actions (N, T, A)) ->
 states (N, T + 1, S)``) in :data:`DYNAMICS`, and its state costs in :data:`COSTS`.
 Plans are in env action units (bounds ``[-1, 1]``); the agent plans in units
-normalised by the data's action statistics, which only rescales the sampling std.
+normalised by the data's action statistics, which only recentres and rescales the
+sampling distribution.
 """
 
 from __future__ import annotations

@@ -117,6 +117,71 @@ def cmd_expert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ceiling_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.ceiling")
+    p.set_defaults(func=cmd_ceiling)
+    p.add_argument("--data", required=True, help="dataset folder whose held-out episodes to play")
+    p.add_argument("--episodes", type=int, default=30, help="protocol episodes (seed 42)")
+    p.add_argument("--cost", default="block_pose", help="block_pose | latent_surrogate | distance")
+    p.add_argument("--over", default="final", choices=("final", "blocks"))
+    p.add_argument("--contact-weight", type=float, default=0.0, help="per 100 px pusher-block gap")
+    p.add_argument(
+        "--goal-pusher-weight", type=float, default=0.0, help="per 100 px from the goal's pusher"
+    )
+    p.add_argument("--planner", default="cem", choices=("cem", "mppi"))
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--iterations", type=int, default=8)
+    p.add_argument("--elites", type=int, default=20)
+    p.add_argument("--horizon", type=int, default=5, help="blocks of frameskip env steps")
+    p.add_argument("--receding-horizon", type=int, default=5, help="blocks executed per plan")
+    p.add_argument("--noise-beta", type=float, default=2.0, help="0 white, 2 coloured noise")
+    p.add_argument("--expert", action="store_true", help="also run the env's goal expert")
+    p.add_argument("--random", action="store_true", help="also run uniform random actions")
+    p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+
+
+def cmd_ceiling(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from eval.ceiling import CEILING_PLAN, CostConfig, ceiling, expert_success, protocol_episodes
+    from lewm_agent.config import replace
+    from lewm_agent.data import read_meta
+
+    meta = read_meta(args.data)
+    env_id = meta["env_id"]
+    episodes = protocol_episodes(args.data, n=args.episodes)
+    plan = replace(
+        CEILING_PLAN,
+        planner=args.planner,
+        samples=args.samples,
+        iterations=args.iterations,
+        elites=args.elites,
+        horizon=args.horizon,
+        receding_horizon=args.receding_horizon,
+        noise_beta=args.noise_beta,
+    )
+    cost = CostConfig(
+        name=args.cost,
+        over=args.over,
+        contact_weight=args.contact_weight,
+        goal_pusher_weight=args.goal_pusher_weight,
+    )
+    frameskip = int(meta.get("frameskip", 5))
+    rows = {"planner": ceiling(env_id, episodes, cost, plan, frameskip=frameskip)}
+    if args.expert:
+        rows["expert"] = expert_success(env_id, episodes)
+    if args.random:
+        rows["random"] = ceiling(env_id, episodes, cost, plan, random_actions=True)
+    for name, row in rows.items():
+        lo, hi = row["ci95"]
+        print(
+            f"{name}: {row['successes']}/{row['episodes']} ({lo:.0%}-{hi:.0%}), mean steps "
+            f"{row['mean_steps']:.1f}, {row['seconds_per_decision']:.3f} s per decision"
+        )
+    _write_json(args.json, {"env_id": env_id, "cost": asdict(cost), "plan": asdict(plan), **rows})
+    return 0
+
+
 def _quality_options(p: argparse.ArgumentParser) -> None:
     from eval.bench_quality import SETTINGS
 
@@ -292,6 +357,11 @@ def bench_options(p: argparse.ArgumentParser) -> None:
         ),
         ("recorder", "the dataset recorder's CPU overhead per env", _recorder_options),
         ("expert", "the Push-T expert's success and cost on random pairs", _expert_options),
+        (
+            "ceiling",
+            "the planners over the env's exact dynamics: is it the cost, the model or the search?",
+            _ceiling_options,
+        ),
         (
             "planning-quality",
             "success, seconds and rollouts per decision of each planner setting",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -170,3 +171,17 @@ def test_protocol_episodes_match_the_held_out_split(tworoom_data) -> None:
         np.testing.assert_array_equal(a.goal_state, b.goal_state)
     out = ceiling("lewm/TwoRoom-v0", ours[:3], "distance", SMALL)
     assert out["successes"] == 3
+
+
+def test_lewm_bench_ceiling_writes_its_rows(tworoom_data, tmp_path) -> None:
+    from lewm_agent.cli import main
+
+    out = tmp_path / "ceiling.json"
+    argv = ["bench", "ceiling", "--data", str(tworoom_data), "--episodes", "3", "--cost"]
+    argv += ["distance", "--samples", "30", "--iterations", "2", "--elites", "5", "--random"]
+    assert main([*argv, "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert rows["env_id"] == "lewm/TwoRoom-v0" and rows["plan"]["samples"] == 30
+    assert rows["planner"]["episodes"] == 3 and rows["random"]["episodes"] == 3
+    with pytest.raises(ValueError, match="unknown cost 'block_pose'"):
+        main([*argv[:7], "block_pose"])

@@ -273,6 +273,45 @@ def planning_page(res: Results) -> str:
     return "\n".join(out)
 
 
+def _plan_label(p: dict[str, Any]) -> str:
+    warm = f" warm-it {p['warm_iterations']}" if p.get("warm_iterations") else ""
+    seed = f" seed {p['seed']}" if p.get("seed") else ""
+    return (
+        f"{p['planner'].upper()} {p['samples']}x{p['iterations']}, "
+        f"H{p['horizon']} R{p['receding_horizon']}{warm}{seed}"
+    )
+
+
+def _cost_label(c: dict[str, Any]) -> str:
+    text = f"{c['name']} {c['over']}"
+    if c["name"] == "latent_surrogate":
+        text += " (" + " / ".join(f"{w:g}" for w in c["surrogate_weights"]) + ")"
+    if c["contact_weight"]:
+        text += f" + contact {c['contact_weight']:g}"
+    if c["goal_pusher_weight"]:
+        text += f" + goal pusher {c['goal_pusher_weight']:g}"
+    return text
+
+
+def ceiling_table(rows: list[dict[str, Any]]) -> str:
+    """`lewm bench ceiling` rows: search, cost, success, interval, steps, seconds."""
+    body = []
+    for r in rows:
+        plan = _plan_label(r["plan"]) if "plan" in r else r["method"]
+        cost = _cost_label(r["cost"]) if "cost" in r else "-"
+        body.append(
+            [
+                plan,
+                cost,
+                success(r),
+                interval(r),
+                num(r["mean_steps"], "{:.1f}"),
+                num(r["seconds_per_decision"], "{:.3g}"),
+            ]
+        )
+    return table(["search", "cost", "success", "95% CI", "mean steps", "s / decision"], body)
+
+
 def pusht_page(res: Results) -> str:
     d = res.get("pusht.json")
 
@@ -290,6 +329,7 @@ def pusht_page(res: Results) -> str:
         return table(head, body)
 
     e, lat = d["expert_bench"], d["latent_distance"]
+    c = res.get("ceiling_pusht.json")
     along = d["angle_mlp_r_along_training"]
     return "\n".join(
         [
@@ -301,8 +341,23 @@ def pusht_page(res: Results) -> str:
             "at 224 px. The planner reaches the goal's block position but not its angle. "
             "Block positions are in the embedding (linear probe r >= 0.95); the block's angle "
             "is there at best non-linearly, and the planner's cost, the Euclidean distance "
-            "between embeddings, barely changes with it. All rows: the same 50 protocol "
+            "between embeddings, barely changes with it. Every trained model below plays the same 50 protocol "
             "episodes of their data, seed 42.",
+            "",
+            "## The planning ceiling: exact dynamics, chosen cost",
+            "",
+            "`lewm bench ceiling` runs the agent's own CEM / MPPI over the env's exact "
+            "dynamics (zero model error) on the first "
+            f"{c['protocol']['episodes']} protocol episodes of {c['data']}, so a failure "
+            "is the cost's or the search's. `block_pose` is (block error / 20 px)^2 + "
+            "(angle error / (pi/9))^2; `latent_surrogate` weighs pusher, block and angle as "
+            "the learned embedding's distance does (per 100 px / 100 px / radian); "
+            "`contact` adds the pusher-block gap per 100 px; `blocks` sums the cost over "
+            "every block's end state; H5 R5 plans 5 blocks of 5 steps and executes all 5. "
+            + c["note"]
+            + ".",
+            "",
+            ceiling_table(c["rows"]),
             "",
             "## One model, three evaluations",
             "",

@@ -9,6 +9,7 @@ from .results import (
     GENERATED,
     TITLES,
     Results,
+    ceiling_table,
     interval,
     num,
     planner_label,
@@ -271,45 +272,6 @@ def planning_page(res: Results) -> str:
             "",
         ]
     return "\n".join(out)
-
-
-def _plan_label(p: dict[str, Any]) -> str:
-    warm = f" warm-it {p['warm_iterations']}" if p.get("warm_iterations") else ""
-    seed = f" seed {p['seed']}" if p.get("seed") else ""
-    return (
-        f"{p['planner'].upper()} {p['samples']}x{p['iterations']}, "
-        f"H{p['horizon']} R{p['receding_horizon']}{warm}{seed}"
-    )
-
-
-def _cost_label(c: dict[str, Any]) -> str:
-    text = f"{c['name']} {c['over']}"
-    if c["name"] == "latent_surrogate":
-        text += " (" + " / ".join(f"{w:g}" for w in c["surrogate_weights"]) + ")"
-    if c["contact_weight"]:
-        text += f" + contact {c['contact_weight']:g}"
-    if c["goal_pusher_weight"]:
-        text += f" + goal pusher {c['goal_pusher_weight']:g}"
-    return text
-
-
-def ceiling_table(rows: list[dict[str, Any]]) -> str:
-    """`lewm bench ceiling` rows: search, cost, success, interval, steps, seconds."""
-    body = []
-    for r in rows:
-        plan = _plan_label(r["plan"]) if "plan" in r else r["method"]
-        cost = _cost_label(r["cost"]) if "cost" in r else "-"
-        body.append(
-            [
-                plan,
-                cost,
-                success(r),
-                interval(r),
-                num(r["mean_steps"], "{:.1f}"),
-                num(r["seconds_per_decision"], "{:.3g}"),
-            ]
-        )
-    return table(["search", "cost", "success", "95% CI", "mean steps", "s / decision"], body)
 
 
 def pusht_page(res: Results) -> str:

@@ -43,29 +43,36 @@ def fit_and_save_policy_head(agent: Any, data: str, out: str, **head_config: Any
     )
 
 
-def cmd_train_policy(args: argparse.Namespace) -> int:
-    """`lewm train-policy RUN --data DATA`: add a policy head to an existing checkpoint."""
-    from ..agent import WorldModelAgent
-
+def _head_output(args: argparse.Namespace, head: str) -> str:
+    """The folder a `train-policy` / `train-cost` run writes `head` into (RUN, or --out),
+    after setting the thread count; a zoo folder is refused (its card hashes its files)."""
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    out = args.out or args.run
     if args.out is None and is_zoo_folder(args.run):
         raise SystemExit(
             f"{args.run} is a zoo model's folder (its card records its files' hashes): pass "
-            "--out DIR, a new checkpoint folder that gets the model and the new head"
+            f"--out DIR, a new checkpoint folder that gets the model and the new {head}"
         )
+    return args.out or args.run
+
+
+def _head_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The head-config fields given on the command line (steps, batch size, seed)."""
+    given = {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    """`lewm train-policy RUN --data DATA`: add a policy head to an existing checkpoint."""
+    from ..agent import WorldModelAgent
+
+    out = _head_output(args, "head")
     agent = WorldModelAgent.load(args.run, planner="cem", device=args.device)
     if out != args.run:
         agent.save(out)  # the model, then its head beside it
-    over = {
-        k: v
-        for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
-        if v is not None
-    }
-    fit_and_save_policy_head(agent, args.data, out, **over)
+    fit_and_save_policy_head(agent, args.data, out, **_head_overrides(args))
     return 0
 
 
@@ -76,16 +83,7 @@ def cmd_train_cost(args: argparse.Namespace) -> int:
     from ..config import replace
     from ..cost_head import fit_cost_head, save_cost_head
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    out = args.out or args.run
-    if args.out is None and is_zoo_folder(args.run):
-        raise SystemExit(
-            f"{args.run} is a zoo model's folder (its card records its files' hashes): pass "
-            "--out DIR, a new checkpoint folder that gets the model and the new cost head"
-        )
+    out = _head_output(args, "cost head")
     # Loaded with the latent cost: a checkpoint whose config already asks for the
     # learned one has no head yet; a copy to --out keeps the cost its config names.
     agent = WorldModelAgent.load(args.run, planner="cem", device=args.device, cost="latent")
@@ -93,11 +91,7 @@ def cmd_train_cost(args: argparse.Namespace) -> int:
         saved_cost = agent_sections(read_checkpoint(args.run)).plan.cost
         agent.plan_config = replace(agent.plan_config, cost=saved_cost)
         agent.save(out)  # the model (and a policy head it has), then the cost head beside it
-    over = {
-        k: v
-        for k, v in {"steps": args.steps, "batch_size": args.batch_size, "seed": args.seed}.items()
-        if v is not None
-    }
+    over = _head_overrides(args)
     head, meta = fit_cost_head(agent, args.data, **over)
     save_cost_head(out, head, meta)
     t = meta["training"]
@@ -106,7 +100,7 @@ def cmd_train_cost(args: argparse.Namespace) -> int:
         f"saved cost head to {out} ({t['seconds']:.0f} s; loss {t['first_loss']:.3f} -> "
         f"{t['final_loss']:.3f}, held-out {'-' if held is None else f'{held:.3f}'}, "
         f"rank correlation with steps {'-' if rho is None else f'{rho:.2f}'}); plan with "
-        f"`lewm eval {out} --plan-cost learned` or "
+        f"`lewm eval --agent {out} --cost learned` or "
         f'WorldModelAgent.load("{out}", cost="learned")'
     )
     return 0

@@ -10,6 +10,7 @@ from .results import (
     TITLES,
     Results,
     ceiling_table,
+    cost_candidates_table,
     interval,
     num,
     planner_label,
@@ -292,6 +293,7 @@ def pusht_page(res: Results) -> str:
 
     e, lat = d["expert_bench"], d["latent_distance"]
     c = res.get("ceiling_pusht.json")
+    m = d["cost_candidates"]
     along = d["angle_mlp_r_along_training"]
     return "\n".join(
         [
@@ -320,6 +322,14 @@ def pusht_page(res: Results) -> str:
             + ".",
             "",
             ceiling_table(c["rows"]),
+            "",
+            "## Cost candidates with the learned model",
+            "",
+            m["model"],
+            "",
+            cost_candidates_table(m["rows"]),
+            "",
+            m["reading"],
             "",
             "## One model, three evaluations",
             "",

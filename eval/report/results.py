@@ -150,3 +150,12 @@ def ceiling_table(rows: list[dict[str, Any]]) -> str:
             ]
         )
     return table(["search", "cost", "success", "95% CI", "mean steps", "s / decision"], body)
+
+
+def cost_candidates_table(rows: list[dict[str, Any]]) -> str:
+    """A trained agent's protocol rows, one per planner and plan cost."""
+    body = [
+        [r["planner"], r["cost"], success(r), interval(r), num(r["mean_steps"], "{:.1f}")]
+        for r in rows
+    ]
+    return table(["planner", "cost", "success", "95% CI", "mean steps"], body)

@@ -343,11 +343,8 @@ def train_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def train_policy_options(p: argparse.ArgumentParser) -> None:
-    p.description = (
-        "Train the latent policy head of an existing checkpoint (its world model frozen)."
-    )
-    p.set_defaults(func=cmd_train_policy)
+def _head_options(p: argparse.ArgumentParser, head: str, default_steps: int) -> None:
+    """The options `train-policy` and `train-cost` share: RUN, --out, the data, the fit."""
     p.add_argument(
         "run",
         type=agent_path,
@@ -356,14 +353,24 @@ def train_policy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="save the model and its new head here instead of into RUN (needed for zoo:NAME)",
+        help=f"save the model and its new {head} here instead of into RUN (needed for zoo:NAME)",
     )
     p.add_argument("--data", required=True, help="the dataset the world model was trained on")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 3000)")
+    p.add_argument(
+        "--steps", type=int, default=None, help=f"optimiser steps (default {default_steps})"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="default 256")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     p.add_argument("--device", default="auto")
+
+
+def train_policy_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train the latent policy head of an existing checkpoint (its world model frozen)."
+    )
+    p.set_defaults(func=cmd_train_policy)
+    _head_options(p, "head", 3000)
 
 
 def train_cost_options(p: argparse.ArgumentParser) -> None:
@@ -372,22 +379,7 @@ def train_cost_options(p: argparse.ArgumentParser) -> None:
         "env steps between two frames, for `--plan-cost learned`."
     )
     p.set_defaults(func=cmd_train_cost)
-    p.add_argument(
-        "run",
-        type=agent_path,
-        help="checkpoint folder (from `lewm train`; the head is saved into it) or zoo:NAME",
-    )
-    p.add_argument(
-        "--out",
-        default=None,
-        help="save the model and its new cost head here instead of into RUN (needed for zoo:NAME)",
-    )
-    p.add_argument("--data", required=True, help="the dataset the world model was trained on")
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 2000)")
-    p.add_argument("--batch-size", type=int, default=None, help="default 256")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
-    p.add_argument("--device", default="auto")
+    _head_options(p, "cost head", 2000)
 
 
 def info_options(p: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ export SDL_VIDEODRIVER ?= dummy
 export SDL_AUDIODRIVER ?= dummy
 export MUJOCO_GL ?= egl
 
-.PHONY: venv demo test test-slow bench bench-suite docs lint format clean
+.PHONY: venv demo test test-slow gpu-check bench bench-suite docs lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# On a CUDA machine: the `gpu` tests, then the paper preset's training step and CEM plan timed.
+# Without CUDA the tests skip and the benchmark runs a reduced size on the CPU, saying so.
+gpu-check: $(STAMP)
+	$(BIN)/python -m pytest -m gpu -rs
+	$(BIN)/lewm bench gpu --json outputs/bench/gpu.json
 
 bench: $(STAMP)
 	$(BIN)/lewm bench planning

@@ -338,6 +338,37 @@ def cmd_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpu_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.bench_gpu")
+    p.set_defaults(func=cmd_gpu)
+    p.add_argument("--device", default="auto", help="auto | cuda | cuda:N | cpu")
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--batch", type=count, default=None, help="training windows per step")
+    p.add_argument("--samples", type=count, default=None, help="CEM samples per iteration")
+    p.add_argument("--iterations", type=count, default=None, help="CEM iterations per plan")
+    p.add_argument("--repeats", type=count, default=None, help="timed runs of each")
+    p.add_argument("--warmup", type=int, default=None, help="untimed runs before them")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
+
+def cmd_gpu(args: argparse.Namespace) -> int:
+    from eval.bench_gpu import bench_gpu
+
+    if args.warmup is not None and args.warmup < 0:
+        raise SystemExit(f"--warmup must be >= 0, got {args.warmup}")
+    result = bench_gpu(
+        args.device,
+        preset=args.preset,
+        batch=args.batch,
+        samples=args.samples,
+        iterations=args.iterations,
+        repeats=args.repeats,
+        warmup=args.warmup,
+    )
+    _write_json(args.json, result)
+    return 0
+
+
 def cmd_bench_default(args: argparse.Namespace) -> int:
     """`lewm bench` alone (`make bench`): `planning` with its defaults."""
     planning = argparse.ArgumentParser(prog="lewm bench planning")
@@ -376,6 +407,11 @@ def bench_options(p: argparse.ArgumentParser) -> None:
             "onnx",
             "ms per action (policy head) and s per decision (CEM 30 x 2): onnxruntime vs torch",
             _onnx_options,
+        ),
+        (
+            "gpu",
+            "ms per paper training step and s per paper CEM plan (bf16 on CUDA; reduced on CPU)",
+            _gpu_options,
         ),
     ):
         options(sub.add_parser(name, help=help))
@@ -476,7 +512,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "bench": (
-        "speed benchmarks: planning | recorder | expert | planning-quality | paper-prior",
+        "speed benchmarks: planning | recorder | expert | planning-quality | paper-prior | gpu",
         bench_options,
     ),
     "suite": (

@@ -29,6 +29,11 @@ def random_directions(
     """
     a = torch.randn(dim, num, generator=generator)  # (D, M)
     a = a / a.norm(dim=0, keepdim=True).clamp_min(1e-12)
+    if torch.device(device).type == "cuda":
+        # A copy from pageable memory waits for the GPU to finish the work queued so
+        # far (the step's forward), stalling every training step; from pinned memory
+        # it is queued behind that work instead. The values are the same.
+        return a.pin_memory().to(device, non_blocking=True)
     return a.to(device)
 
 

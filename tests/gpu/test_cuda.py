@@ -145,6 +145,21 @@ def test_bf16_step_of_the_paper_preset():
         assert not torch.equal(params[name], before[name]), name
 
 
+def test_sigreg_directions_reach_cuda_without_waiting_for_it():
+    """The step's SIGReg directions (drawn on the CPU) are the CPU's values, and their
+    copy is queued behind the forward instead of waiting for it (a synchronising copy
+    raises here)."""
+    from lewm_agent.sigreg import random_directions
+
+    want = random_directions(192, 64, torch.Generator().manual_seed(3))  # (D, M)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = random_directions(192, 64, torch.Generator().manual_seed(3), CUDA)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert got.is_cuda and torch.equal(got.cpu(), want)
+
+
 def test_train_runs_the_paper_preset_on_cuda(paper_data):
     """`train` itself (device "auto", DataLoader workers, pinned memory): finite log rows,
     a float32 model on the GPU that moved away from its initial weights."""

@@ -2,7 +2,8 @@
 `paper` preset, exact resume, planning, and the ONNX export of a CUDA-trained model.
 
 Every test here is marked `gpu` and skips without CUDA ("CUDA not available"), so the
-default run collects them and skips; `make gpu-check` runs them (`pytest -m gpu`).
+default run collects them and skips (it hides CUDA: tests/conftest.py); `make
+gpu-check` runs them (`pytest -m gpu`).
 
 This file is also the script of the resume check, run in a fresh interpreter so that
 cuBLAS starts with the deterministic workspace setting:
@@ -31,9 +32,17 @@ from lewm_agent.rollout import ReferenceRollout
 from lewm_agent.sigreg import SIGReg
 from lewm_agent.train import train
 
+
+def _skip_reason() -> str:
+    # tests/conftest.py hides CUDA from every run but `pytest -m gpu`.
+    if os.environ.get("LEWM_TESTS_HIDE_CUDA") == "1" and torch.version.cuda is not None:
+        return "CUDA not available: hidden outside `pytest -m gpu` (make gpu-check)"
+    return "CUDA not available"
+
+
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
+    pytest.mark.skipif(not torch.cuda.is_available(), reason=_skip_reason()),
 ]
 
 ROOT = Path(__file__).resolve().parents[2]

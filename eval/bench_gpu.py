@@ -11,7 +11,7 @@ agent's precision there):
   figure is the step's compute, not data loading;
 - one CEM plan of the `paper` preset for one env, the paper's 300 samples x 30
   iterations over a horizon of 5 blocks, through the rollout the agent uses on
-  that device (the paper: about 1 s per plan on one GPU).
+  that device (the paper: about 1 s per plan on one L40S).
 
 Each figure is the median of `repeats` runs after `warmup` untimed ones, with
 `torch.cuda.synchronize()` before and after each. The weights are random: time
@@ -287,7 +287,7 @@ def bench_gpu(
         f"horizon {plan['horizon']}, 1 env, {plan['precision']} ({plan['rollout']}): "
         f"{plan['seconds_per_plan']:.3f} s (median of {plan['repeats']} after "
         f"{plan['warmup']} warm-up), {plan['seconds_per_iteration'] * 1e3:.1f} ms per iteration"
-        + ("; the paper: about 1 s per plan on one GPU" if full else "")
+        + ("; the paper: about 1 s per plan on one L40S" if full else "")
     )
     for line in result["skipped"]:
         echo(f"skipped: {line}")

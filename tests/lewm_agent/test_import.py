@@ -547,3 +547,34 @@ def test_parity_with_stable_worldmodel_encoder(tmp_path):
     diff = (got - want).abs().max().item()
     print(f"encoder parity: max abs diff {diff:.3e}")
     assert diff <= 1e-4
+
+
+# ---------------------------------------------------------------------------- CLI
+def test_cli_import_writes_a_folder_that_loads(source, tmp_path, capsys):
+    from lewm_agent.cli import main
+
+    folder, model = source
+    stats = tmp_path / "stats.json"
+    stats.write_text(json.dumps({"mean": STATS["action_mean"], "std": STATS["action_std"]}))
+    out = tmp_path / "run"
+    rc = main(
+        ["import", str(folder), "--out", str(out), "--env", "lewm/TwoRoom-v0"]
+        + ["--action-stats", str(stats)]
+    )
+    assert rc == 0
+    assert f"lewm eval --agent {out}" in capsys.readouterr().out
+    agent = WorldModelAgent.load(out)
+    assert agent.env_id == "lewm/TwoRoom-v0"
+    assert agent.normalizer.std.tolist() == pytest.approx(STATS["action_std"])
+
+
+def test_cli_import_refusal_is_one_line_and_writes_nothing(source, tmp_path, capsys):
+    from lewm_agent.cli import main
+
+    folder, _ = source
+    out = tmp_path / "run"
+    rc = main(["import", str(folder), "--out", str(out), "--env", "lewm/TwoRoom-v0"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "\n" not in err
+    assert err.startswith("lewm: error: cannot import: ") and "--action-stats" in err
+    assert not out.exists()

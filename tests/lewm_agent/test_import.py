@@ -20,6 +20,7 @@ import torch
 
 from lewm_agent.agent import WorldModelAgent
 from lewm_agent.checkpoint import read_checkpoint
+from lewm_agent.config import PlanConfig
 from lewm_agent.import_reference import (
     ReferenceImportError,
     import_reference,
@@ -578,3 +579,31 @@ def test_cli_import_refusal_is_one_line_and_writes_nothing(source, tmp_path, cap
     assert rc == 1 and "\n" not in err
     assert err.startswith("lewm: error: cannot import: ") and "--action-stats" in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------ using the import
+def test_imported_agent_plans_and_exports(source, tmp_path):
+    """An imported folder acts (CEM through the fast rollout, which has the block norms)
+    and exports to ONNX with the same encoder (ImageNet scaling) and predictor."""
+    folder, model = source
+    plan = PlanConfig(samples=16, iterations=2, elites=4, horizon=2, receding_horizon=1)
+    out = import_reference(folder, tmp_path / "run", **BOUNDS, **STATS, plan=plan)
+    agent = WorldModelAgent.load(out, device="cpu")
+    rng = np.random.default_rng(0)
+    obs = {k: rng.integers(0, 256, (28, 28, 3), dtype=np.uint8) for k in ("pixels", "goal")}
+    action, _ = agent.predict(obs)
+    assert action.shape == (ACTION_DIM,) and np.all(np.abs(action) <= 1.0)
+
+    pytest.importorskip("onnxruntime")
+    from lewm_agent.onnx_agent import OnnxAgent
+
+    onnx = OnnxAgent.load(agent.export(tmp_path / "export"))
+    frames = rng.integers(0, 256, (3, 28, 28, 3), dtype=np.uint8)
+    with torch.no_grad():
+        z = model.encode(torch.from_numpy(frames))  # (3, D)
+        ctx, past = z[:, None].repeat(1, 2, 1), torch.randn(3, 1, 10)  # (3, 2, D), (3, 1, A)
+        plan_blocks = torch.randn(3, 2, 10)  # (3, H, fs*A)
+        want = model.rollout(ctx, past, plan_blocks)[:, -1]
+    np.testing.assert_allclose(onnx.encode(frames), z.numpy(), atol=1e-4)
+    got = onnx.rollout(ctx.numpy(), past.numpy(), plan_blocks.numpy())
+    np.testing.assert_allclose(got, want.numpy(), atol=1e-4)

@@ -122,6 +122,9 @@ class ReferenceLayout:
     """The predictor's attention has an output projection (all but heads=1, dim_head=D)."""
 
 
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
 class _Section:
     """One config section: its values read once each, leftovers refused by name."""
 
@@ -144,9 +147,7 @@ class _Section:
         if kind is float:
             ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok:
-            raise _fail(
-                f"{REFERENCE_CONFIG}: {self.name}.{key} = {value!r} is not a {kind.__name__}"
-            )
+            raise _fail(f"{REFERENCE_CONFIG}: {self.name}.{key} = {value!r} is not {_KINDS[kind]}")
         return value
 
     def require(self, key: str, value: Any, expected: Any, why: str) -> None:
@@ -196,6 +197,8 @@ def reference_layout(config: dict[str, Any], frameskip: int) -> ReferenceLayout:
     block size (action_encoder.input_dim = frameskip * action_dim), so the caller says
     how it splits (the released checkpoints: 5).
     """
+    if not isinstance(frameskip, int) or isinstance(frameskip, bool) or frameskip < 1:
+        raise _fail(f"frameskip must be a positive integer, got {frameskip!r}")
     if not isinstance(config, dict):
         raise _fail(f"{REFERENCE_CONFIG} must hold a JSON object")
     target = config.get("_target_")
@@ -210,7 +213,7 @@ def reference_layout(config: dict[str, Any], frameskip: int) -> ReferenceLayout:
         raise _fail(f"{REFERENCE_CONFIG}: values this import cannot represent: {extra}")
 
     enc = _Section(config, "encoder", ENCODER_TARGETS)
-    size = enc.get("size", "base", str)
+    size = enc.get("size", "tiny", str)  # vit_hf's defaults throughout
     if size not in VIT_SIZES:
         raise _fail(f"{REFERENCE_CONFIG}: encoder.size {size!r} is not one of {list(VIT_SIZES)}")
     width, depth, heads = VIT_SIZES[size]

@@ -390,6 +390,21 @@ def test_refuses_a_non_empty_output_folder(source, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
+def test_a_failed_write_leaves_no_folder(source, tmp_path, monkeypatch):
+    """A crash while writing (here: a full disk) leaves neither --out nor the temp folder."""
+    import lewm_agent.import_reference as module
+
+    def full_disk(folder, *args, **kwargs):
+        (Path(folder) / "model.safetensors").write_bytes(b"half")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(module, "save_checkpoint", full_disk)
+    folder, _ = source
+    with pytest.raises(OSError, match="No space"):
+        import_reference(folder, tmp_path / "out", **BOUNDS, **STATS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref"]
+
+
 def test_refuses_a_frameskip_that_does_not_divide_the_action_block(source, tmp_path):
     folder, _ = source
     _refused(tmp_path, folder, r"input_dim 10 is not a multiple of frameskip 3", frameskip=3)

@@ -230,8 +230,6 @@ def reference_layout(config: dict[str, Any], frameskip: int) -> ReferenceLayout:
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         enc.require(key, enc.get(key, 0.0, float), 0.0, "our ViT has no dropout")
     enc.done()
-    if image % patch:
-        raise _fail(f"{REFERENCE_CONFIG}: encoder.image_size {image} is not a multiple of {patch}")
 
     proj_in, proj_hidden, embed = _mlp_section(config, "projector")
     pp_in, pp_hidden, pp_out = _mlp_section(config, "pred_proj")
@@ -306,6 +304,10 @@ def reference_layout(config: dict[str, Any], frameskip: int) -> ReferenceLayout:
         )
     except ValueError as e:
         raise _fail(f"{REFERENCE_CONFIG}: {e}") from None
+    if image % patch:
+        raise _fail(f"{REFERENCE_CONFIG}: encoder.image_size {image} is not a multiple of {patch}")
+    if width % heads:
+        raise _fail(f"{REFERENCE_CONFIG}: the ViT width {width} is not a multiple of {heads} heads")
     attn_out = not (p_heads == 1 and head_dim == embed)
     return ReferenceLayout(model, mask_token, attn_out)
 

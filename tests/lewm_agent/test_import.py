@@ -543,6 +543,20 @@ def test_parity_with_stable_worldmodel_predictor(tmp_path):
     assert diff <= 1e-4
     assert (proj_got - proj_want).abs().max().item() <= 1e-4
 
+    # The autoregressive rollout: 2 observed frames, then 4 planned blocks through the
+    # sliding 3-frame window. The reference takes one action per frame (the first
+    # h0 - 1 already taken) and reads only the frame count from `pixels`.
+    h0, total = 2, 5
+    z_ctx = torch.randn(4, 1, h0, 192, generator=g)  # (B, S=1, h0, D)
+    seq = torch.randn(4, 1, total, FRAMESKIP * ACTION_DIM, generator=g)  # (B, S, T, A)
+    with torch.no_grad():
+        info = {"pixels": torch.zeros(4, 1, h0, 1), "emb": z_ctx}
+        want = ref.rollout(info, seq, history_size=3)["predicted_emb"][:, 0, h0:]  # (B, T-h0+1, D)
+        got = ours.rollout(z_ctx[:, 0], seq[:, 0, : h0 - 1], seq[:, 0, h0 - 1 :])
+    diff = (got - want).abs().max().item()
+    print(f"rollout parity: max abs diff {diff:.3e}")
+    assert diff <= 1e-4
+
 
 @pytest.mark.slow
 def test_parity_with_stable_worldmodel_encoder(tmp_path):

@@ -34,6 +34,10 @@ class ModelConfig:
     """ViT token width."""
     vit_heads: int = 3
     """ViT attention heads."""
+    vit_norm_eps: float = 1e-6
+    """ViT LayerNorm epsilon (the official LeWM checkpoints, Hugging Face's ViT: 1e-12)."""
+    pixel_norm: str = "symmetric"
+    """Pixel scaling before the encoder: "symmetric" ([0, 255] -> [-1, 1]) or "imagenet" (x / 255 standardised by ImageNet's channel mean and std, as the official LeWM checkpoints)."""
     cnn_channels: tuple[int, ...] = (32, 64, 128, 256)
     """CNN encoder: output channels of each stride-2 convolution."""
     projector_hidden: int = 2048
@@ -44,6 +48,8 @@ class ModelConfig:
     """Environment steps per action block (one predictor step)."""
     action_mlp_ratio: int = 4
     """Action embedder MLP width as a multiple of embed_dim."""
+    action_smooth_dim: int = 0
+    """Output channels of the action embedder's kernel-1 convolution (0 = the action block size)."""
     history: int = 3
     """Frames of context the predictor sees (paper: 3; 1 on Two-Room)."""
     pred_depth: int = 6
@@ -56,6 +62,10 @@ class ModelConfig:
     """Predictor MLP hidden width."""
     pred_dropout: float = 0.1
     """Predictor dropout (paper: 0.1 is best; 0 and 0.2+ hurt)."""
+    pred_block_norms: bool = False
+    """Predictor blocks also apply a learnable LayerNorm to the modulated input of attention and of the MLP (stable-worldmodel's predictor layout, the official LeWM checkpoints)."""
+    pred_norm_eps: float = 1e-6
+    """Epsilon of the predictor's learnable LayerNorms: the output norm and the block norms (the official LeWM checkpoints: 1e-5)."""
 
     def __post_init__(self) -> None:
         check_config_fields(self)  # a bad value fails here, naming the field

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from .config import PlanConfig, to_dict
 from .controllers import UNBOUNDED_LIMIT, saved_policy_head
-from .model import LeWM
+from .model import LeWM, scale_pixels
 from .onnx_agent import AGENT_FILE, EXPORT_FORMAT_VERSION, description_sha256
 
 OPSET = 17
@@ -58,7 +58,7 @@ class _Encoder(nn.Module):
     def forward(self, frames: Tensor) -> Tensor:
         # model.preprocess's arithmetic with a positive permutation: its movedim(-1, -3)
         # traces to a Transpose with a negative perm that onnxruntime rejects.
-        x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) in [-1, 1]
+        x = scale_pixels(frames.permute(0, 3, 1, 2).float(), self.model.cfg.pixel_norm)
         return self.model.enc_proj(self.model.encoder(x))  # (B, D)
 
 

@@ -13,15 +13,34 @@ from .config import ModelConfig
 from .networks import ActionEmbedder, Predictor, Projector, build_encoder, init_weights
 from .sigreg import SIGReg
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet's channel statistics, for ModelConfig.pixel_norm "imagenet"."""
 
-def preprocess(pixels: Tensor) -> Tensor:
-    """uint8 images (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+
+def scale_pixels(x: Tensor, pixel_norm: str = "symmetric") -> Tensor:
+    """Float pixel values in [0, 255], channels first (..., 3, H, W) -> the encoder's input.
+
+    "symmetric": [-1, 1]. "imagenet": x / 255 standardised by ImageNet's channel
+    mean and std (what the official LeWM checkpoints were trained on).
+    """
+    if pixel_norm == "symmetric":
+        return x / 127.5 - 1.0
+    if pixel_norm == "imagenet":
+        mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)  # (3, 1, 1)
+        std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
+        return (x / 255.0 - mean) / std
+    raise ValueError(f"unknown pixel_norm {pixel_norm!r}; choose 'symmetric' or 'imagenet'")
+
+
+def preprocess(pixels: Tensor, pixel_norm: str = "symmetric") -> Tensor:
+    """uint8 images (..., H, W, 3) -> float (..., 3, H, W), scaled by `scale_pixels`."""
     if pixels.shape[-1] != 3:
         raise ValueError(
             f"expected channels-last RGB images (..., H, W, 3), got {tuple(pixels.shape)}"
         )
     x = pixels.movedim(-1, -3).float()  # (..., 3, H, W)
-    return x.div_(127.5).sub_(1.0)
+    return scale_pixels(x, pixel_norm)
 
 
 class LeWM(nn.Module):
@@ -39,7 +58,7 @@ class LeWM(nn.Module):
         self.encoder = build_encoder(cfg)
         self.enc_proj = Projector(self.encoder.out_dim, cfg.projector_hidden, cfg.embed_dim)
         self.action_embed = ActionEmbedder(
-            cfg.action_block_dim, cfg.embed_dim, cfg.action_mlp_ratio
+            cfg.action_block_dim, cfg.embed_dim, cfg.action_mlp_ratio, cfg.action_smooth_dim
         )
         self.predictor = Predictor(cfg)
         self.pred_proj = Projector(cfg.embed_dim, cfg.projector_hidden, cfg.embed_dim)
@@ -55,7 +74,7 @@ class LeWM(nn.Module):
                 f"render the env at image_size={size}"
             )
         lead = pixels.shape[:-3]
-        x = preprocess(pixels.reshape(-1, size, size, 3))  # (N, 3, H, W)
+        x = preprocess(pixels.reshape(-1, size, size, 3), self.cfg.pixel_norm)  # (N, 3, H, W)
         h = self.encoder(x)  # (N, W)
         z = self.enc_proj(h)  # (N, D)
         return z.reshape(*lead, -1)

@@ -91,11 +91,11 @@ def mlp_stack(
 class ViTBlock(nn.Module):
     """Pre-norm transformer block of the ViT encoder."""
 
-    def __init__(self, width: int, heads: int) -> None:
+    def __init__(self, width: int, heads: int, eps: float = 1e-6) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(width, eps=1e-6)
+        self.norm1 = nn.LayerNorm(width, eps=eps)
         self.attn = Attention(width, heads, width // heads)
-        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.norm2 = nn.LayerNorm(width, eps=eps)
         self.mlp = MLP(width, 4 * width)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -106,7 +106,9 @@ class ViTBlock(nn.Module):
 class ViTEncoder(nn.Module):
     """ViT (tiny by default) returning the CLS token: (B, 3, S, S) -> (B, width)."""
 
-    def __init__(self, image_size: int, patch: int, width: int, depth: int, heads: int) -> None:
+    def __init__(
+        self, image_size: int, patch: int, width: int, depth: int, heads: int, eps: float = 1e-6
+    ) -> None:
         super().__init__()
         if image_size % patch:
             raise ValueError(f"image_size {image_size} is not a multiple of patch {patch}")
@@ -114,8 +116,8 @@ class ViTEncoder(nn.Module):
         self.patch_embed = nn.Conv2d(3, width, kernel_size=patch, stride=patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, width))
         self.pos_embed = nn.Parameter(torch.randn(1, n_patches + 1, width) * 0.02)
-        self.blocks = nn.ModuleList(ViTBlock(width, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.blocks = nn.ModuleList(ViTBlock(width, heads, eps) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, eps=eps)
         self.out_dim = width
 
     def forward(self, x: Tensor) -> Tensor:
@@ -158,14 +160,15 @@ class CNNEncoder(nn.Module):
 class ActionEmbedder(nn.Module):
     """Action block (B, T, A) -> Conv1d(kernel 1) -> MLP(SiLU) -> (B, T, D)."""
 
-    def __init__(self, block_dim: int, embed_dim: int, mlp_ratio: int) -> None:
+    def __init__(self, block_dim: int, embed_dim: int, mlp_ratio: int, smooth_dim: int = 0) -> None:
         super().__init__()
-        self.smooth = nn.Conv1d(block_dim, block_dim, kernel_size=1)
-        self.fc1 = nn.Linear(block_dim, mlp_ratio * embed_dim)
+        smooth_dim = smooth_dim or block_dim
+        self.smooth = nn.Conv1d(block_dim, smooth_dim, kernel_size=1)
+        self.fc1 = nn.Linear(smooth_dim, mlp_ratio * embed_dim)
         self.fc2 = nn.Linear(mlp_ratio * embed_dim, embed_dim)
 
     def forward(self, a: Tensor) -> Tensor:
-        a = self.smooth(a.transpose(1, 2)).transpose(1, 2)  # (B, T, A)
+        a = self.smooth(a.transpose(1, 2)).transpose(1, 2)  # (B, T, S), S = smooth_dim
         return self.fc2(F.silu(self.fc1(a)))  # (B, T, D)
 
 
@@ -179,14 +182,34 @@ class AdaLNBlock(nn.Module):
     The modulation (shift, scale, gate for attention and MLP) is a linear map
     of the action embedding, zero-initialised so every block starts as the
     identity and actions enter the model gradually.
+
+    `inner_norms` adds a learnable LayerNorm (epsilon `inner_eps`) between the
+    modulation and attention, and between the modulation and the MLP: the layout
+    of stable-worldmodel's predictor, whose checkpoints `import_reference` reads.
     """
 
-    def __init__(self, width: int, heads: int, head_dim: int, mlp: int, dropout: float) -> None:
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        head_dim: int,
+        mlp: int,
+        dropout: float,
+        inner_norms: bool = False,
+        inner_eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(width, heads, head_dim, dropout)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = MLP(width, mlp, dropout)
+        # Identity when off: the default model keeps its state-dict keys.
+        self.attn_norm: nn.Module = (
+            nn.LayerNorm(width, eps=inner_eps) if inner_norms else nn.Identity()
+        )
+        self.mlp_norm: nn.Module = (
+            nn.LayerNorm(width, eps=inner_eps) if inner_norms else nn.Identity()
+        )
         self.drop = nn.Dropout(dropout)
         self.modulation = nn.Linear(width, 6 * width)
         nn.init.zeros_(self.modulation.weight)
@@ -199,8 +222,9 @@ class AdaLNBlock(nn.Module):
 
     def forward(self, x: Tensor, mods: Tensor, causal: bool = True) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = mods.unbind(dim=2)  # each (B, T, D)
-        x = x + gate1 * self.drop(self.attn(modulate(self.norm1(x), shift1, scale1), causal))
-        return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
+        h = self.attn_norm(modulate(self.norm1(x), shift1, scale1))  # (B, T, D)
+        x = x + gate1 * self.drop(self.attn(h, causal))
+        return x + gate2 * self.mlp(self.mlp_norm(modulate(self.norm2(x), shift2, scale2)))
 
 
 class Predictor(nn.Module):
@@ -216,10 +240,18 @@ class Predictor(nn.Module):
         self.history = cfg.history
         self.pos_embed = nn.Parameter(torch.randn(1, cfg.history, d) * 0.02)
         self.blocks = nn.ModuleList(
-            AdaLNBlock(d, cfg.pred_heads, cfg.pred_head_dim, cfg.pred_mlp, cfg.pred_dropout)
+            AdaLNBlock(
+                d,
+                cfg.pred_heads,
+                cfg.pred_head_dim,
+                cfg.pred_mlp,
+                cfg.pred_dropout,
+                cfg.pred_block_norms,
+                cfg.pred_norm_eps,
+            )
             for _ in range(cfg.pred_depth)
         )
-        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.norm = nn.LayerNorm(d, eps=cfg.pred_norm_eps)
 
     def modulations(self, cond: Tensor) -> list[Tensor]:
         """Per-block modulations of (B, T, D) action embeddings: list of (B, T, 6, D).
@@ -248,7 +280,12 @@ def build_encoder(cfg: ModelConfig) -> nn.Module:
     """The image encoder named by `cfg.encoder`, outputting (B, D_enc)."""
     if cfg.encoder == "vit":
         return ViTEncoder(
-            cfg.image_size, cfg.vit_patch, cfg.vit_width, cfg.vit_depth, cfg.vit_heads
+            cfg.image_size,
+            cfg.vit_patch,
+            cfg.vit_width,
+            cfg.vit_depth,
+            cfg.vit_heads,
+            cfg.vit_norm_eps,
         )
     if cfg.encoder == "cnn":
         return CNNEncoder(cfg.image_size, cfg.cnn_channels, cfg.embed_dim)

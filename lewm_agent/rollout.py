@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .device import autocast_context
 from .model import LeWM
@@ -112,6 +112,9 @@ class LatentRollout:
                     "fc1_b": b.mlp.fc1.bias.detach(),
                     "fc2_w": b.mlp.fc2.weight.detach().t().contiguous(),  # (M, D)
                     "fc2_b": b.mlp.fc2.bias.detach(),
+                    # ModelConfig.pred_block_norms: learnable norms after the modulation.
+                    "attn_norm": b.attn_norm if isinstance(b.attn_norm, nn.LayerNorm) else None,
+                    "mlp_norm": b.mlp_norm if isinstance(b.mlp_norm, nn.LayerNorm) else None,
                 }
             )
         self.mlp = blocks[0].mlp.fc1.out_features if blocks else 0
@@ -124,10 +127,15 @@ class LatentRollout:
         return torch.addmm(b, x, w, out=out)
 
     @staticmethod
-    def _norm_modulate(x: Tensor, shift: Tensor, scale_plus_one: Tensor) -> Tensor:
-        """LayerNorm without affine, then x * (1 + scale) + shift; x (N, t, D)."""
+    def _norm_modulate(
+        x: Tensor, shift: Tensor, scale_plus_one: Tensor, norm: nn.LayerNorm | None = None
+    ) -> Tensor:
+        """LayerNorm without affine, then x * (1 + scale) + shift [, then `norm`]; x (N, t, D)."""
         h = F.layer_norm(x, (x.shape[-1],), eps=1e-6)
-        return torch.addcmul(shift, h, scale_plus_one)
+        h = torch.addcmul(shift, h, scale_plus_one)
+        if norm is None:
+            return h
+        return F.layer_norm(h, (h.shape[-1],), norm.weight, norm.bias, norm.eps)
 
     def _attention(self, x: Tensor, n: int, t: int, blk: dict, last_only: bool) -> Tensor:
         """Causal attention of (n, t, D) modulated tokens -> (n*t, inner), or (n, inner)
@@ -206,13 +214,13 @@ class LatentRollout:
             for li, blk in enumerate(self.blocks):
                 last = li == self.layers - 1 and t > 1
                 ml = m[:, :, li]  # (N, t, 6, D), a view
-                h = self._norm_modulate(x, ml[:, :, 0], ml[:, :, 1])  # (N, t, D)
+                h = self._norm_modulate(x, ml[:, :, 0], ml[:, :, 1], blk["attn_norm"])  # (N, t, D)
                 att = self._attention(h, n, t, blk, last_only=last)
                 if last:  # only the newest token is carried on
                     x, ml, tt = x[:, -1:], ml[:, -1:], 1  # (N, 1, D), (N, 1, 6, D)
                 y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj").view(n, tt, dim)
                 x = torch.addcmul(x, ml[:, :, 2], y)  # x + gate1 * attn, (N, tt, D)
-                h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4])  # (N, tt, D)
+                h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4], blk["mlp_norm"])  # (N, tt, D)
                 u = self._linear(h.reshape(n * tt, dim), blk["fc1_w"], blk["fc1_b"], "fc1")
                 u = torch.ops.aten.gelu_(u)  # in place: no fresh (rows, MLP) tensor
                 y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2").view(n, tt, dim)
@@ -229,7 +237,7 @@ class LatentRollout:
         dim, tt = x.shape[-1], x.shape[1]
         y = self._linear(att, blk["proj_w"], blk["proj_b"], "proj").view(rows, tt, dim)
         x = torch.addcmul(x, ml[:, :, 2], y)  # x + gate1 * attn
-        h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4])
+        h = self._norm_modulate(x, ml[:, :, 3], ml[:, :, 4], blk["mlp_norm"])
         u = self._linear(h.reshape(rows * tt, dim), blk["fc1_w"], blk["fc1_b"], "fc1")
         u = torch.ops.aten.gelu_(u)
         y = self._linear(u, blk["fc2_w"], blk["fc2_b"], "fc2").view(rows, tt, dim)
@@ -273,13 +281,13 @@ class LatentRollout:
             for li, blk in enumerate(self.blocks):
                 last = li == self.layers - 1
                 mlu = mu[:, :, li]  # (N, u, 6, D)
-                hu = self._norm_modulate(xu, mlu[:, :, 0], mlu[:, :, 1])  # (N, u, D)
+                hu = self._norm_modulate(xu, mlu[:, :, 0], mlu[:, :, 1], blk["attn_norm"])
                 qkv = self._linear(hu.reshape(n * u, dim), blk["qkv_w"], blk["qkv_b"], "qkv")
                 qkv = qkv.view(g, reps, u, 3, heads, hd)
                 qu, ku, vu = qkv[:, :, :, 0], qkv[:, :, :, 1], qkv[:, :, :, 2]  # (G, R, u, h, hd)
                 if xs is not None:
                     mls = ms[:, :, li]  # (G, s, 6, D)
-                    hs = self._norm_modulate(xs, mls[:, :, 0], mls[:, :, 1])  # (G, s, D)
+                    hs = self._norm_modulate(xs, mls[:, :, 0], mls[:, :, 1], blk["attn_norm"])
                     qkv_s = torch.addmm(blk["qkv_b"], hs.reshape(g * s, dim), blk["qkv_w"])
                     qkv_s = qkv_s.view(g, s, 3, heads, hd)
                     qs, ks, vs = qkv_s[:, :, 0], qkv_s[:, :, 1], qkv_s[:, :, 2]  # (G, s, h, hd)

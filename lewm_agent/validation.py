@@ -35,17 +35,20 @@ FIELD_RANGES: dict[str, dict[str, tuple[float, float]]] = {
         "vit_depth": (1, math.inf),
         "vit_width": (1, math.inf),
         "vit_heads": (1, math.inf),
+        "vit_norm_eps": (POSITIVE, 1.0),
         "cnn_channels": (1, math.inf),  # each entry
         "projector_hidden": (1, math.inf),
         "action_dim": (1, math.inf),
         "frameskip": (1, math.inf),
         "action_mlp_ratio": (1, math.inf),
+        "action_smooth_dim": (0, math.inf),
         "history": (1, math.inf),
         "pred_depth": (1, math.inf),
         "pred_heads": (1, math.inf),
         "pred_head_dim": (1, math.inf),
         "pred_mlp": (1, math.inf),
         "pred_dropout": (0.0, 0.99),
+        "pred_norm_eps": (POSITIVE, 1.0),
     },
     "TrainConfig": {
         "steps": (0, math.inf),
@@ -99,7 +102,7 @@ FIELD_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     },
 }
 FIELD_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
-    "ModelConfig": {"encoder": ("vit", "cnn")},
+    "ModelConfig": {"encoder": ("vit", "cnn"), "pixel_norm": ("symmetric", "imagenet")},
     "PlanConfig": {"cost": ("latent", "learned", "latent+learned")},
 }
 

@@ -8,7 +8,7 @@ from lewm_agent.model import LeWM
 from lewm_agent.rollout import LatentRollout
 
 
-def _model(history: int) -> LeWM:
+def _model(history: int, block_norms: bool = False) -> LeWM:
     cfg = ModelConfig(
         image_size=32,
         embed_dim=32,
@@ -19,21 +19,28 @@ def _model(history: int) -> LeWM:
         pred_heads=4,
         pred_head_dim=8,
         pred_mlp=40,
+        pred_block_norms=block_norms,
+        pred_norm_eps=1e-5 if block_norms else 1e-6,
     )
     torch.manual_seed(history)
     model = LeWM(cfg)
     for block in model.predictor.blocks:  # AdaLN-zero starts at 0: make actions matter
         torch.nn.init.normal_(block.modulation.weight, std=0.2)
         torch.nn.init.normal_(block.modulation.bias, std=0.2)
+        if block_norms:  # non-trivial affine maps, so a skipped norm would show
+            for norm in (block.attn_norm, block.mlp_norm):
+                torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+                torch.nn.init.normal_(norm.bias, 0.0, 0.3)
     for bn in (model.pred_proj.norm,):
         bn.running_mean.normal_()
         bn.running_var.uniform_(0.5, 2.0)
     return model.eval()
 
 
+@pytest.mark.parametrize("block_norms", [False, True])
 @pytest.mark.parametrize("history, h0", [(1, 1), (3, 1), (3, 2), (3, 3), (2, 2)])
-def test_fast_rollout_equals_reference(history, h0):
-    model = _model(history)
+def test_fast_rollout_equals_reference(history, h0, block_norms):
+    model = _model(history, block_norms)
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
     n, horizon = 7, 5
@@ -55,10 +62,11 @@ def test_rejects_training_mode():
         LatentRollout(_model(1).train())
 
 
+@pytest.mark.parametrize("block_norms", [False, True])
 @pytest.mark.parametrize("history, h0", [(1, 1), (3, 1), (3, 2), (3, 3), (2, 2), (4, 3)])
-def test_shared_context_rollout_equals_reference_on_expanded_inputs(history, h0):
+def test_shared_context_rollout_equals_reference_on_expanded_inputs(history, h0, block_norms):
     """`repeats=S`: the context computed once per env gives what S expanded copies give."""
-    model = _model(history)
+    model = _model(history, block_norms)
     cfg = model.cfg
     g = torch.Generator().manual_seed(1)
     envs, reps, horizon = 3, 4, 5

@@ -29,7 +29,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
 
@@ -39,7 +38,7 @@ import torch
 from envs.build import make_env
 from eval.protocol import BUDGET, EPISODES, SEED, ProtocolEpisode, reset_to_episode, sample_episodes
 from lewm_agent.config import PlanConfig
-from lewm_agent.heldout import DEFAULT_HOLDOUT
+from lewm_agent.heldout import DEFAULT_HOLDOUT, heldout_files
 from lewm_agent.planning import make_planner
 from lewm_agent.stats import wilson_interval
 
@@ -496,13 +495,8 @@ def protocol_episodes(
     3000-episode dataset holds gigabytes of): the same files, in the same order, as
     ``load_heldout(data, holdout).heldout``, so ``sample_episodes`` draws the same pairs.
     """
-    files = sorted(p for p in (Path(data) / "episodes").glob("*.npz") if not p.name.startswith("."))
-    if len(files) < 2:
-        raise ValueError(f"{data}: needs at least 2 episode files for a held-out split")
-    # Dataset.split's rule: the last round(n * holdout) files, at least one each side.
-    n_hold = min(max(int(round(len(files) * holdout)), 1), len(files) - 1)
     held = []
-    for path in files[len(files) - n_hold :]:
+    for path in heldout_files(data, holdout):
         with np.load(path, allow_pickle=False) as z:
             held.append(SimpleNamespace(name=path.name, states=z["states"], actions=z["actions"]))
     return sample_episodes(SimpleNamespace(episodes=held), n=n, seed=seed)  # type: ignore[arg-type]

@@ -35,6 +35,18 @@ def trained_holdout(source: Any) -> float:
     return DEFAULT_HOLDOUT if train_config is None else float(train_config.holdout_fraction)
 
 
+def heldout_files(data: str | os.PathLike[str], holdout: float = DEFAULT_HOLDOUT) -> list[Path]:
+    """The held-out episode files of dataset folder `data`, without loading any.
+
+    `Dataset.split`'s rule on the sorted files: the last round(n * holdout), at
+    least one on each side; for readers that need a few arrays of a large dataset."""
+    files = sorted(p for p in (Path(data) / "episodes").glob("*.npz") if not p.name.startswith("."))
+    if len(files) < 2:
+        raise ValueError(f"{data}: needs at least 2 episode files for a held-out split")
+    n_hold = min(max(int(round(len(files) * holdout)), 1), len(files) - 1)
+    return files[len(files) - n_hold :]
+
+
 class Split(NamedTuple):
     """A dataset and its two parts (sharing its frame buffer)."""
 

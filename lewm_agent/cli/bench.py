@@ -182,6 +182,40 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_screen_options(p: argparse.ArgumentParser) -> None:
+    _describe(p, "eval.cost_screen")
+    p.set_defaults(func=cmd_cost_screen)
+    p.add_argument("--agent", required=True, type=agent_path, help="checkpoint folder or zoo:NAME")
+    p.add_argument("--data", required=True, help="the dataset it was trained on (held-out part)")
+    p.add_argument(
+        "--costs",
+        default=None,
+        help="comma-separated plan costs (default: latent, and the learned ones with a cost head)",
+    )
+    p.add_argument("--pairs", type=int, default=4000, help="(start, reached, goal) triples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="also write the result to this JSON file")
+
+
+def cmd_cost_screen(args: argparse.Namespace) -> int:
+    from eval.cost_screen import screen_costs
+
+    costs = [c.strip() for c in args.costs.split(",")] if args.costs else None
+    result = screen_costs(args.agent, args.data, costs=costs, pairs=args.pairs, seed=args.seed)
+    print(
+        f"{result['env']}: {result['pairs']} pairs, {result['steps']} env steps; rank correlation "
+        f"with the state cost {result['state_cost']!r} (prediction error "
+        f"{result['prediction_error']:.1f} vs goal spread {result['goal_spread']:.1f})"
+    )
+    for row in result["rows"]:
+        print(
+            f"  {row['cost']:16s} predicted {row['spearman_predicted']:.3f}   "
+            f"true {row['spearman_true']:.3f}"
+        )
+    _write_json(args.json, result)
+    return 0
+
+
 def _quality_options(p: argparse.ArgumentParser) -> None:
     from eval.bench_quality import SETTINGS
 
@@ -392,6 +426,11 @@ def bench_options(p: argparse.ArgumentParser) -> None:
             "ceiling",
             "the planners over the env's exact dynamics: is it the cost, the model or the search?",
             _ceiling_options,
+        ),
+        (
+            "cost-screen",
+            "how well each plan cost ranks outcomes, on predicted vs true embeddings",
+            _cost_screen_options,
         ),
         (
             "planning-quality",

@@ -340,7 +340,11 @@ def test_shipped_model_still_solves_its_episodes(name):
 
 @pytest.mark.slow
 def test_the_regression_test_fails_with_a_broken_planner(monkeypatch):
-    """The regression test can fail: a planner whose cost ignores the goal flunks it."""
+    """The regression test can fail: a controller that ignores the goal flunks it (a
+    search whose cost is constant, a policy head told it already stands at the goal),
+    whichever planner the card ships."""
+    from lewm_agent.controllers import Controller
+
     if "tworoom" not in SHIPPED:
         pytest.skip("no Two-Room zoo model")
 
@@ -350,6 +354,12 @@ def test_the_regression_test_fails_with_a_broken_planner(monkeypatch):
 
         return self.planner.plan(cost_fn, generators, init_mean)
 
+    head_blocks = Controller.policy_blocks
+
+    def goal_blind_head(self, z, goal, steps_left):
+        return head_blocks(self, z, z, steps_left)  # the goal replaced by where it stands
+
     monkeypatch.setattr(WorldModelAgent, "plan_latent", constant_cost)
+    monkeypatch.setattr(Controller, "policy_blocks", goal_blind_head)
     successes, threshold = regression_successes("tworoom")
     assert successes < threshold

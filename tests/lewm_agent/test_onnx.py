@@ -72,10 +72,26 @@ def tiny_export(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cube_export(tmp_path_factory):
+def zoo_exports(tmp_path_factory):
+    """export(name) -> the export folder of zoo:name, made once per module."""
     from lewm_agent.export import export_agent
 
-    return export_agent("zoo:cube", tmp_path_factory.mktemp("cube") / "export")
+    made: dict[str, Path] = {}
+
+    def export(name: str) -> Path:
+        if name not in made:
+            made[name] = export_agent("zoo:" + name, tmp_path_factory.mktemp(name) / "export")
+        return made[name]
+
+    return export
+
+
+def _shipped_with_head() -> list[str]:
+    """The zoo models that ship a policy head (their planner acts with it)."""
+    from lewm_agent import zoo
+    from lewm_agent.policy_head import has_policy_head
+
+    return [n for n in zoo.names() if has_policy_head(zoo.folder("zoo:" + n))]
 
 
 def _observations(size: int, n: int, seed: int = 0) -> list[dict]:
@@ -248,10 +264,16 @@ def test_policy_head_parity_on_a_tiny_run(tiny_export):
     )
 
 
-def test_policy_head_parity_on_zoo_cube(cube_export):
-    torch_agent = WorldModelAgent.load("zoo:cube", planner="policy", device="cpu")
+def test_the_zoo_models_ship_policy_heads():
+    assert {"tworoom", "reacher", "cube"} <= set(_shipped_with_head())
+
+
+@pytest.mark.parametrize("name", _shipped_with_head())
+def test_policy_head_parity_on_the_zoo(zoo_exports, name):
+    torch_agent = WorldModelAgent.load("zoo:" + name, planner="policy", device="cpu")
     obs = _observations(torch_agent.model_config.image_size, 12)
-    _assert_same_actions(torch_agent, OnnxAgent.load(cube_export, planner="policy"), obs, 1e-4)
+    onnx_agent = OnnxAgent.load(zoo_exports(name), planner="policy")
+    _assert_same_actions(torch_agent, onnx_agent, obs, 1e-4)
 
 
 @pytest.mark.parametrize(("planner", "atol"), [("cem", 1e-4), ("cem-prior", 1e-4), ("mppi", 1e-2)])
@@ -270,16 +292,14 @@ def test_search_picks_the_same_plan_given_the_same_noise(tiny_export, planner, a
 
 
 @pytest.mark.parametrize(
-    ("name", "planner"), [("tworoom", "cem"), ("reacher", "cem"), ("cube", "cem-prior")]
+    ("name", "planner"),
+    [("tworoom", "cem"), ("reacher", "cem"), ("tworoom", "cem-prior"), ("cube", "cem-prior")],
 )
-def test_search_parity_on_the_zoo(tmp_path, name, planner):
+def test_search_parity_on_the_zoo(zoo_exports, name, planner):
     """The shipped models (coloured noise, beta 2) at a small budget: the same plans."""
-    from lewm_agent.export import export_agent
-
-    export = export_agent("zoo:" + name, tmp_path / "export")
     plan = {"planner": planner, "samples": 30, "iterations": 2, "elites": 5}
     torch_agent = WorldModelAgent.load("zoo:" + name, device="cpu", **plan)
-    onnx_agent = OnnxAgent.load(export, **plan)
+    onnx_agent = OnnxAgent.load(zoo_exports(name), **plan)
     onnx_agent.noise_fn = _torch_noise(torch_agent, [torch_agent.plan_config.seed])
     obs = _observations(torch_agent.model_config.image_size, 12)
     _assert_same_actions(torch_agent, onnx_agent, obs, 1e-4)
@@ -371,28 +391,55 @@ def test_evaluate_policy_runs(tiny_export):
     assert np.isfinite(mean) and np.isfinite(std)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["cube", "tworoom", "reacher"])
-def test_zoo_regression_episodes_through_onnx(name, tmp_path):
-    """The zoo's regression episodes (first 10 shipped) clear the card's threshold
-    through OnnxAgent, with the planner the model ships with (numpy's noise)."""
+CHEAP_PROTOCOL_SECONDS = 20.0
+"""A card's 50-episode run under this (10 episodes, twice, a few seconds) is cheap
+enough for the default run."""
+
+
+def _regression_params() -> list:
+    """Every shipped zoo model: in the default run where it acts with its policy head
+    (milliseconds per action) in an env that steps fast (the card's own 50-episode
+    wall time), else slow (a search costs seconds per decision; Cube's env is slow)."""
+    from eval import zoo_card
+    from lewm_agent import zoo
+
+    def marks(name: str) -> tuple:
+        card = zoo_card.read_card(name)
+        cheap = (
+            card["planner"] == "policy"
+            and card["results"][card["dtype"]]["seconds"] < CHEAP_PROTOCOL_SECONDS
+        )
+        return () if cheap else (pytest.mark.slow,)
+
+    return [pytest.param(n, marks=marks(n)) for n in zoo.names()]
+
+
+@pytest.mark.parametrize("name", _regression_params())
+def test_zoo_regression_episodes_through_onnx(name, zoo_exports):
+    """The zoo's regression episodes (first 10 shipped), with the planner the model
+    ships with, through OnnxAgent clear the card's threshold; with the policy head
+    (deterministic, no sampled noise) they are the very episodes the torch agent solves."""
     from eval import zoo_card
     from eval.protocol import run_protocol
     from eval.zoo import protocol_episodes
-    from lewm_agent import zoo
-    from lewm_agent.export import export_agent
 
-    if name not in zoo.names():
-        pytest.skip(f"zoo:{name} is not shipped")
     card = zoo_card.read_card(name)
-    agent = OnnxAgent.load(export_agent("zoo:" + name, tmp_path / "export"))
-    result, _ = run_protocol(
-        card["env_id"],
-        agent,
-        protocol_episodes("zoo:" + name, n=10),
-        env_kwargs={"image_size": agent.image_size},
-        progress=False,
-    )
+    episodes = protocol_episodes("zoo:" + name, n=10)
+    agents = {"onnx": OnnxAgent.load(zoo_exports(name))}
+    if card["planner"] == "policy":  # a search draws numpy's noise here, torch's there
+        agents["torch"] = WorldModelAgent.load("zoo:" + name, device="cpu")
+    solved = {}
+    for kind, agent in agents.items():
+        result, _ = run_protocol(
+            card["env_id"],
+            agent,
+            episodes,
+            env_kwargs={"image_size": card["data"]["image_size"]},
+            progress=False,
+        )
+        solved[kind] = [bool(e["success"]) for e in result.per_episode]
     threshold = card["regression"]["min_successes"]
-    print(f"zoo:{name} through OnnxAgent: {result.successes}/10 (threshold {threshold})")
-    assert result.successes >= threshold
+    print(f"zoo:{name}: {solved} (threshold {threshold})")
+    if "torch" in solved:
+        assert solved["onnx"] == solved["torch"], f"zoo:{name}: OnnxAgent solved other episodes"
+    assert sum(solved["onnx"]) >= threshold

@@ -11,6 +11,7 @@ from .results import (
     Results,
     ceiling_table,
     cost_candidates_table,
+    cost_screen_table,
     interval,
     num,
     planner_label,
@@ -294,6 +295,7 @@ def pusht_page(res: Results) -> str:
     e, lat = d["expert_bench"], d["latent_distance"]
     c = res.get("ceiling_pusht.json")
     m = d["cost_candidates"]
+    screen = d["cost_screen"]
     along = d["angle_mlp_r_along_training"]
     return "\n".join(
         [
@@ -330,6 +332,19 @@ def pusht_page(res: Results) -> str:
             cost_candidates_table(m["rows"]),
             "",
             m["reading"],
+            "",
+            "## Cost screen: the cost's geometry vs the model's prediction error",
+            "",
+            "`lewm bench cost-screen` takes held-out (start, true actions over one plan "
+            "horizon, goal) triples and ranks the plan cost of the PREDICTED final embedding "
+            "and of the TRUE one (the encoder on the frame the env reached) against the "
+            "block-pose error the env reached (Spearman). The true column is the cost's own "
+            "geometry; the gap to the predicted column is what prediction error costs it. "
+            + screen["reading"],
+            "",
+            "Command: `" + screen["source"] + "`.",
+            "",
+            cost_screen_table(screen["rows"]),
             "",
             "## One model, three evaluations",
             "",

@@ -152,6 +152,22 @@ def ceiling_table(rows: list[dict[str, Any]]) -> str:
     return table(["search", "cost", "success", "95% CI", "mean steps", "s / decision"], body)
 
 
+def cost_screen_table(rows: list[dict[str, Any]]) -> str:
+    """`lewm bench cost-screen` rows: each cost's rank correlation, predicted vs true."""
+    body = [
+        [
+            r["model"],
+            r["cost"],
+            num(r["spearman_predicted"], "{:.2f}"),
+            num(r["spearman_true"], "{:.2f}"),
+            num(r["prediction_error"], "{:.0f}") + " / " + num(r["goal_spread"], "{:.0f}"),
+        ]
+        for r in rows
+    ]
+    head = ["model", "cost", "rank corr. (predicted)", "rank corr. (true)", "pred. error / spread"]
+    return table(head, body)
+
+
 def cost_candidates_table(rows: list[dict[str, Any]]) -> str:
     """A trained agent's protocol rows, one per planner and plan cost."""
     body = [

@@ -8,6 +8,7 @@ test builds stable-worldmodel's own modules and skips without the package.
 from __future__ import annotations
 
 import copy
+import importlib.machinery
 import importlib.util
 import json
 import sys
@@ -452,6 +453,8 @@ def _einops_stand_in() -> types.ModuleType:
 
     mod = types.ModuleType("einops")
     mod.rearrange = rearrange
+    # A spec, as an imported module has: transformers asks find_spec("einops") at import.
+    mod.__spec__ = importlib.machinery.ModuleSpec("einops", loader=None)
     return mod
 
 

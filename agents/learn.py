@@ -107,11 +107,12 @@ class ExploreConfig:
     """Neighbours of the k-NN density in latent space."""
     pool: int = 4096
     """Recorded frames embedded per round as goal candidates."""
-    samples: int = 64
-    """CEM samples of the exploring planner (cheap: it acts for many envs)."""
-    iterations: int = 3
+    samples: int = 30
+    """CEM samples of the exploring planner (cheap: it acts for many envs; CEM 30 x 2
+    still solved 92% of Two-Room's protocol episodes in docs/results/planning.md)."""
+    iterations: int = 2
     """CEM iterations of the exploring planner."""
-    elites: int = 8
+    elites: int = 4
     """CEM elites of the exploring planner."""
 
     def __post_init__(self) -> None:
@@ -745,11 +746,9 @@ def _act(
     from envs.wrappers import RecordEpisodes
 
     n = run.config["n_envs"]
-    shares = [quota // n + (1 if i < quota % n else 0) for i in range(n)]
-    live = [i for i in range(n) if shares[i] > 0]
     frameskip = get_preset(run.preset).model.frameskip
-    envs = {
-        i: RecordEpisodes(
+    envs = [
+        RecordEpisodes(
             _make_env(run.build, run.image_size),
             folder,
             collector=f"learn:{run.config['exploration']}",
@@ -757,34 +756,52 @@ def _act(
             prefix=f"w{i}-",
             env_build=run.build.to_dict(),
         )
-        for i in live
-    }
-    steps = dict.fromkeys(live, 0)
-    episodes = 0
+        for i in range(n)
+    ]
+    # A copy starts an episode only while the steps taken plus those the running
+    # episodes may still take leave room for a whole one (the time limit), so a round
+    # ends near its quota without cutting episodes (only finished ones are recorded).
+    limit = envs[0].spec.max_episode_steps if envs[0].spec else None
+    length = int(limit or _DEFAULT_EPISODE_STEPS)
+    in_episode = np.zeros(n, np.int64)  # (n,) steps of each copy's running episode
+    taken = episodes = 0
+    live: list[int] = []
+    obs: dict[int, Any] = {}
+
+    def may_start(others: list[int]) -> bool:
+        """Whether a copy may start an episode while `others` run theirs."""
+        reserved = taken + sum(max(length - int(in_episode[k]), 0) for k in others)
+        return reserved < quota and (reserved + length <= quota or not others)
+
     try:
-        obs = {i: envs[i].reset(seed=seed + i)[0] for i in live}
-        for i in live:
+        for i in range(n):
+            if not may_start(live):
+                break
+            obs[i] = envs[i].reset(seed=seed + i)[0]
             actor.start(i)
-        space = envs[live[0]].action_space
+            live.append(i)
+        space = envs[0].action_space
         while live:
             actions = actor.act([obs[i] for i in live], live, space)  # (k, A)
             still = []
             for j, i in enumerate(live):
                 obs[i], _, terminated, truncated, _ = envs[i].step(actions[j])
-                steps[i] += 1
+                taken += 1
+                in_episode[i] += 1
                 bar.update(1)
                 if terminated or truncated:
                     episodes += 1
-                    if steps[i] >= shares[i]:
+                    in_episode[i] = 0
+                    if not may_start([k for k in live if k != i]):
                         continue
                     obs[i] = envs[i].reset()[0]
                     actor.start(i)
                 still.append(i)
             live = still
     finally:
-        for e in envs.values():
+        for e in envs:
             e.close()  # waits for the last write and indexes the folder
-    return int(sum(steps.values())), episodes
+    return taken, episodes
 
 
 def read_log(out: str | os.PathLike[str]) -> list[dict[str, str]]:

@@ -75,3 +75,91 @@ def protocol_eval_fn(
         return float(result.success_rate)
 
     return evaluate
+
+
+# ------------------------------------------------------------------------ the results file
+def learn_curve(
+    run: str | os.PathLike[str], eval_results: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """One point per finished round of a learn run: env steps, episodes, coverage,
+    train loss and (with the round's `ProtocolResult` dicts) successes and Wilson CI."""
+    from agents.learn import read_log
+    from lewm_agent.stats import wilson_interval
+
+    points = []
+    for i, row in enumerate(read_log(run)):
+        p: dict[str, Any] = {
+            "round": int(row["round"]),
+            "env_steps": int(row["env_steps"]),
+            "episodes": int(row["episodes"]),
+            "policy": row["policy"],
+            "train_loss": _num(row["train_loss"]),
+            "coverage": _num(row["coverage"]),
+            "round_coverage": _num(row["round_coverage"]),
+            "success_rate": _num(row["success"]),
+        }
+        if eval_results is not None and i < len(eval_results):
+            r = eval_results[i]
+            lo, hi = wilson_interval(int(r["successes"]), int(r["episodes"]))
+            p.update(successes=int(r["successes"]), eval_episodes=int(r["episodes"]))
+            p.update(ci95=[round(lo, 4), round(hi, 4)], mean_steps=r.get("mean_steps"))
+        points.append(p)
+    return points
+
+
+def _num(text: str) -> float | None:
+    return None if text in ("", None) else float(text)
+
+
+def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Success vs env steps (the learn curve, with 95% Wilson bars, beside the reference
+    points of `result["references"]`) and the map coverage per round (matplotlib Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(fig)
+    ax, cov = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    for name, curve in result["curves"].items():
+        xs = [p["env_steps"] for p in curve]
+        ys = [100 * p["success_rate"] for p in curve]
+        err = [
+            [100 * (p["success_rate"] - p["ci95"][0]) for p in curve],
+            [100 * (p["ci95"][1] - p["success_rate"]) for p in curve],
+        ]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
+        covered = [
+            (p["env_steps"], 100 * p["coverage"]) for p in curve if p["coverage"] is not None
+        ]
+        if covered:
+            cov.plot(*zip(*covered, strict=True), marker="o", label=name)
+    for ref in result.get("references", []):
+        lo, hi = ref["ci95"]
+        rate = ref["success_rate"]
+        ax.errorbar(
+            [ref["env_steps"]],
+            [100 * rate],
+            yerr=[[100 * (rate - lo)], [100 * (hi - rate)]],
+            marker="s",
+            linestyle="none",
+            capsize=3,
+            label=ref["label"],
+        )
+        if ref.get("coverage") is not None:
+            cov.plot([ref["env_steps"]], [100 * ref["coverage"]], marker="s", linestyle="none")
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("protocol success (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title(result.get("title", "success vs env steps"), fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    cov.set_xlabel("env steps")
+    cov.set_ylabel("map cells visited (%)")
+    cov.set_ylim(0, 103)
+    cov.set_title("coverage (10 x 10 grid of positions)", fontsize=9)
+    fig.tight_layout()
+    out = Path(path)
+    fig.savefig(out, dpi=100)
+    return out

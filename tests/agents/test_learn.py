@@ -220,3 +220,43 @@ def test_coverage_counts_grid_cells() -> None:
     assert cov(np.zeros((0, 2))) == 0.0
     assert cov(np.array([[0.1, 0.1], [0.2, 0.3]])) == 0.25
     assert cov(np.array([[0.1, 0.1], [0.9, 0.9], [0.1, 0.9], [1.0, 0.0]])) == 1.0
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_third_party_env_learns_through_pixel_goal(tmp_path: Path) -> None:
+    """A `module:id` env without our kwargs, goals or info["state"]: PixelGoal gives it
+    pixels, and exploration never asks it for a goal."""
+    from envs.build import EnvBuild
+    from tests.helpers import foreign_env
+
+    build = EnvBuild.from_spec(
+        f"tests.helpers.foreign_env:{foreign_env.ENV_ID}",
+        wrapper_kwargs=foreign_env.WRAPPER_KWARGS,
+    )
+    out = tmp_path / "run"
+    learn(
+        build,
+        120,
+        out=out,
+        steps_per_round=60,
+        train_steps_per_round=2,
+        preset="test",
+        n_envs=2,
+        explore=ExploreConfig(pool=64, go_steps=5, random_steps=5),
+        progress_bar=False,
+        device="cpu",
+    )
+    rows = read_log(out)
+    assert [r["policy"] for r in rows] == ["random", "frontier"]
+    assert all(r["coverage"] == "" for r in rows)  # no known position grid
+    meta = json.loads((out / "data/round-001/meta.json").read_text())
+    assert meta["env_build"]["module"] == "tests.helpers.foreign_env"
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_given_dataset_replaces_the_random_first_round(tworoom_data, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _learn(out, 2 * EPISODE, data=tworoom_data)
+    rows = read_log(out)
+    assert [(r["policy"], int(r["env_steps"])) for r in rows] == [("data", 0), ("frontier", 200)]
+    assert not (out / "data/round-000").exists()  # the given data is read, not copied

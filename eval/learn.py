@@ -122,7 +122,7 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
     fig = Figure(figsize=(9, 3.6))
     FigureCanvasAgg(fig)
-    ax, cov = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    ax, cov = fig.subplots(1, 2, sharex=True, gridspec_kw={"width_ratios": [3, 2]})
     for name, curve in result["curves"].items():
         xs = [p["env_steps"] for p in curve]
         ys = [100 * p["success_rate"] for p in curve]
@@ -150,6 +150,10 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         )
         if ref.get("coverage") is not None:
             cov.plot([ref["env_steps"]], [100 * ref["coverage"]], marker="s", linestyle="none")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
+    ax.set_xlim(left=0)
     ax.set_xlabel("env steps")
     ax.set_ylabel("protocol success (%)")
     ax.set_ylim(-3, 103)

@@ -1,0 +1,170 @@
+"""Two-Room from random actions: `agents.learn` beside random data trained once.
+
+The experiment behind docs/results/learn.md, one process per part (they can run at
+once, one torch thread each):
+
+    python examples/learn_tworoom.py learn OUT          # lewm learn, frontier exploration
+    python examples/learn_tworoom.py random OUT         # the same env steps of random data, trained once
+    python examples/learn_tworoom.py zoo OUT            # zoo:tworoom (scripted data), same evaluation
+    python examples/learn_tworoom.py results OUT        # docs/results/learn.json + learn_tworoom.png
+
+Every model is scored on the same 50 protocol pairs (zoo:tworoom's shipped episodes:
+the scripted data's held-out split, seed 42) with CEM 60 x 5 (`eval.learn.EVAL_PLAN`).
+The learn part is `lewm learn --env lewm/TwoRoom-v0 --steps 80000 --steps-per-round
+20000 --train-steps-per-round 250 --envs 8 --threads 1 --eval-data zoo:tworoom`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ENV = "lewm/TwoRoom-v0"
+ROUNDS, PER_ROUND, TRAIN_PER_ROUND = 4, 20_000, 250
+TOTAL = ROUNDS * PER_ROUND
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def run(mode: str, out: Path) -> None:
+    """One part of the experiment; writes OUT/MODE.json (rows, protocol results, seconds)."""
+    import torch
+
+    torch.set_num_threads(1)  # a shared CPU: one thread avoids OpenMP barrier stalls
+    import envs  # noqa: F401
+    from eval.learn import EVAL_PLAN, learn_eval_episodes, protocol_eval_fn
+    from lewm_agent.agent import WorldModelAgent
+
+    episodes = learn_eval_episodes("zoo:tworoom", 50, 42)
+    results: list[dict] = []
+    score = protocol_eval_fn(ENV, episodes, results=results)
+    t0 = time.time()
+    if mode in ("learn", "learn-random"):
+        from agents.learn import learn, read_log
+
+        learn(
+            ENV,
+            TOTAL,
+            out=out / mode,
+            steps_per_round=PER_ROUND,
+            train_steps_per_round=TRAIN_PER_ROUND,
+            n_envs=8,
+            exploration="frontier" if mode == "learn" else "random",
+            eval_fn=score,
+            seed=0,
+            progress_bar=False,
+        )
+        found: dict = {"rows": read_log(out / mode), "eval": results}
+    elif mode == "random":
+        from envs.collect import collect
+
+        collect(ENV, "random", TOTAL // 100, out / "data-random", workers=1, seed=0, progress=False)
+        agent = WorldModelAgent.fit(
+            out / "data-random",
+            preset="cpu",
+            steps=ROUNDS * TRAIN_PER_ROUND,
+            train_overrides={"holdout_fraction": 0.0},
+            progress=False,
+            log_dir=out / "random-run",
+        )
+        agent.save(out / "random-run")
+        found = {"train_steps": ROUNDS * TRAIN_PER_ROUND, "success": score(agent), "eval": results}
+    elif mode == "zoo":
+        found = {"success": score(WorldModelAgent.load("zoo:tworoom")), "eval": results}
+    else:
+        raise SystemExit(f"unknown part {mode!r}: learn, learn-random, random, zoo or results")
+    found.update(seconds=time.time() - t0, eval_plan=EVAL_PLAN)
+    (out / f"{mode}.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
+
+
+def results(out: Path) -> None:
+    """docs/results/learn.json and learn_tworoom.png from the parts' files in OUT."""
+    import numpy as np
+
+    from agents.learn import default_coverage
+    from eval.learn import EVAL_PLAN, learn_curve, plot_learn
+    from lewm_agent.data import load_dataset
+    from lewm_agent.stats import wilson_interval
+
+    cover = default_coverage(ENV)
+    assert cover is not None
+    curves = {}
+    for mode, label in (
+        ("learn", "learn: frontier exploration"),
+        ("learn-random", "learn: random actions every round"),
+    ):
+        if (out / f"{mode}.json").is_file():
+            found = json.loads((out / f"{mode}.json").read_text())
+            curves[label] = learn_curve(out / mode, found["eval"])
+
+    def reference(mode: str, label: str, env_steps: int, train_steps: int, data: str, cov):
+        r = json.loads((out / f"{mode}.json").read_text())["eval"][0]
+        lo, hi = wilson_interval(r["successes"], r["episodes"])
+        return {
+            "label": label,
+            "env_steps": env_steps,
+            "train_steps": train_steps,
+            "data": data,
+            "successes": r["successes"],
+            "episodes": r["episodes"],
+            "success_rate": r["success_rate"],
+            "ci95": [round(lo, 4), round(hi, 4)],
+            "mean_steps": r["mean_steps"],
+            "coverage": cov,
+        }
+
+    refs = []
+    if (out / "random.json").is_file():
+        data = load_dataset(out / "data-random")
+        cov = cover(np.concatenate([e.states for e in data.episodes]))
+        refs.append(
+            reference(
+                "random",
+                "random data, trained once",
+                data.num_steps,
+                ROUNDS * TRAIN_PER_ROUND,
+                f"`lewm collect --policy random --episodes {len(data)} --seed 0`",
+                cov,
+            )
+        )
+    if (out / "zoo.json").is_file():
+        refs.append(
+            reference(
+                "zoo",
+                "scripted data (`zoo:tworoom`)",
+                100_000,
+                1200,
+                "`lewm collect --policy scripted --episodes 1000 --seed 0` (its card's recipe)",
+                None,
+            )
+        )
+    doc = {
+        "title": "Two-Room from random actions: lewm learn vs random data",
+        "env": ENV,
+        "source": "`python examples/learn_tworoom.py learn|random|zoo|results OUT`",
+        "eval": {
+            "pairs": "zoo:tworoom's shipped protocol episodes (the scripted data's "
+            "held-out split), 50, seed 42",
+            "planner": {"planner": "cem", **EVAL_PLAN},
+        },
+        "settings": json.loads((out / "learn" / "learn.json").read_text()),
+        "curves": curves,
+        "references": refs,
+        "machine": os.environ.get(
+            "LEARN_MACHINE",
+            "Measured on 2 shared CPU cores, one torch thread per process, the parts run at once",
+        ),
+    }
+    if os.environ.get("LEARN_NOTE"):
+        doc["note"] = os.environ["LEARN_NOTE"]
+    (RESULTS / "learn.json").write_text(json.dumps(doc, indent=2) + "\n")
+    plot_learn(doc, RESULTS / "learn_tworoom.png")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__)
+    part, folder = sys.argv[1], Path(sys.argv[2])
+    results(folder) if part == "results" else run(part, folder)

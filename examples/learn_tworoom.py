@@ -6,7 +6,11 @@ once, one torch thread each):
     python examples/learn_tworoom.py learn OUT          # lewm learn, frontier exploration
     python examples/learn_tworoom.py random OUT         # the same env steps of random data, trained once
     python examples/learn_tworoom.py zoo OUT            # zoo:tworoom (scripted data), same evaluation
-    python examples/learn_tworoom.py results OUT        # docs/results/learn.json + learn_tworoom.png
+    python examples/learn_tworoom.py results OUT [OUT2] # docs/results/learn.json + learn_tworoom.png
+
+An optional last argument of the learn parts sets the env steps per round (default
+20000; four rounds either way): `learn OUT2 5000` and `learn-random OUT2 5000` give the
+small-budget curves that `results OUT OUT2` adds.
 
 Every model is scored on the same 50 protocol pairs (zoo:tworoom's shipped episodes:
 the scripted data's held-out split, seed 42) with CEM 60 x 5 (`eval.learn.EVAL_PLAN`).
@@ -24,11 +28,10 @@ from pathlib import Path
 
 ENV = "lewm/TwoRoom-v0"
 ROUNDS, PER_ROUND, TRAIN_PER_ROUND = 4, 20_000, 250
-TOTAL = ROUNDS * PER_ROUND
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
-def run(mode: str, out: Path) -> None:
+def run(mode: str, out: Path, per_round: int = PER_ROUND) -> None:
     """One part of the experiment; writes OUT/MODE.json (rows, protocol results, seconds)."""
     import torch
 
@@ -46,9 +49,9 @@ def run(mode: str, out: Path) -> None:
 
         learn(
             ENV,
-            TOTAL,
+            ROUNDS * per_round,
             out=out / mode,
-            steps_per_round=PER_ROUND,
+            steps_per_round=per_round,
             train_steps_per_round=TRAIN_PER_ROUND,
             n_envs=8,
             exploration="frontier" if mode == "learn" else "random",
@@ -60,7 +63,8 @@ def run(mode: str, out: Path) -> None:
     elif mode == "random":
         from envs.collect import collect
 
-        collect(ENV, "random", TOTAL // 100, out / "data-random", workers=1, seed=0, progress=False)
+        episodes = ROUNDS * per_round // 100  # Two-Room episodes are 100 steps
+        collect(ENV, "random", episodes, out / "data-random", workers=1, seed=0, progress=False)
         agent = WorldModelAgent.fit(
             out / "data-random",
             preset="cpu",
@@ -79,8 +83,9 @@ def run(mode: str, out: Path) -> None:
     (out / f"{mode}.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
 
 
-def results(out: Path) -> None:
-    """docs/results/learn.json and learn_tworoom.png from the parts' files in OUT."""
+def results(out: Path, extra: Path | None = None) -> None:
+    """docs/results/learn.json and learn_tworoom.png from the parts' files in OUT (and
+    the small-budget learn curves in `extra`)."""
     import numpy as np
 
     from agents.learn import default_coverage
@@ -91,13 +96,16 @@ def results(out: Path) -> None:
     cover = default_coverage(ENV)
     assert cover is not None
     curves = {}
-    for mode, label in (
-        ("learn", "learn: frontier exploration"),
-        ("learn-random", "learn: random actions every round"),
-    ):
-        if (out / f"{mode}.json").is_file():
-            found = json.loads((out / f"{mode}.json").read_text())
-            curves[label] = learn_curve(out / mode, found["eval"])
+    for folder in [out] + ([extra] if extra else []):
+        for mode, label in (
+            ("learn", "frontier exploration"),
+            ("learn-random", "random actions every round"),
+        ):
+            if (folder / f"{mode}.json").is_file():
+                found = json.loads((folder / f"{mode}.json").read_text())
+                per_round = json.loads((folder / mode / "learn.json").read_text())
+                size = f"{per_round['steps_per_round'] // 1000}k-step rounds"
+                curves[f"learn, {label}, {size}"] = learn_curve(folder / mode, found["eval"])
 
     def reference(mode: str, label: str, env_steps: int, train_steps: int, data: str, cov):
         r = json.loads((out / f"{mode}.json").read_text())["eval"][0]
@@ -164,7 +172,10 @@ def results(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         raise SystemExit(__doc__)
     part, folder = sys.argv[1], Path(sys.argv[2])
-    results(folder) if part == "results" else run(part, folder)
+    if part == "results":
+        results(folder, Path(sys.argv[3]) if len(sys.argv) == 4 else None)
+    else:
+        run(part, folder, *(int(a) for a in sys.argv[3:]))

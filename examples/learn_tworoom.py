@@ -141,7 +141,7 @@ def results(out: Path, extra: Path | None = None) -> None:
         refs.append(
             reference(
                 "zoo",
-                "scripted data (`zoo:tworoom`)",
+                "scripted data (zoo:tworoom)",
                 100_000,
                 1200,
                 "`lewm collect --policy scripted --episodes 1000 --seed 0` (its card's recipe)",

@@ -83,6 +83,16 @@ def run(mode: str, out: Path, per_round: int = PER_ROUND) -> None:
     (out / f"{mode}.json").write_text(json.dumps(found, indent=2, default=str) + "\n")
 
 
+def door_crossings(folder: Path) -> float:
+    """Passages between the rooms per 1000 recorded steps: the rare transition that
+    random actions seldom make (the agent's x crossing the wall at x = 0.5)."""
+    from lewm_agent.data import load_dataset
+
+    data = load_dataset(folder)
+    crossings = sum(int(((e.states[1:, 0] > 0.5) != (e.states[:-1, 0] > 0.5)).sum()) for e in data)
+    return round(1000 * crossings / data.num_steps, 2)
+
+
 def results(out: Path, extra: Path | None = None) -> None:
     """docs/results/learn.json and learn_tworoom.png from the parts' files in OUT (and
     the small-budget learn curves in `extra`)."""
@@ -105,9 +115,14 @@ def results(out: Path, extra: Path | None = None) -> None:
                 found = json.loads((folder / f"{mode}.json").read_text())
                 per_round = json.loads((folder / mode / "learn.json").read_text())
                 size = f"{per_round['steps_per_round'] // 1000}k-step rounds"
-                curves[f"learn, {label}, {size}"] = learn_curve(folder / mode, found["eval"])
+                curve = learn_curve(folder / mode, found["eval"])
+                for p in curve:
+                    p["door_crossings_per_1k_steps"] = door_crossings(
+                        folder / mode / "data" / f"round-{p['round']:03d}"
+                    )
+                curves[f"learn, {label}, {size}"] = curve
 
-    def reference(mode: str, label: str, env_steps: int, train_steps: int, data: str, cov):
+    def reference(mode: str, label: str, env_steps: int, train_steps: int, data: str, cov, doors):
         r = json.loads((out / f"{mode}.json").read_text())["eval"][0]
         lo, hi = wilson_interval(r["successes"], r["episodes"])
         return {
@@ -121,6 +136,7 @@ def results(out: Path, extra: Path | None = None) -> None:
             "ci95": [round(lo, 4), round(hi, 4)],
             "mean_steps": r["mean_steps"],
             "coverage": cov,
+            "door_crossings_per_1k_steps": doors,
         }
 
     refs = []
@@ -135,6 +151,7 @@ def results(out: Path, extra: Path | None = None) -> None:
                 ROUNDS * TRAIN_PER_ROUND,
                 f"`lewm collect --policy random --episodes {len(data)} --seed 0`",
                 cov,
+                door_crossings(out / "data-random"),
             )
         )
     if (out / "zoo.json").is_file():
@@ -145,6 +162,7 @@ def results(out: Path, extra: Path | None = None) -> None:
                 100_000,
                 1200,
                 "`lewm collect --policy scripted --episodes 1000 --seed 0` (its card's recipe)",
+                None,
                 None,
             )
         )

@@ -528,11 +528,13 @@ def learn_page(res: Results) -> str:
                 success(scored := {"successes": p["successes"], "episodes": p["eval_episodes"]}),
                 interval(scored),
                 num(p["train_loss"]),
+                num(p.get("door_crossings_per_1k_steps"), "{:.1f}"),
             ]
             for p in curve
         ]
         head = ["round", "env steps", "episodes", "acting", "coverage", "success", "95% CI"]
-        out += [f"## {label}", "", table([*head, "train loss"], rows), ""]
+        head += ["train loss", "door crossings / 1k steps (that round)"]
+        out += [f"## {label}", "", table(head, rows), ""]
     rows = [
         [
             r["label"],
@@ -541,11 +543,13 @@ def learn_page(res: Results) -> str:
             num(r["coverage"] and 100 * r["coverage"], "{:.0f}%"),
             success(r),
             interval(r),
+            num(r.get("door_crossings_per_1k_steps"), "{:.1f}"),
             r["data"],
         ]
         for r in d["references"]
     ]
-    head = ["model", "env steps", "train steps", "coverage", "success", "95% CI", "data"]
+    head = ["model", "env steps", "train steps", "coverage", "success", "95% CI"]
+    head += ["door crossings / 1k steps", "data"]
     out += ["## References, same evaluation", "", table(head, rows), ""]
     if d.get("note"):
         out += [d["note"], ""]

@@ -156,7 +156,10 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_xlim(left=0)
     ax.set_xlabel("env steps")
     ax.set_ylabel("protocol success (%)")
-    ax.set_ylim(-3, 103)
+    lows = [p["ci95"][0] for c in result["curves"].values() for p in c]
+    lows += [r["ci95"][0] for r in result.get("references", [])]
+    # Zoom in when every interval is above 50%: the differences live near the top.
+    ax.set_ylim(50 if lows and min(lows) >= 0.55 else -3, 102)
     ax.set_title(result.get("title", "success vs env steps"), fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     cov.set_xlabel("env steps")

@@ -122,8 +122,8 @@ def results(out: Path, extra: Path | None = None) -> None:
                     )
                 curves[f"learn, {label}, {size}"] = curve
 
-    def reference(mode: str, label: str, env_steps: int, train_steps: int, data: str, cov, doors):
-        r = json.loads((out / f"{mode}.json").read_text())["eval"][0]
+    def reference(part: Path, label: str, env_steps: int, train_steps: int, data: str, cov, doors):
+        r = json.loads(Path(part).read_text())["eval"][0]
         lo, hi = wilson_interval(r["successes"], r["episodes"])
         return {
             "label": label,
@@ -140,24 +140,24 @@ def results(out: Path, extra: Path | None = None) -> None:
         }
 
     refs = []
-    if (out / "random.json").is_file():
-        data = load_dataset(out / "data-random")
-        cov = cover(np.concatenate([e.states for e in data.episodes]))
-        refs.append(
-            reference(
-                "random",
-                "random data, trained once",
-                data.num_steps,
-                ROUNDS * TRAIN_PER_ROUND,
-                f"`lewm collect --policy random --episodes {len(data)} --seed 0`",
-                cov,
-                door_crossings(out / "data-random"),
+    for folder in [out] + ([extra] if extra else []):
+        if (folder / "random.json").is_file():
+            data = load_dataset(folder / "data-random")
+            refs.append(
+                reference(
+                    folder / "random.json",
+                    f"random data ({data.num_steps // 1000}k steps), trained once",
+                    data.num_steps,
+                    ROUNDS * TRAIN_PER_ROUND,
+                    f"`lewm collect --policy random --episodes {len(data)} --seed 0`",
+                    cover(np.concatenate([e.states for e in data.episodes])),
+                    door_crossings(folder / "data-random"),
+                )
             )
-        )
     if (out / "zoo.json").is_file():
         refs.append(
             reference(
-                "zoo",
+                out / "zoo.json",
                 "scripted data (zoo:tworoom)",
                 100_000,
                 1200,

@@ -508,11 +508,76 @@ def probes_page(res: Results) -> str:
     )
 
 
+def learn_page(res: Results) -> str:
+    """`lewm learn` on Two-Room: success and coverage per round beside the references."""
+    d = res.get("learn.json")
+    plan = d["eval"]["planner"]
+    st = d["settings"]
+    out = [
+        "# An agent that gathers its own data (`lewm learn`)",
+        "",
+        GENERATED,
+        "",
+        f"`{d['env']}` from random actions only. Each round acts "
+        f"{st['steps_per_round']:,} env steps in {st['n_envs']} env copies (round 0: random "
+        "actions; later rounds: CEM "
+        f"{st['explore']['samples']} x {st['explore']['iterations']} toward goal images drawn "
+        "from the least-visited tenth of the agent's own recorded frames by k-NN distance in "
+        "latent space, with action noise and random segments), then continues training the "
+        f"world model (`{st['preset']}` preset) for {st['train_steps_per_round']} steps on "
+        "everything recorded so far. After each round: the paper protocol on "
+        f"{d['eval']['pairs']}, planner {plan['planner'].upper()} {plan['samples']} x "
+        f"{plan['iterations']}; coverage is the share of a 10 x 10 grid of agent positions "
+        "visited by all recorded steps (logged only: the agent never sees it). "
+        f"{d['machine']}.",
+        "",
+    ]
+    for label, curve in d["curves"].items():
+        rows = [
+            [
+                str(p["round"]),
+                f"{p['env_steps']:,}",
+                str(p["episodes"]),
+                p["policy"],
+                num(p["coverage"] and 100 * p["coverage"], "{:.0f}%"),
+                success(scored := {"successes": p["successes"], "episodes": p["eval_episodes"]}),
+                interval(scored),
+                num(p["train_loss"]),
+                num(p.get("door_crossings_per_1k_steps"), "{:.1f}"),
+            ]
+            for p in curve
+        ]
+        head = ["round", "env steps", "episodes", "acting", "coverage", "success", "95% CI"]
+        head += ["train loss", "door crossings / 1k steps (that round)"]
+        out += [f"## {label}", "", table(head, rows), ""]
+    rows = [
+        [
+            r["label"],
+            f"{r['env_steps']:,}",
+            str(r["train_steps"]),
+            num(r["coverage"] and 100 * r["coverage"], "{:.0f}%"),
+            success(r),
+            interval(r),
+            num(r.get("door_crossings_per_1k_steps"), "{:.1f}"),
+            r["data"],
+        ]
+        for r in d["references"]
+    ]
+    head = ["model", "env steps", "train steps", "coverage", "success", "95% CI"]
+    head += ["door crossings / 1k steps", "data"]
+    out += ["## References, same evaluation", "", table(head, rows), ""]
+    if d.get("note"):
+        out += [d["note"], ""]
+    out += ["![success vs env steps](learn_tworoom.png)", "", f"Made by {d['source']}.", ""]
+    return "\n".join(out)
+
+
 PAGES: dict[str, Callable[[Results], str]] = {
     "suite.md": suite_page,
     "planning.md": planning_page,
     "pusht.md": pusht_page,
     "cube.md": cube_page,
     "probes.md": probes_page,
+    "learn.md": learn_page,
 }
 """Each results page and the function that writes it from the folder's JSON files."""

@@ -1,14 +1,13 @@
 """`lewm`: the command line, the top floor of the project.
 
-    collect | data | train | train-policy | train-cost | info | export | import | eval | compare
-    | videos | probe | zoo | bench | suite | demo | report
+    collect | data | train | train-policy | train-cost | info | learn | export | import
+    | eval | compare | videos | probe | zoo | bench | suite | demo | report
 
 Plain argparse sub-commands. Each command module owns its commands' options and
 turns the parsed arguments into a call of a typed library function (`record`:
-collect, data; `train`: train, train-policy, train-cost, info; `export`: export, import;
-`evaluate`: eval, compare, videos,
-probe, zoo; `bench`: bench, suite, demo, report), importing the floors below inside its
-functions. Nothing imports this package: it is the `lewm` console script
+collect, data; `train`: train, train-policy, train-cost, info; `learn`: learn;
+`export`: export, import; `evaluate`: eval, compare, videos, probe, zoo; `bench`: bench,
+suite, demo, report), importing the floors below inside its functions. Nothing imports this package: it is the `lewm` console script
 (`lewm_agent.cli:main`, also `python -m lewm_agent.cli`), and it sits in
 `lewm_agent` only so that the script ships with the method package.
 """
@@ -19,13 +18,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import bench, evaluate, export, record, train
+from . import bench, evaluate, export, learn, record, train
 from .options import add_config_options, agent_path, collect_overrides, field_docs, headless
 from .train import saved_run_settings
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
     **record.COMMANDS,
     **train.COMMANDS,
+    **learn.COMMANDS,
     **export.COMMANDS,
     **evaluate.COMMANDS,
     **bench.COMMANDS,

@@ -94,6 +94,8 @@ def train(
     callback: Callable[[int, dict[str, float] | None], None] | None = None,
     keep_train_state: bool = False,
     run_meta: dict[str, Any] | None = None,
+    init_weights: dict[str, Tensor] | None = None,
+    normalizer: ActionNormalizer | None = None,
 ) -> TrainResult:
     """Train LeWM on the training split of a recorded dataset.
 
@@ -129,13 +131,18 @@ def train(
         run_meta: JSON-able settings of the command that started the run (data folder,
             preset, plan config), stored in each checkpoint so `lewm train --resume`
             can reuse them (see `saved_run_settings`).
+        init_weights: a LeWM state dict of this model config to start from instead of
+            fresh weights (continued training on a grown dataset, as `agents.learn`
+            does); a resumed checkpoint's weights win over it.
+        normalizer: the action normaliser to keep instead of fitting one to this data
+            (a model that continues training keeps the action units it learnt).
     """
     setup = _settle(train_cfg, log_dir, device, resume, checkpoint_every, workers)
     # Called here, not in a phase: its warnings name the frame two up, train's caller.
     loaded = _load_training_data(dataset, ram_budget_mb, mmap, setup.info)
     split = _training_split(*loaded, model_cfg, train_cfg, setup.info)
     state = _resume_state(resume, setup, split.model_cfg, train_cfg, split.fingerprint)
-    run = _build(split, train_cfg, setup, state, compile, run_meta)
+    run = _build(split, train_cfg, setup, state, compile, run_meta, init_weights, normalizer)
     monitor = RunMonitor(
         run.model.enc_proj,
         run.log,

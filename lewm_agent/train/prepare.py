@@ -255,18 +255,19 @@ def _build(
     state: TrainState | None,
     compile: bool,
     run_meta: dict[str, Any] | None,
+    init_weights: dict[str, Tensor] | None = None,
+    normalizer: ActionNormalizer | None = None,
 ) -> _Run:
     """Normaliser, sampler, model, optimiser and the step's runner, fresh or from `state`.
 
     Exists to keep the order the initial weights depend on: the weights are drawn
     right after `torch.manual_seed(seed)`, before anything else touches torch's RNG.
     """
-    all_actions = np.concatenate([ep.actions for ep in split.train.episodes])  # (N, A)
-    normalizer = (
-        ActionNormalizer.from_dict(state.meta["normalizer"])
-        if state
-        else ActionNormalizer.fit(all_actions)
-    )
+    if state:
+        normalizer = ActionNormalizer.from_dict(state.meta["normalizer"])
+    elif normalizer is None:
+        all_actions = np.concatenate([ep.actions for ep in split.train.episodes])  # (N, A)
+        normalizer = ActionNormalizer.fit(all_actions)
     model_cfg = split.model_cfg
     sampler = WindowSampler(
         split.train,
@@ -278,6 +279,8 @@ def _build(
     model = LeWM(model_cfg)
     if state:
         model.load_state_dict(state.model)
+    elif init_weights is not None:
+        model.load_state_dict(init_weights)
     model.to(setup.dev)
     model.train()
     if setup.info.enabled:

@@ -40,6 +40,7 @@ def test_the_committed_pages_and_readme_are_what_the_json_generates() -> None:
         "pusht.md",
         "cube.md",
         "probes.md",
+        "learn.md",
         "README.md",
     }
     for path, text in texts.items():

@@ -315,6 +315,26 @@ def test_plan_cost_matches_the_controllers(tiny_export, cost, blocks):
     assert np.ptp(want) > 1e-3  # the embeddings differ in cost: the check compares something
 
 
+def test_a_trained_cost_head_through_lewm_export(tiny_agent_dir, tworoom_data, tmp_path):
+    """A head fitted with `fit_cost_head` on a trained run, exported by the CLI: the
+    same env steps as torch, at the goal (z = goal) as away from it."""
+    from lewm_agent.cli import main
+
+    agent = WorldModelAgent.load(tiny_agent_dir, device="cpu")
+    head = {"steps": 30, "hidden": 32, "batch_size": 32, "pred_pool": 256}
+    agent.fit_cost_head(tworoom_data, progress=False, **head)
+    run = agent.save(tmp_path / "run")
+    assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
+    onnx = OnnxAgent.load(tmp_path / "export", cost="learned")
+    frames = np.stack([o["pixels"] for o in _observations(TEST_IMAGE, 8, seed=4)])
+    with torch.no_grad():
+        z = agent._encode(frames)  # (8, D)
+        goal = torch.cat([z[:4], z[4:].flip(0)])  # the first four at their goal
+        want = agent.controller.cost_head.distance(z, goal).numpy()  # (8,)
+    got = onnx.cost_steps(z.numpy(), goal.numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
 def _assert_same_actions(torch_agent, onnx_agent, observations, atol):
     """Both agents act on the same observations: equal actions, in normalised units."""
     std = torch_agent._std

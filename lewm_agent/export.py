@@ -10,7 +10,10 @@ What an agent needs to act, as separate graphs (batch axis dynamic in each):
   predictor's attention takes a shortcut at one token and slices its positional
   embedding by t: tracing bakes both in;
 - `policy_head.onnx` (when the agent has one): z (B, D), goal (B, D), steps left
-  (B,) -> a normalised action block (B, fs*A), unclipped.
+  (B,) -> a normalised action block (B, fs*A), unclipped;
+- `cost_head.onnx` (when the agent has one, whatever cost its plan uses, so the
+  runtime can be loaded with cost "learned" or "latent+learned"): z (N, D),
+  goal (N, D) -> `CostHead.distance`, the estimated env steps (N,).
 
 `agent.json` holds everything else the runtime needs (plan config, env action
 bounds, the action normaliser, the block bounds in normalised units, image size,
@@ -36,13 +39,14 @@ import torch
 from torch import Tensor, nn
 
 from .config import PlanConfig, to_dict
-from .controllers import UNBOUNDED_LIMIT, saved_policy_head
+from .controllers import UNBOUNDED_LIMIT, saved_cost_head, saved_policy_head, uses_cost_head
 from .model import LeWM, scale_pixels
 from .onnx_agent import AGENT_FILE, EXPORT_FORMAT_VERSION, description_sha256
 
 OPSET = 17
 ENCODER_FILE = "encoder.onnx"
 POLICY_FILE = "policy_head.onnx"
+COST_FILE = "cost_head.onnx"
 
 
 def predictor_file(window: int) -> str:
@@ -84,6 +88,18 @@ class _Policy(nn.Module):
         return self.head(z, goal, steps_left)  # (B, D), (B, D), (B,) -> (B, fs*A)
 
 
+class _Cost(nn.Module):
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, z: Tensor, goal: Tensor) -> Tensor:
+        # `CostHead.distance` with exp(y) - 1 for its expm1, which ONNX has no operator
+        # for: they differ by float32 rounding of 1 (~1e-7 env steps) near the goal.
+        y = self.head(z, goal).float() * math.log1p(self.head.cfg.max_gap)  # (N,)
+        return torch.exp(y) - 1.0  # (N, D), (N, D) -> (N,) env steps
+
+
 def _export(module: nn.Module, args: tuple[Tensor, ...], path: Path, names: list[str]) -> None:
     """Trace `module` to ONNX at `path` with every input's and the output's axis 0 dynamic."""
     axes = {n: {0: "batch"} for n in [*names, "out"]}
@@ -120,6 +136,7 @@ class _Parts:
 
     model: LeWM
     policy_head: nn.Module | None
+    cost_head: nn.Module | None
     plan: PlanConfig
     env_id: str | None
     action_low: np.ndarray
@@ -142,9 +159,13 @@ def _folder_parts(path: str | os.PathLike) -> _Parts:
     parts = agent_sections(contents)
     model = build_model(contents, device="cpu").eval()
     found = saved_policy_head(path, model, parts.plan.planner, torch.device("cpu"))
+    # Loaded whenever the folder has a head trained on this model, not only when the
+    # saved plan's cost uses it: the runtime may be loaded with another cost.
+    cost = saved_cost_head(path, model, parts.plan.cost, torch.device("cpu"))
     return _Parts(
         model,
         found[0] if found else None,
+        cost[0] if cost else None,
         parts.plan,
         parts.env.get("env_id"),
         parts.action_low,
@@ -158,6 +179,7 @@ def _agent_parts(agent: Any) -> _Parts:
     return _Parts(
         agent.model,
         agent.policy_head,
+        agent.controller.cost_head,
         agent.plan_config,
         agent.env_id,
         agent.action_low,
@@ -187,6 +209,12 @@ def export_agent(agent_or_path: Any, out_dir: str | os.PathLike) -> Path:
         if isinstance(agent_or_path, str | os.PathLike)
         else _agent_parts(agent_or_path)
     )
+    if uses_cost_head(parts.plan.cost) and parts.cost_head is None:
+        raise ValueError(
+            f"the agent's plan cost {parts.plan.cost!r} needs a cost head and it has none: "
+            "train one (`lewm train-cost RUN --data DATA`, or agent.fit_cost_head) or set "
+            "the plan's cost to 'latent' before exporting"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -209,7 +237,12 @@ def _write_export(parts: _Parts, folder: Path) -> None:
     model.eval()
     size, d, block = cfg.image_size, cfg.embed_dim, cfg.action_block_dim
     batch = 2  # > 1, so tracing cannot specialise on a batch of one
-    files: dict[str, Any] = {"encoder": ENCODER_FILE, "predictor": {}, "policy_head": None}
+    files: dict[str, Any] = {
+        "encoder": ENCODER_FILE,
+        "predictor": {},
+        "policy_head": None,
+        "cost_head": None,
+    }
     with torch.no_grad():
         frames = torch.zeros(batch, size, size, 3, dtype=torch.uint8)
         _export(_Encoder(model), (frames,), folder / ENCODER_FILE, ["frames"])
@@ -222,9 +255,13 @@ def _write_export(parts: _Parts, folder: Path) -> None:
             args = (torch.zeros(batch, d), torch.zeros(batch, d), torch.ones(batch))
             _export(_Policy(head), args, folder / POLICY_FILE, ["z", "goal", "steps_left"])
             files["policy_head"] = POLICY_FILE
+        if parts.cost_head is not None:
+            head = copy.deepcopy(parts.cost_head).to("cpu").float().eval()
+            args = (torch.zeros(batch, d), torch.zeros(batch, d))
+            _export(_Cost(head), args, folder / COST_FILE, ["z", "goal"])
+            files["cost_head"] = COST_FILE
     graph_files = [ENCODER_FILE, *files["predictor"].values()]
-    if files["policy_head"]:
-        graph_files.append(POLICY_FILE)
+    graph_files += [f for f in (files["policy_head"], files["cost_head"]) if f]
     # The bounds of one block (fs*A,) in normalised units, as controllers.block_bounds.
     low, high = (np.asarray(b, dtype=np.float64) for b in (parts.action_low, parts.action_high))
     mean, std = (np.asarray(v, dtype=np.float32).reshape(-1) for v in (parts.mean, parts.std))
@@ -255,4 +292,11 @@ def _write_export(parts: _Parts, folder: Path) -> None:
     (folder / AGENT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
-__all__ = ["export_agent", "predictor_file", "AGENT_FILE", "ENCODER_FILE", "POLICY_FILE"]
+__all__ = [
+    "export_agent",
+    "predictor_file",
+    "AGENT_FILE",
+    "COST_FILE",
+    "ENCODER_FILE",
+    "POLICY_FILE",
+]

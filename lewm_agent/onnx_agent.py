@@ -6,9 +6,12 @@ checks and the per-env memory (goal, frame history, plan queue, warm start)
 are the agent's own, from observations.py; re-written here are the
 planners "policy" (the head alone), "cem"/"mppi" and "cem-prior"/"mppi-prior"
 (the head's plan rolled out through the predictor graph as the sampler's
-prior). Given the same sampling noise (`noise_fn`), the search picks the plan
-the torch planner picks; its default noise is numpy's, so plans differ from
-torch's run to run only through the draws.
+prior). The search scores plans with `PlanConfig.cost` as `Controller.plan_cost`
+does: the latent distance, the exported cost head's env steps ("learned"), or
+both ("latent+learned"), on the final embedding or summed over every block
+(`cost_horizon_sum`). Given the same sampling noise (`noise_fn`), the search
+picks the plan the torch planner picks; its default noise is numpy's, so plans
+differ from torch's run to run only through the draws.
 
 This module must stay importable without torch: it imports numpy, onnxruntime
 (at load), `lewm_agent.config` and `lewm_agent.observations` (both torch-free),
@@ -105,6 +108,7 @@ class OnnxAgent:
         self._encoder = sessions["encoder"]
         self._steps = {int(t): s for t, s in sessions["predictor"].items()}
         self._policy = sessions.get("policy_head")
+        self._cost = sessions.get("cost_head")
         self.noise_fn: NoiseFn = lambda rngs, shape: white_or_coloured_noise(
             rngs, shape, self.action_dim, self.plan_config.noise_beta
         )
@@ -119,6 +123,14 @@ class OnnxAgent:
                 f"planner {cfg.planner!r} needs a policy head and the export in {folder} has "
                 "none: export an agent with a head (`lewm train-policy RUN --data DATA`), or "
                 "load with planner='cem'"
+            )
+        if cfg.cost in ("learned", "latent+learned") and self._cost is None:
+            # Scoring with the latent cost instead would silently plan for another
+            # objective than the torch agent's.
+            raise ExportError(
+                f"cost {cfg.cost!r} needs a cost head and the export in {folder} has none: "
+                "export an agent with one (`lewm train-cost RUN --data DATA`, then "
+                "`lewm export RUN --out DIR`), or load with cost='latent'"
             )
         if not 1 <= cfg.receding_horizon <= cfg.horizon:
             raise ValueError("receding_horizon must be between 1 and horizon")
@@ -159,14 +171,6 @@ class OnnxAgent:
             raise TypeError("planner must be a planner name (e.g. 'cem'), a PlanConfig or None")
         if plan_overrides:
             plan_cfg = replace(plan_cfg, **plan_overrides)
-        if plan_cfg.cost != "latent" or plan_cfg.cost_horizon_sum:
-            # The export holds no cost-head graph: planning with another cost here
-            # would silently score plans differently from the torch agent.
-            raise ExportError(
-                f"the ONNX runtime plans with cost 'latent' on the final embedding only, not "
-                f"cost {plan_cfg.cost!r} (horizon sum {plan_cfg.cost_horizon_sum}): load with "
-                "cost='latent', cost_horizon_sum=False"
-            )
         opts = ort.SessionOptions()
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
@@ -181,8 +185,9 @@ class OnnxAgent:
             "encoder": session(files["encoder"]),
             "predictor": {t: session(f) for t, f in files["predictor"].items()},
         }
-        if files.get("policy_head"):
-            sessions["policy_head"] = session(files["policy_head"])
+        for head in ("policy_head", "cost_head"):
+            if files.get(head):
+                sessions[head] = session(files[head])
         return cls(folder, meta, sessions, plan_cfg)
 
     # ------------------------------------------------------------------ goals
@@ -300,9 +305,12 @@ class OnnxAgent:
         }
         return self._steps[z.shape[1]].run(None, feed)[0]
 
-    def rollout(self, z_ctx: np.ndarray, past: np.ndarray | None, plan: np.ndarray) -> np.ndarray:
-        """`LeWM.rollout`'s final embedding: z_ctx (N, h0, D), past (N, h0-1, fs*A) or
-        None, plan (N, H, fs*A) -> (N, D), a sliding `history` window per step."""
+    def rollout_blocks(
+        self, z_ctx: np.ndarray, past: np.ndarray | None, plan: np.ndarray
+    ) -> list[np.ndarray]:
+        """`LeWM.rollout`: z_ctx (N, h0, D), past (N, h0-1, fs*A) or None, plan
+        (N, H, fs*A) -> H x (N, D), the embedding after each planned block, a sliding
+        `history` window per step."""
         n, h0, _ = z_ctx.shape
         actions = plan if past is None else np.concatenate([past, plan], axis=1)  # (N, L, fs*A)
         emb = list(np.moveaxis(z_ctx, 1, 0))  # h0 x (N, D)
@@ -311,7 +319,36 @@ class OnnxAgent:
             start = max(0, end - self.history)
             z_win = np.stack(emb[start:end], axis=1)  # (N, t, D)
             emb.append(self.step(z_win, actions[:, start:end]))
-        return emb[-1]
+        return emb[h0:]
+
+    def rollout(self, z_ctx: np.ndarray, past: np.ndarray | None, plan: np.ndarray) -> np.ndarray:
+        """`LeWM.rollout`'s final embedding (N, D) (arguments as `rollout_blocks`)."""
+        return self.rollout_blocks(z_ctx, past, plan)[-1]
+
+    def cost_steps(self, z: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """The cost head's estimated env steps (N,) from z (N, D) to goal (N, D)."""
+        if self._cost is None:
+            raise ExportError(f"the export in {self.folder} has no cost head")
+        feed = {
+            "z": np.ascontiguousarray(z, np.float32),
+            "goal": np.ascontiguousarray(goal, np.float32),
+        }
+        return self._cost.run(None, feed)[0]
+
+    def plan_cost(self, embs: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        """`Controller.plan_cost`: cost (N,) of predicted embeddings embs (N, K, D)
+        (K: 1, or every block) vs goal (N, D), by `PlanConfig.cost`, summed over K."""
+        cost = self.plan_config.cost
+        n, k, d = embs.shape
+        total = np.zeros(n, dtype=np.float32)
+        if cost in ("latent", "latent+learned"):
+            total = total + np.square(embs - goal[:, None]).sum(axis=-1).sum(axis=1)
+        if cost in ("learned", "latent+learned"):
+            flat_goal = np.repeat(goal, k, axis=0)  # (N*K, D), each goal K times in a row
+            steps = self.cost_steps(embs.reshape(n * k, d), flat_goal)  # (N*K,)
+            weight = self.plan_config.cost_weight if cost == "latent+learned" else 1.0
+            total = total + np.float32(weight) * steps.reshape(n, k).sum(axis=1)
+        return total.astype(np.float32, copy=False)  # (N,)
 
     def policy_proposal(
         self, z_ctx: np.ndarray, past: np.ndarray | None, goal: np.ndarray
@@ -378,8 +415,10 @@ class OnnxAgent:
                     samples[:, -1] = init_mean
             samples[:, 0] = mean
             samples = np.clip(samples, lo, hi)
-            final = self.rollout(z_rep, past_rep, samples.reshape(b * s, h, a))  # (B*S, D)
-            costs = np.square(final - goal_rep).sum(-1).reshape(b, s)
+            blocks = self.rollout_blocks(z_rep, past_rep, samples.reshape(b * s, h, a))
+            # (B*S, K, D): every block's embedding for the horizon sum, else the final one
+            embs = np.stack(blocks if cfg.cost_horizon_sum else blocks[-1:], axis=1)
+            costs = self.plan_cost(embs, goal_rep).reshape(b, s)
             if not np.isfinite(costs).all():
                 raise FloatingPointError(
                     "the planner's predicted costs are NaN or infinite: the export's weights "
@@ -437,8 +476,7 @@ def read_export(folder: str | os.PathLike) -> dict[str, Any]:
             f"{path} has format_version {version!r}; this runtime reads {EXPORT_FORMAT_VERSION}"
         )
     needed = [files.get("encoder"), *dict(files.get("predictor") or {}).values()]
-    if files.get("policy_head"):
-        needed.append(files["policy_head"])
+    needed += [files[head] for head in ("policy_head", "cost_head") if files.get(head)]
     for name in needed:
         if name not in hashes:
             raise ExportError(f"{path} lists no SHA-256 for {name!r}: export again")

@@ -11,7 +11,7 @@ from .options import agent_path
 def export_options(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Write the ONNX graphs an agent acts with (encoder, predictor step, policy head "
-        "where the run has one) and agent.json (plan config, action bounds and "
+        "and learned cost where the run has them) and agent.json (plan config, action bounds and "
         "normaliser, SHA-256 of every file) to a new folder. Load it without torch: "
         "lewm_agent.onnx_agent.OnnxAgent.load(DIR) (pip install 'lewm-agent[onnx]')."
     )

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ pytest.importorskip("onnx")
 import envs  # noqa: F401, E402
 from lewm_agent import WorldModelAgent  # noqa: E402
 from lewm_agent.config import PlanConfig, get_preset, replace  # noqa: E402
+from lewm_agent.cost_head import CostHead, CostHeadConfig  # noqa: E402
 from lewm_agent.data import ActionNormalizer  # noqa: E402
 from lewm_agent.model import LeWM  # noqa: E402
 from lewm_agent.onnx_agent import (  # noqa: E402
@@ -31,8 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PLAN = PlanConfig(samples=24, iterations=3, elites=4, horizon=3, receding_horizon=2)
 
 
-def _tiny_agent(planner: str = "cem") -> WorldModelAgent:
-    """The `test` preset's model with history 3 and a policy head, random weights."""
+def _tiny_agent(planner: str = "cem", **plan: object) -> WorldModelAgent:
+    """The `test` preset's model with history 3, a policy head and a cost head, random
+    weights; `plan`: PlanConfig fields."""
     torch.manual_seed(0)
     cfg = replace(get_preset("test").model, history=3)
     model = LeWM(cfg).eval()
@@ -52,13 +55,16 @@ def _tiny_agent(planner: str = "cem") -> WorldModelAgent:
         normalizer,
         np.array([-1.0, -1.0]),
         np.array([1.0, 1.0]),
-        replace(PLAN, planner=planner),
+        replace(PLAN, planner=planner, **plan),
         env_id="lewm/TwoRoom-v0",
         device="cpu",
     )
     head = PolicyHead(cfg.embed_dim, cfg.action_block_dim, PolicyHeadConfig(hidden=32, layers=2))
     agent.policy_head = head.eval()
     agent.policy_head_meta = {"model_digest": model_digest(model)}
+    cost = CostHead(cfg.embed_dim, CostHeadConfig(hidden=32, layers=2))
+    agent.controller.cost_head = cost.eval()
+    agent.cost_head_meta = {"model_digest": model_digest(model)}
     return agent
 
 
@@ -121,14 +127,20 @@ def _torch_noise(agent: WorldModelAgent, seeds: list[int]):
 
 # ------------------------------------------------------------------------ torch-free
 def test_runtime_loads_and_acts_without_torch(tiny_export):
-    """A fresh interpreter: load, 10 predicts (planner and head), and torch never imported."""
+    """A fresh interpreter: load, 10 predicts (planner, head, learned cost), and torch
+    never imported."""
     _, export = tiny_export
     code = f"""
 import sys
 import numpy as np
 from lewm_agent import OnnxAgent
-for planner in ("cem-prior", "policy"):
-    agent = OnnxAgent.load({str(export)!r}, planner=planner)
+plans = [
+    {{"planner": "cem-prior"}},
+    {{"planner": "policy"}},
+    {{"planner": "cem", "cost": "latent+learned", "cost_horizon_sum": True}},
+]
+for plan in plans:
+    agent = OnnxAgent.load({str(export)!r}, **plan)
     rng = np.random.default_rng(0)
     goal = rng.integers(0, 255, ({TEST_IMAGE}, {TEST_IMAGE}, 3), dtype=np.uint8)
     for _ in range(10):
@@ -150,8 +162,10 @@ def test_export_writes_graphs_and_hashes(tiny_export):
     meta = json.loads((export / "agent.json").read_text())
     assert set(meta["files"]["predictor"]) == {"1", "2", "3"}
     assert meta["files"]["policy_head"] == "policy_head.onnx"
+    assert meta["files"]["cost_head"] == "cost_head.onnx"
     assert set(meta["sha256"]) == {
         "agent.json",
+        "cost_head.onnx",
         "encoder.onnx",
         "policy_head.onnx",
         "predictor_t1.onnx",
@@ -159,6 +173,31 @@ def test_export_writes_graphs_and_hashes(tiny_export):
         "predictor_t3.onnx",
     }
     assert meta["model"]["history"] == 3 and meta["plan"]["samples"] == PLAN.samples
+    plan = meta["plan"]
+    assert (plan["cost"], plan["cost_weight"], plan["cost_horizon_sum"]) == ("latent", 1.0, False)
+
+
+def test_export_of_a_folder_holds_its_cost_head_and_cost(tmp_path):
+    """`lewm export RUN`: the folder's cost head is exported whatever cost the run plans
+    with, and the run's cost settings are the export's defaults."""
+    from lewm_agent.export import export_agent
+
+    run = _tiny_agent(cost="latent+learned", cost_weight=0.25, cost_horizon_sum=True).save(
+        tmp_path / "run"
+    )
+    export = export_agent(run, tmp_path / "export")
+    meta = json.loads((export / "agent.json").read_text())
+    assert meta["files"]["cost_head"] == "cost_head.onnx" and "cost_head.onnx" in meta["sha256"]
+    plan = meta["plan"]
+    assert (plan["cost"], plan["cost_weight"], plan["cost_horizon_sum"]) == (
+        "latent+learned",
+        0.25,
+        True,
+    )
+    onnx = OnnxAgent.load(export)
+    assert onnx.plan_config.cost == "latent+learned" and onnx.plan_config.cost_horizon_sum
+    plain = export_agent(WorldModelAgent.load(run, cost="latent"), tmp_path / "plain")
+    assert (plain / "cost_head.onnx").is_file()  # loaded with another cost: still exported
 
 
 def test_export_refuses_a_non_empty_folder(tiny_export, tmp_path):
@@ -181,13 +220,14 @@ def test_edited_description_is_refused(tiny_export, tmp_path):
         OnnxAgent.load(copy)
 
 
+@pytest.mark.parametrize("graph", ["predictor_t2.onnx", "cost_head.onnx"])
 @pytest.mark.parametrize("damage", ["tamper", "delete"])
-def test_changed_or_missing_graph_is_refused(tiny_export, tmp_path, damage):
+def test_changed_or_missing_graph_is_refused(tiny_export, tmp_path, damage, graph):
     import shutil
 
     _, export = tiny_export
     copy = Path(shutil.copytree(export, tmp_path / "copy"))
-    target = copy / "predictor_t2.onnx"
+    target = copy / graph
     if damage == "tamper":
         data = bytearray(target.read_bytes())
         data[-10] ^= 0xFF
@@ -209,13 +249,21 @@ def test_planner_needing_a_head_is_refused_without_one(tmp_path):
     OnnxAgent.load(export, planner="cem")  # the search alone needs no head
 
 
-def test_a_cost_the_export_does_not_hold_is_refused(tiny_export):
-    """The export has no cost-head graph: another cost must not silently become latent."""
-    _, export = tiny_export
-    with pytest.raises(ExportError, match="cost 'learned'"):
-        OnnxAgent.load(export, cost="learned")
-    with pytest.raises(ExportError, match="horizon sum True"):
-        OnnxAgent.load(export, cost_horizon_sum=True)
+def test_a_cost_the_export_does_not_hold_is_refused(tmp_path):
+    """An export without a cost-head graph: a learned cost must not silently become latent."""
+    agent = _tiny_agent()
+    agent.controller.cost_head = None
+    export = agent.export(tmp_path / "export")
+    assert json.loads((export / "agent.json").read_text())["files"]["cost_head"] is None
+    for cost in ("learned", "latent+learned"):
+        with pytest.raises(ExportError, match=re.escape(f"cost '{cost}' needs a cost head")):
+            OnnxAgent.load(export, cost=cost)
+    OnnxAgent.load(export, cost_horizon_sum=True)  # the latent cost needs no head
+    # An agent whose own plan needs the head it lacks is refused before anything is written.
+    agent.plan_config = replace(agent.plan_config, cost="learned")
+    with pytest.raises(ValueError, match="needs a cost head"):
+        agent.export(tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
 
 
 # ------------------------------------------------------------------------ parity
@@ -241,6 +289,50 @@ def test_graphs_match_the_torch_model(tiny_export):
         agent.policy_blocks(z_t, goal, 7.0).numpy(),
         atol=1e-4,
     )
+
+
+@pytest.mark.parametrize("cost", ["latent", "learned", "latent+learned"])
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_plan_cost_matches_the_controllers(tiny_export, cost, blocks):
+    """`OnnxAgent.plan_cost` on the same predicted embeddings equals `Controller.plan_cost`
+    (the final block's, or every block's as `cost_horizon_sum` scores them)."""
+    run, export = tiny_export
+    kw = {"cost": cost, "cost_weight": 0.5}
+    agent = WorldModelAgent.load(run, device="cpu", **kw)
+    onnx = OnnxAgent.load(export, **kw)
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 255, (6, TEST_IMAGE, TEST_IMAGE, 3), dtype=np.uint8)
+    plan = torch.from_numpy(rng.standard_normal((6, 3, 10)).astype(np.float32))  # (6, H, fs*A)
+    with torch.no_grad():
+        z = agent._encode(frames)  # (6, D)
+        embs = agent.model.rollout(z[:, None], None, plan)[:, -blocks:]  # (6, K, D)
+        goal = z.flip(0)  # (6, D)
+        want = agent.controller.plan_cost(embs, goal).numpy()  # (6,)
+    got = onnx.plan_cost(embs.numpy(), goal.numpy())
+    assert got.shape == want.shape == (6,) and got.dtype == np.float32
+    # Steps are tens per block: relative where large, absolute near zero.
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    assert np.ptp(want) > 1e-3  # the embeddings differ in cost: the check compares something
+
+
+def test_a_trained_cost_head_through_lewm_export(tiny_agent_dir, tworoom_data, tmp_path):
+    """A head fitted with `fit_cost_head` on a trained run, exported by the CLI: the
+    same env steps as torch, at the goal (z = goal) as away from it."""
+    from lewm_agent.cli import main
+
+    agent = WorldModelAgent.load(tiny_agent_dir, device="cpu")
+    head = {"steps": 30, "hidden": 32, "batch_size": 32, "pred_pool": 256}
+    agent.fit_cost_head(tworoom_data, progress=False, **head)
+    run = agent.save(tmp_path / "run")
+    assert main(["export", str(run), "--out", str(tmp_path / "export")]) == 0
+    onnx = OnnxAgent.load(tmp_path / "export", cost="learned")
+    frames = np.stack([o["pixels"] for o in _observations(TEST_IMAGE, 8, seed=4)])
+    with torch.no_grad():
+        z = agent._encode(frames)  # (8, D)
+        goal = torch.cat([z[:4], z[4:].flip(0)])  # the first four at their goal
+        want = agent.controller.cost_head.distance(z, goal).numpy()  # (8,)
+    got = onnx.cost_steps(z.numpy(), goal.numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def _assert_same_actions(torch_agent, onnx_agent, observations, atol):
@@ -289,6 +381,23 @@ def test_search_picks_the_same_plan_given_the_same_noise(tiny_export, planner, a
     onnx_agent = OnnxAgent.load(export, planner=planner)
     onnx_agent.noise_fn = _torch_noise(torch_agent, [torch_agent.plan_config.seed])
     _assert_same_actions(torch_agent, onnx_agent, _observations(TEST_IMAGE, 25), atol)
+
+
+@pytest.mark.parametrize("horizon_sum", [False, True])
+def test_search_with_the_learned_cost_picks_the_same_plan(tiny_export, horizon_sum):
+    """CEM scored by "latent+learned" (weighted so both parts count), same seed and noise:
+    the torch agent's plans; and the learned part changes what the search picks."""
+    run, export = tiny_export
+    kw = {"planner": "cem", "cost_weight": 0.01, "cost_horizon_sum": horizon_sum}
+    obs = _observations(TEST_IMAGE, 25)
+    torch_agent = WorldModelAgent.load(run, device="cpu", cost="latent+learned", **kw)
+    onnx_agent = OnnxAgent.load(export, cost="latent+learned", **kw)
+    onnx_agent.noise_fn = _torch_noise(torch_agent, [torch_agent.plan_config.seed])
+    _assert_same_actions(torch_agent, onnx_agent, obs, 1e-4)
+    latent = WorldModelAgent.load(run, device="cpu", cost="latent", **kw)
+    both = WorldModelAgent.load(run, device="cpu", cost="latent+learned", **kw)
+    diff = max(np.abs(latent.predict(o)[0] - both.predict(o)[0]).max() for o in obs[:6])
+    assert diff > 1e-3, "the learned cost changed no plan: the parity above tests nothing new"
 
 
 @pytest.mark.parametrize(

@@ -569,6 +569,23 @@ def learn_page(res: Results) -> str:
     if d.get("note"):
         out += [d["note"], ""]
     out += ["![success vs env steps](learn_tworoom.png)", "", f"Made by {d['source']}.", ""]
+    for other in d.get("other_envs", []):  # the same loop on other envs, one table each
+        out += [f"## {other['title']}", "", other["text"], ""]
+        rows = [
+            [
+                label,
+                str(p["round"]),
+                f"{p['env_steps']:,}",
+                p["policy"],
+                success(scored := {"successes": p["successes"], "episodes": p["eval_episodes"]}),
+                interval(scored),
+                num(p["train_loss"]),
+            ]
+            for label, curve in other["curves"].items()
+            for p in curve
+        ]
+        head = ["run", "round", "env steps", "acting", "success", "95% CI", "train loss"]
+        out += [table(head, rows), ""]
     return "\n".join(out)
 
 

@@ -120,9 +120,15 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 3.6))
+    has_coverage = any(
+        p.get("coverage") is not None for c in result["curves"].values() for p in c
+    )  # an env without positions (Push-T's logger records none): one panel
+    fig = Figure(figsize=(9, 3.6) if has_coverage else (5.6, 3.6))
     FigureCanvasAgg(fig)
-    ax, cov = fig.subplots(1, 2, sharex=True, gridspec_kw={"width_ratios": [3, 2]})
+    if has_coverage:
+        ax, cov = fig.subplots(1, 2, sharex=True, gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        ax, cov = fig.subplots(1, 1), None
     for name, curve in result["curves"].items():
         xs = [p["env_steps"] for p in curve]
         ys = [100 * p["success_rate"] for p in curve]
@@ -134,7 +140,7 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         covered = [
             (p["env_steps"], 100 * p["coverage"]) for p in curve if p["coverage"] is not None
         ]
-        if covered:
+        if covered and cov is not None:
             cov.plot(*zip(*covered, strict=True), marker="o", label=name)
     for ref in result.get("references", []):
         lo, hi = ref["ci95"]
@@ -148,7 +154,7 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
             capsize=3,
             label=ref["label"],
         )
-        if ref.get("coverage") is not None:
+        if ref.get("coverage") is not None and cov is not None:
             cov.plot([ref["env_steps"]], [100 * ref["coverage"]], marker="s", linestyle="none")
     from matplotlib.ticker import FuncFormatter
 
@@ -162,10 +168,11 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_ylim(50 if lows and min(lows) >= 0.55 else -3, 102)
     ax.set_title(result.get("title", "success vs env steps"), fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
-    cov.set_xlabel("env steps")
-    cov.set_ylabel("map cells visited (%)")
-    cov.set_ylim(0, 103)
-    cov.set_title("coverage (10 x 10 grid of positions)", fontsize=9)
+    if cov is not None:
+        cov.set_xlabel("env steps")
+        cov.set_ylabel("map cells visited (%)")
+        cov.set_ylim(0, 103)
+        cov.set_title("coverage (10 x 10 grid of positions)", fontsize=9)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=100)

@@ -586,6 +586,8 @@ def learn_page(res: Results) -> str:
         ]
         head = ["run", "round", "env steps", "acting", "success", "95% CI", "train loss"]
         out += [table(head, rows), ""]
+        if other.get("plot"):
+            out += [f"![success vs env steps]({other['plot']})", ""]
     return "\n".join(out)
 
 

@@ -161,10 +161,14 @@ def cost_screen_table(rows: list[dict[str, Any]]) -> str:
             num(r["spearman_predicted"], "{:.2f}"),
             num(r["spearman_true"], "{:.2f}"),
             num(r["prediction_error"], "{:.0f}") + " / " + num(r["goal_spread"], "{:.0f}"),
+            success({"successes": r["mppi_successes"], "episodes": r["mppi_episodes"]})
+            if "mppi_successes" in r
+            else "-",
         ]
         for r in rows
     ]
     head = ["model", "cost", "rank corr. (predicted)", "rank corr. (true)", "pred. error / spread"]
+    head += ["MPPI 300x10 protocol"]
     return table(head, body)
 
 

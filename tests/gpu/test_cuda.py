@@ -208,7 +208,7 @@ def _resume_runs(data: str, out: str) -> None:
     common = {"device": "cuda", "progress": False, "checkpoint_every": EVERY, "plot": False}
 
     class Crash(RuntimeError):
-        pass
+        """The simulated kill at step CRASH_AT."""
 
     def crash(step: int, row: object) -> None:
         if step == CRASH_AT:
@@ -217,11 +217,8 @@ def _resume_runs(data: str, out: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         ref = train(data, PAPER.model, cfg, log_dir=Path(out) / "ref", **common)
-        try:
+        with pytest.raises(Crash):
             train(data, PAPER.model, cfg, log_dir=Path(out) / "run", callback=crash, **common)
-            raise AssertionError("the run did not crash")
-        except Crash:
-            pass
         run = train(data, PAPER.model, cfg, log_dir=Path(out) / "run", resume=True, **common)
     assert run.start_step == EVERY, run.start_step
     for name, result in (("ref", ref), ("run", run)):

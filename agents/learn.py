@@ -50,6 +50,7 @@ from lewm_agent.atomic import atomic_write_json, atomic_write_text
 from lewm_agent.config import get_preset, replace
 from lewm_agent.data import Dataset, Episode, load_dataset, read_meta
 from lewm_agent.explore import frontier_indices, knn_novelty
+from lewm_agent.heads import embed_frames, split_frames
 from lewm_agent.train import train
 from lewm_agent.validation import ConfigError
 
@@ -601,9 +602,7 @@ class _Loop:
         rng = np.random.default_rng([self.cfg["seed"], r, 1])
         frames = self.data.frames
         pick = np.sort(rng.choice(len(frames), size=min(ex.pool, len(frames)), replace=False))
-        z = torch.cat(
-            [self.agent._encode(frames[pick[i : i + 256]]) for i in range(0, len(pick), 256)]
-        )  # (P, D)
+        z = embed_frames(self.agent.model, frames[pick], self.agent.device)  # (P, D)
         novelty = knn_novelty(z, ex.knn)  # (P,)
         n_goals = max(1, int(round(ex.frontier_fraction * len(pick))))
         chosen = frontier_indices(novelty, n_goals, ex.frontier_fraction, rng)
@@ -624,7 +623,7 @@ def _append(base: Dataset | None, new: Dataset, prefix: str) -> Dataset:
                     f"the recorded datasets disagree on {key}: {base.meta[key]} vs {new.meta[key]}"
                 )
     old = [] if base is None else [base]
-    frames = np.concatenate([*(_frames_of(d) for d in old), _frames_of(new)])  # (N, H, W, 3)
+    frames = np.concatenate([*(split_frames(d) for d in old), split_frames(new)])  # (N, H, W, 3)
     episodes, offsets, pos = [], [], 0
     for d, pre in [*((d, "") for d in old), (new, prefix)]:
         for e in d.episodes:
@@ -636,11 +635,6 @@ def _append(base: Dataset | None, new: Dataset, prefix: str) -> Dataset:
             offsets.append(pos)
             pos += n
     return Dataset(dict((base or new).meta), episodes, frames, offsets)
-
-
-def _frames_of(d: Dataset) -> np.ndarray:
-    """All frames of `d`, episode after episode: (N, H, W, 3)."""
-    return np.concatenate([e.pixels for e in d.episodes])
 
 
 # ----------------------------------------------------------------------------- acting

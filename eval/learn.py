@@ -31,12 +31,13 @@ def learn_eval_episodes(
     holds out), or the first `n` shipped in `zoo:NAME`, a model folder or episodes.json."""
     from lewm_agent.zoo import EPISODES_FILE, is_zoo_ref
 
-    from .compare import protocol_episodes
+    from .ceiling import protocol_episodes
     from .zoo import protocol_episodes as shipped
 
     path = Path(source)
     if not is_zoo_ref(source) and path.is_dir() and not (path / EPISODES_FILE).is_file():
-        return protocol_episodes(path, n=n, seed=seed)[0]
+        # The held-out files' states and actions only: the pixels are not needed here.
+        return protocol_episodes(path, n=n, seed=seed)
     return shipped(str(source), n=n, seed=seed)
 
 

@@ -43,6 +43,8 @@ SCREEN_COSTS: tuple[str, ...] = ("latent", "learned", "latent+learned")
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """scipy's Spearman, not `cost_head.spearman`: state costs tie (a block that did not
+    move), and tied ranks must be averaged, not ordered by position."""
     from scipy.stats import spearmanr
 
     return float(spearmanr(x, y).statistic)

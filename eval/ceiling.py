@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from envs.build import make_env
+from eval.checkpoint_cost import CheckpointCost
 from eval.protocol import BUDGET, EPISODES, SEED, ProtocolEpisode, reset_to_episode, sample_episodes
 from lewm_agent.config import PlanConfig
 from lewm_agent.heldout import DEFAULT_HOLDOUT, heldout_files
@@ -336,7 +337,7 @@ def _plan_cost(
 def ceiling(
     env_id: str,
     episodes: Sequence[ProtocolEpisode],
-    cost: str | CostConfig = "block_pose",
+    cost: str | CostConfig | CheckpointCost = "block_pose",
     planner: PlanConfig = CEILING_PLAN,
     *,
     frameskip: int = 5,
@@ -349,7 +350,9 @@ def ceiling(
     Args:
         env_id: a registered env with an entry in :data:`DYNAMICS` (Push-T, Two-Room).
         episodes: protocol episodes with start and goal states (``eval.protocol``).
-        cost: a :class:`CostConfig` or a base cost name (final state, no shaping).
+        cost: a :class:`CostConfig`, a base cost name (final state, no shaping), or a
+            :class:`~eval.checkpoint_cost.CheckpointCost` (a checkpoint's plan cost on
+            the rendered frames of the exact states).
         planner: ``"cem"`` or ``"mppi"`` with its budget; ``horizon`` and
             ``receding_horizon`` count blocks of ``frameskip`` env steps, and
             ``warm_start`` starts each replan from the unexecuted rest of the last plan.
@@ -361,9 +364,16 @@ def ceiling(
     Returns: success count and rate with a 95% Wilson interval, mean steps, seconds per
     decision (one planner call), and per-episode results.
     """
-    cfg = CostConfig(name=cost) if isinstance(cost, str) else cost
     dynamics = make_dynamics(env_id)
-    state_cost = make_cost(env_id, cfg)
+    if isinstance(cost, CheckpointCost):
+        from eval.checkpoint_cost import checkpoint_state_cost
+
+        over = cost.over
+        state_cost, cost_desc = checkpoint_state_cost(env_id, cost)
+    else:
+        cfg = CostConfig(name=cost) if isinstance(cost, str) else cost
+        over = cfg.over
+        state_cost, cost_desc = make_cost(env_id, cfg), asdict(cfg)
     if planner.planner not in ("cem", "mppi"):
         raise ValueError(f"the ceiling harness runs 'cem' or 'mppi', got {planner.planner!r}")
     if frameskip < 1 or budget < 1:
@@ -397,7 +407,7 @@ def ceiling(
                 if random_actions:
                     queue = rng.uniform(-1.0, 1.0, size=(r * frameskip, a))
                 else:
-                    cost_fn = _plan_cost(dynamics, state_cost, cfg.over, state, goal, h, frameskip)
+                    cost_fn = _plan_cost(dynamics, state_cost, over, state, goal, h, frameskip)
                     tic = time.perf_counter()
                     init = warm[None] if warm is not None else None  # (1, H, fs*A)
                     result = plan_engine.plan(cost_fn, [gen], init_mean=init)
@@ -428,7 +438,7 @@ def ceiling(
     extra = {
         "env": env_id,
         "method": "random" if random_actions else planner.planner,
-        "cost": asdict(cfg),
+        "cost": cost_desc,
         "planner": asdict(planner),
         "frameskip": frameskip,
         "budget": budget,

@@ -122,7 +122,19 @@ def _ceiling_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_ceiling)
     p.add_argument("--data", required=True, help="dataset folder whose held-out episodes to play")
     p.add_argument("--episodes", type=int, default=30, help="protocol episodes (seed 42)")
-    p.add_argument("--cost", default="block_pose", help="block_pose | latent_surrogate | distance")
+    p.add_argument(
+        "--cost",
+        default=None,
+        help="block_pose | latent_surrogate | distance (default: the env's first); with "
+        "--agent: latent | learned | latent+learned (default latent)",
+    )
+    p.add_argument(
+        "--agent",
+        default=None,
+        type=agent_path,
+        help="score states with this checkpoint's plan cost on their rendered frames "
+        "(exact dynamics, the checkpoint's encoder and cost)",
+    )
     p.add_argument("--over", default="final", choices=("final", "blocks"))
     p.add_argument("--contact-weight", type=float, default=0.0, help="per 100 px pusher-block gap")
     p.add_argument(
@@ -143,12 +155,38 @@ def _ceiling_options(p: argparse.ArgumentParser) -> None:
 def cmd_ceiling(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from eval.ceiling import CEILING_PLAN, CostConfig, ceiling, expert_success, protocol_episodes
+    from eval.ceiling import (
+        CEILING_PLAN,
+        COSTS,
+        CostConfig,
+        ceiling,
+        expert_success,
+        protocol_episodes,
+    )
+    from eval.checkpoint_cost import CheckpointCost
     from lewm_agent.config import replace
     from lewm_agent.data import read_meta
 
     meta = read_meta(args.data)
     env_id = meta["env_id"]
+    cost: CostConfig | CheckpointCost
+    if args.agent is not None:
+        if args.contact_weight or args.goal_pusher_weight:
+            raise SystemExit(
+                "lewm bench ceiling: --contact-weight / --goal-pusher-weight shape state costs; "
+                "they do not apply to --agent's plan cost"
+            )
+        try:
+            cost = CheckpointCost(agent=args.agent, cost=args.cost or "latent", over=args.over)
+        except ValueError as err:
+            raise SystemExit(f"lewm bench ceiling: {err}") from None
+    else:
+        cost = CostConfig(
+            name=args.cost or COSTS.get(env_id, ("block_pose",))[0],
+            over=args.over,
+            contact_weight=args.contact_weight,
+            goal_pusher_weight=args.goal_pusher_weight,
+        )
     episodes = protocol_episodes(args.data, n=args.episodes)
     plan = replace(
         CEILING_PLAN,
@@ -160,25 +198,22 @@ def cmd_ceiling(args: argparse.Namespace) -> int:
         receding_horizon=args.receding_horizon,
         noise_beta=args.noise_beta,
     )
-    cost = CostConfig(
-        name=args.cost,
-        over=args.over,
-        contact_weight=args.contact_weight,
-        goal_pusher_weight=args.goal_pusher_weight,
-    )
     frameskip = int(meta.get("frameskip", 5))
     rows = {"planner": ceiling(env_id, episodes, cost, plan, frameskip=frameskip)}
     if args.expert:
         rows["expert"] = expert_success(env_id, episodes)
     if args.random:
-        rows["random"] = ceiling(env_id, episodes, cost, plan, random_actions=True)
+        floor_cost = COSTS[env_id][0] if args.agent is not None else cost  # actions ignore it
+        rows["random"] = ceiling(env_id, episodes, floor_cost, plan, random_actions=True)
     for name, row in rows.items():
         lo, hi = row["ci95"]
         print(
             f"{name}: {row['successes']}/{row['episodes']} ({lo:.0%}-{hi:.0%}), mean steps "
             f"{row['mean_steps']:.1f}, {row['seconds_per_decision']:.3f} s per decision"
         )
-    _write_json(args.json, {"env_id": env_id, "cost": asdict(cost), "plan": asdict(plan), **rows})
+    _write_json(
+        args.json, {"env_id": env_id, "cost": rows["planner"]["cost"], "plan": asdict(plan), **rows}
+    )
     return 0
 
 

@@ -103,10 +103,10 @@ def checkpoint_state_cost(
             f"cost {cfg.cost!r} needs a cost head in {cfg.agent}: "
             f"`lewm train-cost {cfg.agent} --data DATA`, or use cost 'latent'"
         )
-    env = make_env(agent.env_build or env_id).unwrapped
+    size = agent.model_config.image_size
+    env = make_env(agent.env_build or env_id, image_size=size).unwrapped
     if not hasattr(env, "render_state"):
         raise ValueError(f"{env_id} cannot render a given state (no render_state)")
-    size = agent.model_config.image_size
     _, info = env.reset(seed=0)
     probe = env.render_state(np.asarray(info["state"], dtype=np.float32))
     if probe.shape[:2] != (size, size):

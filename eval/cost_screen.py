@@ -42,6 +42,42 @@ SCREEN_COSTS: tuple[str, ...] = ("latent", "learned", "latent+learned")
 """The plan costs screened by default (the learned ones only where the run has a cost head)."""
 
 
+def _push_t_displacements(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(pusher px / 100, block px / 100, block angle rad) between states a and b (N, 10)."""
+    ang = a[:, 4].astype(np.float64) - b[:, 4]
+    return np.column_stack(
+        [
+            np.hypot(a[:, 0] - b[:, 0], a[:, 1] - b[:, 1]) / 100.0,
+            np.hypot(a[:, 2] - b[:, 2], a[:, 3] - b[:, 3]) / 100.0,
+            np.abs(np.arctan2(np.sin(ang), np.cos(ang))),
+        ]
+    )  # (N, 3)
+
+
+SENSITIVITY_TERMS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "lewm/PushT-v0": (
+        ("pusher_per_100px", "block_per_100px", "angle_per_rad"),
+        _push_t_displacements,
+    ),
+}
+"""Per env: the state displacements a cost's sensitivity is measured against, and their function."""
+
+
+def sensitivity(
+    cost: np.ndarray, a: np.ndarray, b: np.ndarray, env_id: str
+) -> dict[str, float] | None:
+    """Least squares of `cost` (N,) on the displacements between states a and b (N, S) plus a
+    constant: how much the cost grows per unit of each (issue 11's measure); None for an env
+    without terms. A cost that tracks success weighs the block and its angle, not the pusher."""
+    if env_id not in SENSITIVITY_TERMS:
+        return None
+    names, terms = SENSITIVITY_TERMS[env_id]
+    x = terms(np.asarray(a, np.float64), np.asarray(b, np.float64))  # (N, k)
+    x = np.column_stack([x, np.ones(len(x))])  # (N, k + 1)
+    w = np.linalg.lstsq(x, np.asarray(cost, np.float64), rcond=None)[0]  # (k + 1,)
+    return {name: float(v) for name, v in zip(names, w[:-1], strict=True)}
+
+
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
     """scipy's Spearman, not `cost_head.spearman`: state costs tie (a block that did not
     move), and tied ranks must be averaged, not ordered by position."""
@@ -175,6 +211,9 @@ def screen_costs(
                 "cost": name,
                 "spearman_predicted": _spearman(c_pred, truth),
                 "spearman_true": _spearman(c_true, truth),
+                "sensitivity_true": sensitivity(
+                    c_true, p["reached_state"], p["goal_state"], env_id
+                ),
             }
         )
     agent.controller.cfg = base_cfg

@@ -243,9 +243,11 @@ def cmd_cost_screen(args: argparse.Namespace) -> int:
         f"{result['prediction_error']:.1f} vs goal spread {result['goal_spread']:.1f})"
     )
     for row in result["rows"]:
+        sens = row.get("sensitivity_true") or {}
         print(
             f"  {row['cost']:16s} predicted {row['spearman_predicted']:.3f}   "
-            f"true {row['spearman_true']:.3f}"
+            f"true {row['spearman_true']:.3f}   "
+            + "  ".join(f"{k} {v:.2f}" for k, v in sens.items())
         )
     _write_json(args.json, result)
     return 0

@@ -56,3 +56,22 @@ def test_lewm_bench_cost_screen_writes_its_json(tiny_agent_dir, tworoom_data, tm
     written = json.loads(out.read_text())
     assert [r["cost"] for r in written["rows"]] == ["latent"]
     assert np.isfinite(written["rows"][0]["spearman_predicted"])
+
+
+def test_sensitivity_recovers_known_weights_per_displacement() -> None:
+    from eval.cost_screen import sensitivity
+
+    rng = np.random.default_rng(0)
+    a = rng.uniform(50, 450, (200, 10))
+    b = rng.uniform(50, 450, (200, 10))
+    a[:, 4], b[:, 4] = rng.uniform(-np.pi, np.pi, (2, 200))
+    pusher = np.hypot(*(a[:, :2] - b[:, :2]).T) / 100
+    block = np.hypot(*(a[:, 2:4] - b[:, 2:4]).T) / 100
+    d = a[:, 4] - b[:, 4]
+    angle = np.abs(np.arctan2(np.sin(d), np.cos(d)))
+    cost = 33.5 * pusher + 21.6 * block + 0.93 * angle + 7.0
+    got = sensitivity(cost, a, b, "lewm/PushT-v0")
+    assert got == pytest.approx(
+        {"pusher_per_100px": 33.5, "block_per_100px": 21.6, "angle_per_rad": 0.93}, rel=1e-6
+    )
+    assert sensitivity(cost, a, b, "lewm/TwoRoom-v0") is None

@@ -1,11 +1,11 @@
 """`lewm`: the command line, the top floor of the project.
 
-    collect | data | train | train-policy | train-cost | info | learn | export | import
+    collect | data | train | train-policy | train-cost | train-predictor | info | learn | export | import
     | eval | compare | videos | probe | zoo | bench | suite | demo | report
 
 Plain argparse sub-commands. Each command module owns its commands' options and
 turns the parsed arguments into a call of a typed library function (`record`:
-collect, data; `train`: train, train-policy, train-cost, info; `learn`: learn;
+collect, data; `train`: train, train-policy, train-cost, train-predictor, info; `learn`: learn;
 `export`: export, import; `evaluate`: eval, compare, videos, probe, zoo; `bench`: bench,
 suite, demo, report), importing the floors below inside its functions. Nothing imports this package: it is the `lewm` console script
 (`lewm_agent.cli:main`, also `python -m lewm_agent.cli`), and it sits in

@@ -1,4 +1,4 @@
-"""`lewm train`, `lewm train-policy`, `lewm train-cost`, `lewm info`: the world model and its heads.
+"""`lewm train`, `lewm train-policy`, `lewm train-cost`, `lewm train-predictor`, `lewm info`: the world model and its parts.
 
 Training and planning options are generated from the config dataclasses (their field
 comments are the help texts). `lewm train` has one code path (`cmd_train`: the
@@ -382,6 +382,83 @@ def train_cost_options(p: argparse.ArgumentParser) -> None:
     _head_options(p, "cost head", 2000)
 
 
+def train_predictor_options(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Train a fresh predictor on a checkpoint's FROZEN encoder (every frame embedded once, "
+        "so a step costs a fraction of `lewm train`'s), optionally with another history or "
+        "predictor size; writes a new checkpoint with the same encoder."
+    )
+    p.set_defaults(func=cmd_train_predictor)
+    p.add_argument("run", type=agent_path, help="checkpoint folder or zoo:NAME (its encoder)")
+    p.add_argument("--data", required=True, help="the dataset the world model was trained on")
+    p.add_argument("--out", required=True, help="a new checkpoint folder to write")
+    p.add_argument("--steps", type=int, default=None, help="optimiser steps (default 8000)")
+    p.add_argument("--batch-size", type=int, default=None, help="default 128")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 5e-4)")
+    p.add_argument("--seed", type=int, default=None)
+    for name in PREDICTOR_OPTION_FIELDS:
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            type=float if name == "pred_dropout" else int,
+            default=None,
+            help=f"the new predictor's {name} (default: the run's)",
+        )
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    p.add_argument("--device", default="auto")
+
+
+PREDICTOR_OPTION_FIELDS = (
+    "history",
+    "pred_depth",
+    "pred_heads",
+    "pred_head_dim",
+    "pred_mlp",
+    "pred_dropout",
+)
+"""`lewm train-predictor` options that change the new predictor's shape (refit_predictor.PREDICTOR_FIELDS)."""
+
+
+def cmd_train_predictor(args: argparse.Namespace) -> int:
+    """`lewm train-predictor RUN --data DATA --out OUT`: a new predictor on RUN's encoder."""
+    from pathlib import Path
+
+    from ..agent import WorldModelAgent
+    from ..checkpoint import CONFIG_FILE
+    from ..refit_predictor import PredictorRefitConfig, refit_predictor
+
+    if (Path(args.out) / CONFIG_FILE).exists():
+        raise SystemExit(
+            f"{args.out} already holds a checkpoint: pass a new folder to --out "
+            "(nothing is overwritten)"
+        )
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed}
+    model = {f: getattr(args, f) for f in PREDICTOR_OPTION_FIELDS if getattr(args, f) is not None}
+    cfg = PredictorRefitConfig(**{k: v for k, v in given.items() if v is not None}, model=model)
+    agent = WorldModelAgent.load(args.run, device=args.device)
+    new, report = refit_predictor(agent, args.data, cfg)
+    folder = new.save(args.out)
+    held = report["heldout_rollout_error"] or {}
+    line = f"saved {folder} ({report['seconds']:.0f} s, history {report['history']}; "
+    line += f"loss {report['first_loss']:.4f} -> {report['final_loss']:.4f})"
+    if "refit" in held:
+        fmt = ", ".join
+        line += (
+            f"; held-out rollout error per planned block: {args.run}'s predictor "
+            f"[{fmt(f'{e:.1f}' for e in held['source'])}], new "
+            f"[{fmt(f'{e:.1f}' for e in held['refit'])}]"
+        )
+    print(line)
+    print(
+        "its policy / cost heads (if RUN had any) are not copied: retrain them with "
+        f"`lewm train-policy {args.out} --data DATA` / `lewm train-cost {args.out} --data DATA`"
+    )
+    return 0
+
+
 def info_options(p: argparse.ArgumentParser) -> None:
     p.description = "Parameter counts by part of a preset or a checkpoint."
     p.set_defaults(func=cmd_info)
@@ -404,6 +481,10 @@ COMMANDS = {
     "train-cost": (
         "train the learned planning cost of an existing checkpoint (frozen world model)",
         train_cost_options,
+    ),
+    "train-predictor": (
+        "train a fresh predictor on an existing checkpoint's frozen encoder (cached embeddings)",
+        train_predictor_options,
     ),
     "info": ("parameter counts by part of a preset or checkpoint", info_options),
 }

@@ -172,17 +172,21 @@ class WindowSampler:
         """Windows at given indices: pixels uint8 ``(B, F, H, W, 3)``, actions float32 ``(B, F, fs*A)``."""
         ep = np.asarray(episode, dtype=np.int64)
         t = np.asarray(start, dtype=np.int64)
-        b = ep.shape[0]
-        fs = self.frameskip
         rel = t[:, None] + self._k[None, :]  # (B, F) frame index within the episode
         if self._frame_off is not None:
             pixels = self.dataset.frames[self._frame_off[ep][:, None] + rel]  # (B, F, H, W, 3)
         else:
             eps = self.dataset.episodes
             pixels = np.stack([eps[e].pixels[rel[i]] for i, e in enumerate(ep)])  # (B, F, H, W, 3)
-        steps = rel[:, :, None] + np.arange(fs)[None, None, :]  # (B, F, fs)
+        return pixels, self.gather_actions(ep, t)
+
+    def gather_actions(self, episode: np.ndarray, start: np.ndarray) -> np.ndarray:
+        """The windows' action blocks alone, float32 ``(B, F, fs*A)`` (no pixels read)."""
+        ep = np.asarray(episode, dtype=np.int64)
+        rel = np.asarray(start, dtype=np.int64)[:, None] + self._k[None, :]  # (B, F)
+        steps = rel[:, :, None] + np.arange(self.frameskip)[None, None, :]  # (B, F, fs)
         actions = self._actions[self._act_off[ep][:, None, None] + steps]  # (B, F, fs, A)
-        return pixels, actions.reshape(b, self.num_frames, -1).astype(np.float32, copy=False)
+        return actions.reshape(len(ep), self.num_frames, -1).astype(np.float32, copy=False)
 
     def gather_states(self, episode: np.ndarray, start: np.ndarray) -> np.ndarray:
         """States of the window frames, float32 ``(B, F, S)`` (for probes and debugging)."""

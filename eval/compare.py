@@ -201,12 +201,21 @@ def protocol_episodes(
     Also returns the dataset's step counts (``data_env_steps`` recorded in all,
     ``train_env_steps`` in the training split), for the report.
     """
-    from lewm_agent.heldout import load_heldout
+    from lewm_agent.data.reader import episode_steps, load_dataset
+    from lewm_agent.heldout import heldout_files
 
     from .protocol import sample_episodes
 
-    dataset, train, heldout = load_heldout(data, holdout, require=True)
-    counts = {"data_env_steps": int(dataset.num_steps), "train_env_steps": int(train.num_steps)}
+    # Only the held-out files are read (a large dataset's frames would not fit in memory
+    # twice); the step counts come from the other files' headers.
+    files = heldout_files(data, holdout)
+    steps = episode_steps(data)
+    held_names = {f.name for f in files}
+    heldout = load_dataset(data, files=files)
+    counts = {
+        "data_env_steps": int(sum(steps.values())),
+        "train_env_steps": int(sum(t for name, t in steps.items() if name not in held_names)),
+    }
     return sample_episodes(heldout, n=n, seed=seed), counts
 
 

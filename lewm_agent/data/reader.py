@@ -182,13 +182,35 @@ def _ensure_open_file_limit(num_files: int) -> None:
         )
 
 
+def episode_steps(root: str | os.PathLike[str]) -> dict[str, int]:
+    """Env steps of every finished episode file of a dataset folder, by file name, in
+    file order, from the npy headers alone (no array is read)."""
+    out: dict[str, int] = {}
+    for path in _episode_files(Path(root)):
+        try:
+            out[path.name] = int(_npz_headers(path)["actions"][0][0])
+        except (*_READ_ERRORS, KeyError, IndexError) as e:
+            raise DatasetError(
+                f"episode file {path} is corrupt or inconsistent ({e}); delete it "
+                f"(`lewm data verify {root}` checks every file)"
+            ) from None
+    return out
+
+
 def load_dataset(
-    root: str | os.PathLike[str], *, skip_corrupt: bool = False, mmap: bool = False
+    root: str | os.PathLike[str],
+    *,
+    skip_corrupt: bool = False,
+    mmap: bool = False,
+    files: Sequence[str | os.PathLike[str]] | None = None,
 ) -> Dataset:
-    """Load every finished episode of a dataset folder.
+    """Load every finished episode of a dataset folder (or only `files` of it).
 
     Args:
         root: the folder holding ``meta.json`` and ``episodes/``.
+        files: load only these episode files of the folder (names or paths, e.g.
+            ``heldout.heldout_files(root)``), kept in the folder's order; one that the
+            folder does not hold raises DatasetError naming it.
         skip_corrupt: warn about and skip unreadable or inconsistent episode files
             (e.g. left by a disk-full error) instead of raising.
         mmap: memory-map the pixels instead of reading them into RAM (actions and
@@ -203,7 +225,16 @@ def load_dataset(
     """
     root = Path(root)
     meta = _read_meta(root)
-    files = _episode_files(root)
+    listed = _episode_files(root)
+    if files is not None:
+        wanted = {Path(f).name for f in files}
+        missing = sorted(wanted - {p.name for p in listed})
+        if missing:
+            raise DatasetError(
+                f"{root / EPISODES_DIR} holds no episode file {missing[:3]}"
+                + (f" (and {len(missing) - 3} more)" if len(missing) > 3 else "")
+            )
+        listed = [p for p in listed if p.name in wanted]
 
     def corrupt(path: Path, why: object) -> None:
         msg = (
@@ -216,7 +247,7 @@ def load_dataset(
 
     # Pass 1: headers only -> shapes, so all frames can go into one preallocated array.
     headers: list[tuple[Path, dict[str, tuple[tuple[int, ...], np.dtype, bool, int]], int]] = []
-    for path in files:
+    for path in listed:
         try:
             h = _npz_headers(path)
             t = _check_shapes(
@@ -293,7 +324,7 @@ def load_dataset(
         frame_offsets = offsets
 
     if not episodes:
-        skipped = f" ({len(files)} files skipped as corrupt, see the warnings)" if files else ""
+        skipped = f" ({len(listed)} files skipped as corrupt, see the warnings)" if listed else ""
         raise DatasetError(
             f"{root} has no readable episodes in {root / EPISODES_DIR}{skipped}; record some "
             f"first (`lewm data verify {root}` names what is wrong with each file)"

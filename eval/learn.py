@@ -112,6 +112,37 @@ def _num(text: str) -> float | None:
     return None if text in ("", None) else float(text)
 
 
+SB3_AGENTS: tuple[str, ...] = ("ppo", "sac", "ppo-pixels")
+"""The suite's reward-trained stable-baselines3 agents shown beside a learn curve."""
+
+
+def sb3_points(suite: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The suite's SB3 agents (a `lewm suite` JSON) as points at their training env steps.
+
+    They learn from the env's reward on the suite's own 50 protocol episodes, so they
+    are a reference, not the same evaluation as a learn curve."""
+    from lewm_agent.stats import wilson_interval
+
+    out = []
+    for name in SB3_AGENTS:
+        r = suite.get("results", {}).get(name)
+        if not r or not r.get("train_env_steps"):
+            continue
+        lo, hi = wilson_interval(r["successes"], r["episodes"])
+        out.append(
+            {
+                "label": f"{name.upper()} (reward, suite)",
+                "env_steps": int(r["train_env_steps"]),
+                "successes": int(r["successes"]),
+                "episodes": int(r["episodes"]),
+                "success_rate": r["successes"] / r["episodes"],
+                "ci95": [round(lo, 4), round(hi, 4)],
+                "source": suite.get("source", "lewm suite"),
+            }
+        )
+    return out
+
+
 def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Success vs env steps (the learn curve, with 95% Wilson bars, beside the reference
     points of `result["references"]`) and the map coverage per round (matplotlib Agg)."""
@@ -157,6 +188,19 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
         )
         if ref.get("coverage") is not None and cov is not None:
             cov.plot([ref["env_steps"]], [100 * ref["coverage"]], marker="s", linestyle="none")
+    for point in result.get("sb3", []):  # reward-trained references: open triangles
+        lo, hi = point["ci95"]
+        rate = point["success_rate"]
+        ax.errorbar(
+            [point["env_steps"]],
+            [100 * rate],
+            yerr=[[100 * (rate - lo)], [100 * (hi - rate)]],
+            marker="^",
+            markerfacecolor="none",
+            linestyle="none",
+            capsize=3,
+            label=point["label"],
+        )
     from matplotlib.ticker import FuncFormatter
 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:.0f}k"))
@@ -164,7 +208,7 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_xlabel("env steps")
     ax.set_ylabel("protocol success (%)")
     lows = [p["ci95"][0] for c in result["curves"].values() for p in c]
-    lows += [r["ci95"][0] for r in result.get("references", [])]
+    lows += [r["ci95"][0] for r in [*result.get("references", []), *result.get("sb3", [])]]
     # Zoom in when every interval is above 50%: the differences live near the top.
     ax.set_ylim(50 if lows and min(lows) >= 0.55 else -3, 102)
     ax.set_title(result.get("title", "success vs env steps"), fontsize=9)

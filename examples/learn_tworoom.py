@@ -99,7 +99,7 @@ def results(out: Path, extra: Path | None = None) -> None:
     import numpy as np
 
     from agents.learn import default_coverage
-    from eval.learn import EVAL_PLAN, learn_curve, plot_learn
+    from eval.learn import EVAL_PLAN, learn_curve, plot_learn, sb3_points
     from lewm_agent.data import load_dataset
     from lewm_agent.stats import wilson_interval
 
@@ -178,6 +178,7 @@ def results(out: Path, extra: Path | None = None) -> None:
         "settings": json.loads((out / "learn" / "learn.json").read_text()),
         "curves": curves,
         "references": refs,
+        "sb3": sb3_points(json.loads((RESULTS / "suite_tworoom.json").read_text())),
         "machine": os.environ.get(
             "LEARN_MACHINE",
             "Measured on 2 shared CPU cores, one torch thread per process, the parts run at once",

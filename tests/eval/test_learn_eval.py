@@ -47,3 +47,26 @@ def test_curve_and_plot_from_a_runs_log(tmp_path: Path) -> None:
     ref = {"label": "random data", "env_steps": 200, "success_rate": 0.0, "ci95": [0.0, 0.6]}
     png = plot_learn({"curves": {"learn": curve}, "references": [ref]}, tmp_path / "c.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sb3_points_come_from_a_suite_json_and_are_plotted(tmp_path) -> None:
+    from eval.learn import sb3_points
+
+    suite = {
+        "source": "lewm suite --envs tworoom",
+        "results": {
+            "ppo": {"successes": 41, "episodes": 50, "train_env_steps": 100352},
+            "sac": {"successes": 24, "episodes": 50, "train_env_steps": 10000},
+            "gcbc": {"successes": 49, "episodes": 50, "train_env_steps": 90000},
+            "random": {"successes": 8, "episodes": 50, "train_env_steps": 0},
+        },
+    }
+    points = sb3_points(suite)
+    assert [p["label"] for p in points] == ["PPO (reward, suite)", "SAC (reward, suite)"]
+    assert points[0]["env_steps"] == 100352 and points[0]["success_rate"] == 0.82
+    assert points[1]["ci95"][0] < 0.48 < points[1]["ci95"][1]
+    curve = [
+        {"env_steps": 5000, "success_rate": 0.5, "ci95": [0.4, 0.6], "coverage": None},
+    ]
+    png = plot_learn({"curves": {"learn": curve}, "sb3": points}, tmp_path / "s.png")
+    assert png.stat().st_size > 1000

@@ -172,6 +172,42 @@ def cost_screen_table(rows: list[dict[str, Any]]) -> str:
     return table(head, body)
 
 
+def loss_split_table(rows: list[dict[str, Any]]) -> str:
+    """One row per (model, plan cost): its sensitivity, then success with exact dynamics
+    (`lewm bench ceiling --agent`) and with the model's own predictor (`lewm eval`)."""
+
+    def sens(r: dict[str, Any], key: str) -> str:
+        return num((r.get("sensitivity") or {}).get(key), "{:.0f}")
+
+    def rate(r: dict[str, Any], which: str) -> str:
+        if f"{which}_successes" not in r:
+            return "-"
+        k, n = r[f"{which}_successes"], r[f"{which}_episodes"]
+        return (
+            success({"successes": k, "episodes": n})
+            + f" ({interval({'successes': k, 'episodes': n})})"
+        )
+
+    body = [
+        [
+            r["model"],
+            r["cost"],
+            sens(r, "pusher_per_100px"),
+            sens(r, "block_per_100px"),
+            sens(r, "angle_per_rad"),
+            num(r.get("spearman_true"), "{:.2f}"),
+            num(r.get("spearman_predicted"), "{:.2f}"),
+            rate(r, "exact"),
+            rate(r, "learned"),
+        ]
+        for r in rows
+    ]
+    head = ["model", "cost", "per 100 px pusher", "per 100 px block", "per radian"]
+    head += ["rank corr. (true)", "rank corr. (predicted)"]
+    head += ["exact dynamics (30 ep.)", "learned model (50 ep.)"]
+    return table(head, body)
+
+
 def cost_candidates_table(rows: list[dict[str, Any]]) -> str:
     """A trained agent's protocol rows, one per planner and plan cost."""
     body = [

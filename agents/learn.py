@@ -17,7 +17,11 @@ frames, keeps the least-visited ones by k-nearest-neighbour distance in latent s
 (`lewm_agent.explore`) as goal images, and alternates segments of cheap batched CEM
 toward such a goal (with Gaussian action noise) and segments of random actions
 (Go-Explore's go-then-explore). The env's own goal (`obs["goal"]`) is never used, so
-any env with pixels (a lewm env, or a foreign one through `PixelGoal`) works.
+any env with pixels (a lewm env, or a foreign one through `PixelGoal`) works. With
+`ExploreConfig.goal_space="slow"` the least-visited frames are found, and planned
+toward, in the embedding's slowest linear features (refitted each round): on Push-T
+the full embedding's novelty is mostly a new pusher position, the slow features'
+a new pose of the block.
 
 Resume: calling `learn` again with the same `out` and settings continues after the
 last finished round; an unfinished round's episodes, checkpoint and log row are
@@ -49,7 +53,7 @@ from lewm_agent.agent import WorldModelAgent
 from lewm_agent.atomic import atomic_write_json, atomic_write_text
 from lewm_agent.config import get_preset, replace
 from lewm_agent.data import Dataset, Episode, load_dataset, read_meta
-from lewm_agent.explore import frontier_indices, knn_novelty
+from lewm_agent.explore import ProjectedDistance, frontier_indices, knn_novelty, slow_features
 from lewm_agent.heads import embed_frames, split_frames
 from lewm_agent.train import train
 from lewm_agent.validation import ConfigError
@@ -65,6 +69,8 @@ __all__ = [
 
 EXPLORATIONS: tuple[str, ...] = ("frontier", "random")
 """`exploration` values: planning toward frontier goals, or random actions throughout."""
+GOAL_SPACES: tuple[str, ...] = ("latent", "slow")
+"""`ExploreConfig.goal_space` values."""
 
 CONFIG_FILE = "learn.json"
 STATE_FILE = "learn_state.json"
@@ -115,8 +121,20 @@ class ExploreConfig:
     """CEM iterations of the exploring planner."""
     elites: int = 4
     """CEM elites of the exploring planner."""
+    goal_space: str = "latent"
+    """Where goals are chosen and planned toward: "latent" (the whole embedding) or
+    "slow" (its `slow_features` slowest linear features, refitted each round on
+    consecutive recorded frames: the pose of what the agent moves only by contact)."""
+    slow_features: int = 4
+    """Features kept by goal_space "slow"."""
 
     def __post_init__(self) -> None:
+        if self.goal_space not in GOAL_SPACES:
+            raise ConfigError(
+                f"ExploreConfig.goal_space must be one of {GOAL_SPACES}, got {self.goal_space!r}"
+            )
+        if int(self.slow_features) < 1:
+            raise ConfigError(f"ExploreConfig.slow_features must be >= 1, got {self.slow_features}")
         for name in ("go_steps", "pool", "samples", "iterations", "elites", "knn"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"ExploreConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -490,8 +508,11 @@ class _Loop:
             if self.agent is None or cfg["exploration"] == "random":
                 actor, policy = _RandomActor(cfg["seed"] * 1000 + r), "random"
             else:
-                goal_frames = self._frontier_goals(r)
-                actor, policy = _FrontierActor(self.agent, goal_frames, self.run_.explore, cfg["seed"], r), "frontier"  # fmt: skip
+                goal_frames, goal_cost = self._frontier_goals(r)
+                actor = _FrontierActor(
+                    self.agent, goal_frames, self.run_.explore, cfg["seed"], r, goal_cost
+                )
+                policy = "frontier"
             steps, episodes = _act(self.run_, folder, quota, actor, cfg["seed"] + 7919 * r, bar)
             self._add_data(folder)
         act_s = time.perf_counter() - t0
@@ -595,18 +616,36 @@ class _Loop:
         )
 
     @torch.inference_mode()
-    def _frontier_goals(self, r: int) -> np.ndarray:
-        """Goal images for round `r`: the least-visited of a sample of recorded frames."""
+    def _frontier_goals(self, r: int) -> tuple[np.ndarray, ProjectedDistance | None]:
+        """Goal images for round `r`, the least-visited of a sample of recorded frames,
+        and the planning cost toward them (None: the agent's own latent cost)."""
         assert self.agent is not None and self.data is not None and self.data.frames is not None
         ex = self.run_.explore
         rng = np.random.default_rng([self.cfg["seed"], r, 1])
         frames = self.data.frames
-        pick = np.sort(rng.choice(len(frames), size=min(ex.pool, len(frames)), replace=False))
-        z = embed_frames(self.agent.model, frames[pick], self.agent.device)  # (P, D)
-        novelty = knn_novelty(z, ex.knn)  # (P,)
+        device = self.agent.device
+        cost = None
+        if ex.goal_space == "slow":
+            # Candidates need a successor in their episode: the fit sees each one-step change.
+            with_next = np.concatenate(
+                [
+                    np.arange(o, o + len(e))
+                    for o, e in zip(self.data.frame_offsets, self.data, strict=True)
+                ]
+            )  # (M,) frame indices that are not an episode's last
+            pick = np.sort(rng.choice(with_next, size=min(ex.pool, len(with_next)), replace=False))
+            z = embed_frames(self.agent.model, frames[pick], device)  # (P, D)
+            z_next = embed_frames(self.agent.model, frames[pick + 1], device)  # (P, D)
+            projection = slow_features(z, z_next, ex.slow_features)  # (D, k)
+            cost = ProjectedDistance(projection).to(device)
+            novelty = knn_novelty(z @ projection, ex.knn)  # (P,) in the slow features
+        else:
+            pick = np.sort(rng.choice(len(frames), size=min(ex.pool, len(frames)), replace=False))
+            z = embed_frames(self.agent.model, frames[pick], device)  # (P, D)
+            novelty = knn_novelty(z, ex.knn)  # (P,)
         n_goals = max(1, int(round(ex.frontier_fraction * len(pick))))
         chosen = frontier_indices(novelty, n_goals, ex.frontier_fraction, rng)
-        return frames[pick[np.unique(chosen)]]  # (G, H, W, 3) recorded frames
+        return frames[pick[np.unique(chosen)]], cost  # (G, H, W, 3) recorded frames
 
 
 def _fmt(v: float | None) -> str:
@@ -669,7 +708,13 @@ class _FrontierActor(_Actor):
     image (with action noise) or of random actions; batched planning over the copies."""
 
     def __init__(
-        self, agent: WorldModelAgent, goals: np.ndarray, ex: ExploreConfig, seed: int, r: int
+        self,
+        agent: WorldModelAgent,
+        goals: np.ndarray,
+        ex: ExploreConfig,
+        seed: int,
+        r: int,
+        goal_cost: ProjectedDistance | None = None,
     ) -> None:
         self.ex = ex
         self.goals = goals  # (G, H, W, 3)
@@ -683,11 +728,16 @@ class _FrontierActor(_Actor):
             receding_horizon=agent.plan_config.horizon,
             warm_start=False,
             seed=seed + r,
+            cost="latent" if goal_cost is None else "learned",
         )
         self.agent = WorldModelAgent(
             agent.model, agent.normalizer, agent.action_low, agent.action_high, plan,
             device=agent.device,
         )  # fmt: skip
+        if goal_cost is not None:
+            # The controller's "learned" cost calls `cost_head.distance(z, goal)`, which
+            # the projected distance provides: plan toward the goal's slow features.
+            self.agent.controller.cost_head = goal_cost
         self.left: dict[int, int] = {}  # env copy -> steps left in its segment
         self.goal: dict[int, int | None] = {}  # env copy -> goal index (None: random segment)
         self.fresh: dict[int, bool] = {}  # env copy -> its plan memory must be cleared

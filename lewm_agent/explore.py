@@ -6,6 +6,14 @@ its neighbours lies where the data is thin). Goals are drawn from the highest-sc
 share of that sample, so the planner is sent toward the edges of what it has seen.
 Only recorded frames are candidates: the env's own goals are never needed.
 
+Goals may be chosen, and planned toward, in the embedding's slowest linear features
+instead of the whole embedding (`slow_features`, linear slow-feature analysis). Where
+the agent moves one thing directly every step and everything else only by contact
+(Push-T's pusher and block), the full embedding's nearest neighbours and distances are
+dominated by what the agent moves anyway; the slow features are what changes least
+from one step to the next, so a novel slow-feature value is a novel pose of the
+things the agent must push.
+
 `agents.learn` uses it between rounds; this module sees only arrays.
 """
 
@@ -59,3 +67,50 @@ def frontier_indices(
     top = max(1, int(round(fraction * scores.size)))
     best = np.argsort(-scores, kind="stable")[:top]  # (top,) most novel first
     return best[rng.integers(0, top, size=n)]
+
+
+def slow_features(z: Tensor, z_next: Tensor, k: int, rel_eps: float = 1e-6) -> Tensor:
+    """Linear slow-feature analysis: a (D, k) projection whose features change least per step.
+
+    The features f = z @ W have unit variance (up to the mean) over the frames `z`,
+    are uncorrelated, and are sorted by the variance of their one-step change
+    f(z_next) - f(z), smallest first.
+
+    Args:
+        z: (N, D) embeddings of frames that each have a successor, N >= 2.
+        z_next: (N, D) embeddings of those successors (the same episode, one step on).
+        k: features kept (clipped to the rank of z's covariance).
+        rel_eps: directions of z with variance below rel_eps x the largest are dropped
+            (they cannot be whitened).
+    Returns:
+        (D, k) float32 projection W.
+    """
+    if z.ndim != 2 or z.shape != z_next.shape or z.shape[0] < 2:
+        raise ValueError(
+            "slow_features needs (N >= 2, D) embeddings and successors of the same shape, "
+            f"got {tuple(z.shape)} and {tuple(z_next.shape)}"
+        )
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    x = z.double() - z.double().mean(dim=0)  # (N, D)
+    evals, evecs = torch.linalg.eigh(x.T @ x / (x.shape[0] - 1))  # (D,), (D, D) ascending
+    keep = evals > rel_eps * evals.max().clamp_min(1e-30)
+    whiten = evecs[:, keep] / evals[keep].sqrt()  # (D, R): whitened features have unit variance
+    dz = (z_next.double() - z.double()) @ whiten  # (N, R) one-step changes, whitened
+    _, slow = torch.linalg.eigh(dz.T @ dz / dz.shape[0])  # (R, R), slowest change first
+    return (whiten @ slow[:, : min(k, slow.shape[1])]).float()  # (D, k)
+
+
+class ProjectedDistance(torch.nn.Module):
+    """Squared distance after a fixed linear projection: a planning cost over chosen features.
+
+    Duck-types the learned cost head's `distance(z, goal)` so a planner's `Controller`
+    can plan toward a goal's slow features (`plan_cost` with cost "learned")."""
+
+    def __init__(self, projection: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("projection", projection.float())  # (D, k)
+
+    def distance(self, z: Tensor, goal: Tensor) -> Tensor:
+        """z (N, D), goal (N, D) -> (N,) squared distance of their projections."""
+        return ((z.float() - goal.float()) @ self.projection).square().sum(dim=-1)  # (N,)

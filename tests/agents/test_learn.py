@@ -148,6 +148,38 @@ def test_frontier_goals_are_the_agents_own_recorded_frames(tmp_path: Path) -> No
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_slow_goal_space_plans_toward_recorded_frames_in_the_slow_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lewm_agent.explore import ProjectedDistance
+
+    calls = []
+    distance = ProjectedDistance.distance
+    monkeypatch.setattr(
+        ProjectedDistance,
+        "distance",
+        lambda self, z, g: calls.append(len(z)) or distance(self, z, g),
+    )
+    out = tmp_path / "run"
+    seen: dict[int, np.ndarray | None] = {}
+    explore = ExploreConfig(pool=128, go_steps=10, random_steps=5, goal_space="slow")
+    _learn(
+        out,
+        4 * EPISODE,
+        explore=explore,
+        callback=lambda info: seen.update({info["round"]: info["goal_frames"]}),
+    )
+    recorded = load_dataset(out / "data/round-000")
+    frames = {f.tobytes() for e in recorded for f in e.pixels}
+    assert seen[1] is not None and all(g.tobytes() in frames for g in seen[1])
+    rows = read_log(out)
+    assert [r["policy"] for r in rows] == ["random", "frontier"]
+    assert int(rows[1]["round_env_steps"]) == 2 * EPISODE
+    assert calls  # the exploring planner scored its plans with the slow-feature distance
+    assert json.loads((out / CONFIG_FILE).read_text())["explore"]["goal_space"] == "slow"
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_eval_fn_fills_the_success_column(tmp_path: Path) -> None:
     out = tmp_path / "run"
     calls: list[WorldModelAgent] = []
@@ -213,6 +245,10 @@ def test_bad_explore_settings_name_the_field() -> None:
         ExploreConfig(frontier_fraction=0.0)
     with pytest.raises(ConfigError, match="elites"):
         ExploreConfig(samples=4, elites=8)
+    with pytest.raises(ConfigError, match="goal_space"):
+        ExploreConfig(goal_space="pixels")
+    with pytest.raises(ConfigError, match="slow_features"):
+        ExploreConfig(slow_features=0)
 
 
 def test_coverage_counts_grid_cells() -> None:

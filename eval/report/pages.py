@@ -306,14 +306,14 @@ def pusht_page(res: Results) -> str:
             GENERATED,
             "",
             "Push-T is not solved on a CPU: the target is 80%, the paper's LeWM reaches 96% "
-            "at 224 px; the best model here reaches 40%. The search is not the limit (MPPI "
-            "over exact dynamics with a block-pose cost solves 30/30). The cost is one limit: "
-            "the latent distance of the best encoder (SIGReg 0.5) solves 77% over exact "
-            "dynamics, that of SIGReg 0.2 50%, because the embedding weighs the pusher's "
-            "position, which success ignores, and barely sees the block's angle. The model's "
-            "prediction is the other, and the larger: with their own predictors the same "
-            "costs reach 40% at best. Every trained model below plays the same 50 protocol "
-            "episodes of their data, seed 42.",
+            "at 224 px; the best model here reaches 50% (MPPI 600 x 10). The search is not "
+            "the limit (MPPI over exact dynamics with a block-pose cost solves 30/30). The "
+            "cost is one limit: the latent distance of the best encoder (SIGReg 0.5) solves "
+            "77% over exact dynamics, that of SIGReg 0.2 50%, because the embedding weighs "
+            "the pusher's position, which success ignores, and barely sees the block's angle. "
+            "The model's prediction is the other, and the larger: with their own predictors "
+            "the same costs reach 26-50%. Every trained model below plays the same 50 "
+            "protocol episodes of their data, seed 42.",
             "",
             "## The planning ceiling: exact dynamics, chosen cost",
             "",

@@ -212,7 +212,7 @@ def plot_learn(result: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     # Zoom in when every interval is above 50%: the differences live near the top.
     ax.set_ylim(50 if lows and min(lows) >= 0.55 else -3, 102)
     ax.set_title(result.get("title", "success vs env steps"), fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     if cov is not None:
         cov.set_xlabel("env steps")
         cov.set_ylabel("map cells visited (%)")

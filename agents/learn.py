@@ -155,8 +155,10 @@ def learn(
     Args:
         env: an env id (`lewm/TwoRoom-v0`, `module:id`), an `envs.build.EnvBuild` or
             its dict; `n_envs` copies are made with the preset's image size.
-        total_timesteps: env steps to act in all (the last round finishes its episodes,
-            so the count may end a little above).
+        total_timesteps: env steps to act in all. Rounds record whole episodes only, so
+            they end a little below their share; once what is left of the budget cannot
+            hold one episode (the env's time limit) no further round starts, since a
+            round spends a whole training pass and evaluation however few its steps.
         out: the run folder (created; an existing run with the same settings resumes).
         steps_per_round: env steps acted per round (split over the `n_envs` copies).
         train_steps_per_round: optimiser steps per round (default: the preset's).
@@ -196,6 +198,8 @@ class _Run:
     config: dict[str, Any]
     explore: ExploreConfig
     coverage: Coverage | None
+    episode_steps: int
+    """The env's time limit: the most env steps one recorded episode takes."""
 
     @property
     def preset(self) -> str:
@@ -252,6 +256,7 @@ def _settle(
     probe = _make_env(build, image_size)
     try:
         _check_pixels(probe, build.id, image_size)
+        episode_steps = _episode_steps(probe)
     finally:
         probe.close()
     data_path = None
@@ -301,7 +306,7 @@ def _settle(
                     f"{root} holds a learn run with other settings ({'; '.join(diffs)}); "
                     "pass the same settings to continue it, or choose a new --out folder"
                 )
-    return _Run(root, total, build, image_size, config, explore, cov)
+    return _Run(root, total, build, image_size, config, explore, cov, episode_steps)
 
 
 def _make_env(build: Any, image_size: int) -> gym.Env:
@@ -324,6 +329,12 @@ def _make_env(build: Any, image_size: int) -> gym.Env:
         # Only finished episodes are recorded: an env without a time limit gets one.
         env = gym.wrappers.TimeLimit(env, _DEFAULT_EPISODE_STEPS)
     return env
+
+
+def _episode_steps(env: gym.Env) -> int:
+    """The time limit of a `_make_env` copy (the most steps one episode takes)."""
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    return int(limit or _DEFAULT_EPISODE_STEPS)
 
 
 def _check_pixels(env: gym.Env, env_id: str, image_size: int) -> None:
@@ -428,6 +439,13 @@ class _Loop:
         )
         try:
             while int(state["env_steps"]) < total:
+                left = total - int(state["env_steps"])
+                if done > 0 and left < self.run_.episode_steps:
+                    tqdm.write(
+                        f"learn: {left} env steps of the budget left, fewer than one "
+                        f"episode ({self.run_.episode_steps} steps): no further round"
+                    )
+                    break
                 state, stop = self._round(done, state, bar)
                 done += 1
                 if stop:
@@ -615,8 +633,7 @@ def _act(
     # A copy starts an episode only while the steps taken plus those the running
     # episodes may still take leave room for a whole one (the time limit), so a round
     # ends near its quota without cutting episodes (only finished ones are recorded).
-    limit = envs[0].spec.max_episode_steps if envs[0].spec else None
-    length = int(limit or _DEFAULT_EPISODE_STEPS)
+    length = run.episode_steps
     in_episode = np.zeros(n, np.int64)  # (n,) steps of each copy's running episode
     taken = episodes = 0
     live: list[int] = []

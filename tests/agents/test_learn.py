@@ -88,6 +88,20 @@ def test_two_rounds_record_train_log_and_checkpoint(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_a_remainder_shorter_than_an_episode_starts_no_round(tmp_path: Path) -> None:
+    """Half an episode of budget left after two rounds: no third round (it would train
+    and evaluate for one episode); a budget grown by a whole episode gets its round."""
+    out = tmp_path / "run"
+    _learn(out, 4 * EPISODE + EPISODE // 2, exploration="random")
+    rows = read_log(out)
+    assert [int(r["env_steps"]) for r in rows] == [2 * EPISODE, 4 * EPISODE]
+    assert not (out / "data/round-002").exists()
+    _learn(out, 5 * EPISODE, exploration="random")
+    rows = read_log(out)
+    assert [int(r["env_steps"]) for r in rows] == [2 * EPISODE, 4 * EPISODE, 5 * EPISODE]
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_round_two_continues_from_round_one_weights(tmp_path: Path) -> None:
     """Continued training starts from the last round's weights: after a few small
     steps the model is much closer to them than a fresh model is."""

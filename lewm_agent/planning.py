@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from .config import PlanConfig
+from .validation import FIELD_CHOICES
 
 CostFn = Callable[[Tensor], Tensor]
 """Maps candidate plans (B*S, H, A) to costs (B*S,), problem-major order."""
@@ -217,7 +218,7 @@ class MPPI(Planner):
         return mean, var.sqrt().clamp(cfg.min_std, cfg.max_std)
 
 
-PLANNER_NAMES: tuple[str, ...] = ("cem", "mppi", "cem-prior", "mppi-prior", "policy")
+PLANNER_NAMES: tuple[str, ...] = FIELD_CHOICES["PlanConfig"]["planner"]
 """Valid `PlanConfig.planner` values."""
 
 

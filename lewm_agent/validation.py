@@ -103,7 +103,10 @@ FIELD_RANGES: dict[str, dict[str, tuple[float, float]]] = {
 }
 FIELD_CHOICES: dict[str, dict[str, tuple[str, ...]]] = {
     "ModelConfig": {"encoder": ("vit", "cnn"), "pixel_norm": ("symmetric", "imagenet")},
-    "PlanConfig": {"cost": ("latent", "learned", "latent+learned")},
+    "PlanConfig": {
+        "planner": ("cem", "mppi", "cem-prior", "mppi-prior", "policy"),
+        "cost": ("latent", "learned", "latent+learned"),
+    },
 }
 
 

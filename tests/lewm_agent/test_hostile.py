@@ -233,6 +233,8 @@ BAD_CONFIGS = [
     ("config.json", _set("model.pred_dropout", float("nan")), "pred_dropout"),
     ("config.json", _set("plan.samples", 10**9), "samples"),
     ("config.json", _set("plan.init_std", -1), "init_std"),
+    ("config.json", _set("plan.planner", ""), "planner"),  # found by the fuzz test below
+    ("config.json", _set("plan.cost", "pixels"), "cost"),
     ("config.json", _set("train.lr", float("nan")), "lr"),
     ("config.json", _set("env.action_low", [float("nan"), float("nan")]), "NaN"),
     ("config.json", _set("env.action_high", [1.0]), "high has 1 entries"),

@@ -618,6 +618,10 @@ def learn_page(res: Results) -> str:
             for label, curve in other["curves"].items()
             for p in curve
         ]
+        rows += [  # models trained once on another data source, scored on the same pairs
+            [ref["label"], "-", f"{ref['env_steps']:,}", "-", success(ref), interval(ref), "-"]
+            for ref in other.get("references", [])
+        ]
         head = ["run", "round", "env steps", "acting", "success", "95% CI", "train loss"]
         out += [table(head, rows), ""]
         if other.get("plot"):

@@ -125,3 +125,17 @@ def test_lewm_report_rewrites_only_what_its_json_changed(copy, capsys) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "suite.md" in out and (results / "suite.md").read_text() != before
+
+
+def test_a_learn_reference_is_a_row_of_its_env_table(copy) -> None:
+    """Another env's learn comparison lists its trained-once references below its rounds."""
+    results, readme = copy
+
+    def fewer(data: dict) -> None:
+        ref = data["other_envs"][-1]["references"][0]
+        ref["successes"], ref["success_rate"] = 3, 3 / ref["episodes"]
+
+    _edit(results / "learn.json", fewer)
+    page = render_pages(results, readme)[results / "learn.md"]
+    label = json.loads((results / "learn.json").read_text())["other_envs"][-1]["references"][0]
+    assert f"| {label['label']} | - | {label['env_steps']:,} | - | 6% (3/50) |" in page

@@ -156,8 +156,9 @@ def learn(
         env: an env id (`lewm/TwoRoom-v0`, `module:id`), an `envs.build.EnvBuild` or
             its dict; `n_envs` copies are made with the preset's image size.
         total_timesteps: env steps to act in all. Rounds record whole episodes only, so
-            they end a little below their share; once what is left of the budget cannot
-            hold one episode (the env's time limit) no further round starts, since a
+            each ends a little below its share; the round that leaves less than half a
+            round's steps acts all that is left (`_round_quota`), and once what is left
+            cannot hold one episode (the env's time limit) no further round starts: a
             round spends a whole training pass and evaluation however few its steps.
         out: the run folder (created; an existing run with the same settings resumes).
         steps_per_round: env steps acted per round (split over the `n_envs` copies).
@@ -331,6 +332,15 @@ def _make_env(build: Any, image_size: int) -> gym.Env:
     return env
 
 
+def _round_quota(left: int, steps_per_round: int) -> int:
+    """Env steps the next round may act, with `left` of the budget still to act.
+
+    Rounds fall short of their share by up to one episode (only whole episodes are
+    recorded), so a fixed share would leave a few hundred steps for a round of their
+    own; a remainder under half a round is acted by the round before it instead."""
+    return left if left < steps_per_round * 3 // 2 else min(steps_per_round, left)
+
+
 def _episode_steps(env: gym.Env) -> int:
     """The time limit of a `_make_env` copy (the most steps one episode takes)."""
     limit = env.spec.max_episode_steps if env.spec is not None else None
@@ -464,7 +474,9 @@ class _Loop:
         if r == 0 and cfg["data"] is not None:
             policy, steps, episodes = "data", 0, 0
         else:
-            quota = min(cfg["steps_per_round"], self.run_.total_timesteps - int(state["env_steps"]))
+            quota = _round_quota(
+                self.run_.total_timesteps - int(state["env_steps"]), cfg["steps_per_round"]
+            )
             actor: Actor
             if self.agent is None or cfg["exploration"] == "random":
                 actor, policy = RandomActor(cfg["seed"] * 1000 + r), "random"
@@ -640,9 +652,10 @@ def _act(
     obs: dict[int, Any] = {}
 
     def may_start(others: list[int]) -> bool:
-        """Whether a copy may start an episode while `others` run theirs."""
+        """Whether a copy may start an episode while `others` run theirs: when a whole
+        episode fits, or (a quota under one episode) as the round's first."""
         reserved = taken + sum(max(length - int(in_episode[k]), 0) for k in others)
-        return reserved < quota and (reserved + length <= quota or not others)
+        return reserved + length <= quota or (reserved == 0 and quota > 0)
 
     try:
         for i in range(n):

@@ -102,6 +102,16 @@ def test_a_remainder_shorter_than_an_episode_starts_no_round(tmp_path: Path) -> 
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_the_last_round_acts_the_shortfall_of_the_rounds_before(tmp_path: Path) -> None:
+    """250-step shares hold 2 whole 100-step episodes (200 steps); after two rounds
+    350 steps are left, under one and a half shares: the third round acts them all
+    (3 episodes) instead of leaving 150 steps for a fourth."""
+    out = tmp_path / "run"
+    _learn(out, 750, steps_per_round=250, exploration="random")
+    assert [int(r["env_steps"]) for r in read_log(out)] == [200, 400, 700]
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_round_two_continues_from_round_one_weights(tmp_path: Path) -> None:
     """Continued training starts from the last round's weights: after a few small
     steps the model is much closer to them than a fresh model is."""

@@ -105,23 +105,23 @@ def frontier_goals(
         raise ValueError("frontier goals need a dataset with its frames in memory")
     rng = np.random.default_rng([seed, r, 1])
     frames = data.frames
-    device = agent.device
-    cost = None
-    if ex.goal_space == "slow":
+    slow = ex.goal_space == "slow"
+    if slow:
         # Candidates need a successor in their episode: the fit sees each one-step change.
-        with_next = np.concatenate(
+        candidates = np.concatenate(
             [np.arange(o, o + len(e)) for o, e in zip(data.frame_offsets, data, strict=True)]
         )  # (M,) frame indices that are not an episode's last
-        pick = np.sort(rng.choice(with_next, size=min(ex.pool, len(with_next)), replace=False))
-        z = embed_frames(agent.model, frames[pick], device)  # (P, D)
-        z_next = embed_frames(agent.model, frames[pick + 1], device)  # (P, D)
-        projection = slow_features(z, z_next, ex.slow_features)  # (D, k)
-        cost = ProjectedDistance(projection).to(device)
-        novelty = knn_novelty(z @ projection, ex.knn)  # (P,) in the slow features
     else:
-        pick = np.sort(rng.choice(len(frames), size=min(ex.pool, len(frames)), replace=False))
-        z = embed_frames(agent.model, frames[pick], device)  # (P, D)
-        novelty = knn_novelty(z, ex.knn)  # (P,)
+        candidates = np.arange(len(frames))  # (M,)
+    pick = np.sort(rng.choice(candidates, size=min(ex.pool, len(candidates)), replace=False))
+    z = embed_frames(agent.model, frames[pick], agent.device)  # (P, D)
+    cost = None
+    if slow:
+        z_next = embed_frames(agent.model, frames[pick + 1], agent.device)  # (P, D)
+        projection = slow_features(z, z_next, ex.slow_features)  # (D, k)
+        cost = ProjectedDistance(projection).to(agent.device)
+        z = z @ projection  # (P, k): novelty in the slow features
+    novelty = knn_novelty(z, ex.knn)  # (P,)
     n_goals = max(1, int(round(ex.frontier_fraction * len(pick))))
     chosen = frontier_indices(novelty, n_goals, ex.frontier_fraction, rng)
     return frames[pick[np.unique(chosen)]], cost  # (G, H, W, 3) recorded frames

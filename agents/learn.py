@@ -338,7 +338,7 @@ def _round_quota(left: int, steps_per_round: int) -> int:
     Rounds fall short of their share by up to one episode (only whole episodes are
     recorded), so a fixed share would leave a few hundred steps for a round of their
     own; a remainder under half a round is acted by the round before it instead."""
-    return left if left < steps_per_round * 3 // 2 else min(steps_per_round, left)
+    return left if left < steps_per_round * 3 // 2 else steps_per_round
 
 
 def _episode_steps(env: gym.Env) -> int:
